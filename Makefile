@@ -1,0 +1,31 @@
+# Two commands set up everything on a fresh machine: `make demo` and `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+
+.PHONY: demo test install clean-build
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch/torchvision first (local CPU-capable wheels), then the project and its pins.
+# facenet-pytorch pins an old torch, so it goes in with --no-deps (its MTCNN weights ship inside).
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install --no-deps facenet-pytorch==2.6.0
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/facewear demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+clean-build:
+	rm -rf build

@@ -1,0 +1,75 @@
+"""The one home of every constant shared across facewear.
+
+Class names and ids, source-label maps, colours, default paths and the
+environment variables that override them. Nothing else in the project
+spells a class name or a default path.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# --- classes ---------------------------------------------------------------
+CLASS_NAMES: tuple[str, ...] = ("face", "mask", "sunglasses", "mask_sunglasses")
+CLASS_IDS: dict[str, int] = {n: i for i, n in enumerate(CLASS_NAMES)}
+FACE, MASK, SUNGLASSES, MASK_SUNGLASSES = range(4)
+
+#: Labels used by the public sets, mapped onto our four classes.
+SOURCE_CLASS_MAP: dict[str, str] = {
+    "without_mask": "face",
+    "with_mask": "mask",
+    "mask_weared_incorrect": "mask",
+    "with_incorrect_mask": "mask",
+    # our own names map to themselves so converted data round-trips
+    **{n: n for n in CLASS_NAMES},
+}
+
+#: BGR colours for drawing, one per class.
+CLASS_COLORS_BGR: dict[int, tuple[int, int, int]] = {
+    FACE: (60, 180, 75),
+    MASK: (230, 130, 0),
+    SUNGLASSES: (0, 140, 255),
+    MASK_SUNGLASSES: (200, 40, 200),
+}
+
+# --- images ----------------------------------------------------------------
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+MIN_BOX_SIDE: float = 1.0  # boxes thinner than this (pixels) are degenerate
+
+# --- paths -----------------------------------------------------------------
+REPO_ROOT: Path = Path(__file__).resolve().parent.parent
+DATASETS_DIR: Path = REPO_ROOT / "datasets"
+WEIGHTS_DIR: Path = REPO_ROOT / "weights"
+BUILD_DIR_ENV = "FACEWEAR_BUILD"  # where built datasets go (git-ignored)
+DATA_ROOT_ENV = "FACEWEAR_DATA"  # the public raw data (../shared/data)
+SHARED_WEIGHTS_ENV = "FACEWEAR_SHARED_WEIGHTS"
+
+SEED: int = 0
+
+
+def default_build_dir() -> Path:
+    """Folder that receives built datasets (git-ignored ``build/`` by default)."""
+    return Path(os.environ.get(BUILD_DIR_ENV, REPO_ROOT / "build")).resolve()
+
+
+def default_data_root() -> Path | None:
+    """The raw public data: ``$FACEWEAR_DATA``, else ``../shared/data`` if it exists."""
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        return Path(env).resolve()
+    for cand in (REPO_ROOT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
+        if cand.is_dir():
+            return cand.resolve()
+    return None
+
+
+def default_shared_weights() -> Path | None:
+    """``$FACEWEAR_SHARED_WEIGHTS`` or ``../shared/weights`` when present."""
+    env = os.environ.get(SHARED_WEIGHTS_ENV)
+    if env:
+        return Path(env).resolve()
+    root = default_data_root()
+    if root is not None and (root.parent / "weights").is_dir():
+        return (root.parent / "weights").resolve()
+    return None

@@ -1,0 +1,1 @@
+"""Dataset tools: conversion, the four-class build, statistics and FiftyOne inspection."""

@@ -1,0 +1,24 @@
+"""``facewear data {convert,build,stats,inspect}``: each action is a module with ``add_args`` and ``run``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+ACTIONS = {
+    "convert": ("facewear.data.convert", "convert annotations between Pascal VOC, YOLO txt and COCO JSON"),
+    "build": ("facewear.data.build", "build the four-class dataset and the held-out spec from the raw public data"),
+    "stats": ("facewear.data.stats", "count boxes per class, split, source and real/synthetic into datasets/README.md"),
+    "inspect": ("facewear.data.inspect", "load a built dataset into FiftyOne and launch the App"),
+}
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, (mod, help_) in ACTIONS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        importlib.import_module(mod).add_args(sp)
+
+
+def run(action: str, **kwargs):
+    """Dispatch to ``facewear.data.<action>.run(**kwargs)``."""
+    return importlib.import_module(ACTIONS[action][0]).run(**kwargs)

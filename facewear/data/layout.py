@@ -1,0 +1,107 @@
+"""On-disk layout of a built dataset, and YAML dataset specs.
+
+A built dataset is an ultralytics-style folder::
+
+    <root>/images/<split>/<name>.jpg
+    <root>/labels/<split>/<name>.txt      YOLO txt, class ids = CLASS_NAMES order
+    <root>/coco/<split>.json              COCO detection JSON (file_name relative to images/<split>)
+    <root>/meta/<split>.jsonl             one JSON object per image: provenance (see ImageMeta)
+
+A spec (``datasets/*.yaml``) holds ``path`` (relative paths are relative to
+the YAML file itself), ``train``/``val``/``test`` (relative to ``path``) and
+``names``. :func:`load_spec` resolves ``path`` the way a user expects;
+ultralytics would resolve a relative ``path`` against its own datasets
+folder instead, so hand ultralytics the output of :func:`resolved_spec_file`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..constants import CLASS_NAMES
+from ..io import write_text
+
+
+@dataclass
+class ImageMeta:
+    """Provenance of one image of a built dataset (one line of ``meta/<split>.jsonl``)."""
+
+    file: str  # relative to <root>/images/<split>
+    split: str
+    source: str  # kaggle-facemask | ytf-landmarks | chandrika-faces | ilc2021-heldout | demo ...
+    origin: str  # the raw file this image comes from, relative to the data root
+    group: str  # split unit: source photo, identity, or near-duplicate cluster
+    synthetic: bool = False
+    overlays: list[dict[str, Any]] = field(default_factory=list)  # [{"box": i, "kind": "sunglasses", "overlay": name}]
+    corrections: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+def read_meta(root: str | Path, split: str) -> list[ImageMeta]:
+    p = Path(root) / "meta" / f"{split}.jsonl"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: provenance file missing (was the dataset built by `facewear data build`?)")
+    return [ImageMeta(**json.loads(line)) for line in p.read_text().splitlines() if line.strip()]
+
+
+def write_spec(spec_path: str | Path, root: str | Path, splits: dict[str, str], names=CLASS_NAMES,
+               extra: dict[str, Any] | None = None) -> dict:
+    """Write a spec whose ``path`` is relative to the spec file (portable across clones)."""
+    spec_path, root = Path(spec_path).resolve(), Path(root).resolve()
+    try:
+        rel = os.path.relpath(root, spec_path.parent)
+    except ValueError:
+        rel = str(root)
+    spec = {"path": rel, **splits, "names": {i: n for i, n in enumerate(names)}}
+    if extra:
+        spec.update(extra)
+    header = ("# Written by `facewear data build`. `path` is relative to this file;\n"
+              "# load with facewear.data.layout.load_spec (or pass this file to any facewear verb).\n")
+    write_text(spec_path, header + yaml.safe_dump(spec, sort_keys=False))
+    return spec
+
+
+def load_spec(spec_path: str | Path) -> dict:
+    """Load a YAML spec and make ``path`` absolute (relative to the YAML file)."""
+    spec_path = Path(spec_path)
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"{spec_path}: dataset spec not found")
+    try:
+        spec = yaml.safe_load(spec_path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{spec_path}: not valid YAML ({e})") from None
+    if not isinstance(spec, dict) or "names" not in spec:
+        raise ValueError(f"{spec_path}: a dataset spec needs at least 'names' and 'path'")
+    root = Path(spec.get("path") or ".")
+    if not root.is_absolute():
+        root = (spec_path.parent / root).resolve()
+    spec["path"] = str(root)
+    names = spec["names"]
+    spec["names"] = {int(k): v for k, v in names.items()} if isinstance(names, dict) else dict(enumerate(names))
+    spec["yaml_file"] = str(spec_path.resolve())
+    return spec
+
+
+def split_dir(spec: dict, split: str) -> Path:
+    """Absolute images folder of ``split`` in a loaded spec."""
+    if split not in spec:
+        raise ValueError(f"{spec.get('yaml_file', 'spec')}: has no split {split!r} (has {[k for k in ('train', 'val', 'test') if k in spec]})")
+    return Path(spec["path"]) / spec[split]
+
+
+def resolved_spec_file(spec_path: str | Path) -> Path:
+    """A temporary copy of the spec with an absolute ``path``, for ultralytics."""
+    spec = load_spec(spec_path)
+    spec.pop("yaml_file", None)
+    fd, tmp = tempfile.mkstemp(prefix=Path(spec_path).stem + ".", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(spec, f, sort_keys=False)
+    return Path(tmp)

@@ -1,0 +1,155 @@
+"""Image, video and file IO shared by every package.
+
+Images come back as ``uint8`` BGR arrays (OpenCV's convention) whatever the
+file holds: 16-bit, paletted, RGBA or grayscale, with EXIF orientation
+applied. Every writer is atomic: it writes a temporary file beside the
+target and renames it into place.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .constants import IMAGE_SUFFIXES
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be decoded; the message names the file."""
+
+
+def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
+    """Convert any PIL mode to an HxWx3 uint8 RGB array."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if mode == "F":
+            hi = max(float(arr.max()), 1.0)
+        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"))
+    return np.asarray(im.convert("RGB"))
+
+
+def read_image(path: str | os.PathLike, *, rgb: bool = False) -> np.ndarray:
+    """Read an image as uint8 BGR (or RGB), applying EXIF orientation.
+
+    Raises :class:`ImageReadError` naming the file when it cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im = ImageOps.exif_transpose(im)
+            arr = _to_uint8_rgb(im)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{path}: not a readable image ({e})") from None
+    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageReadError(f"{path}: empty image")
+    return np.ascontiguousarray(arr if rgb else arr[..., ::-1])
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) after EXIF orientation, without decoding pixels."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            try:
+                orient = im.getexif().get(0x0112, 1)
+            except Exception:
+                orient = 1
+    except (UnidentifiedImageError, OSError) as e:
+        raise ImageReadError(f"{path}: not a readable image ({e})") from None
+    return (h, w) if orient in (5, 6, 7, 8) else (w, h)
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Sorted image files directly inside ``folder`` (recursively)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+
+
+# --- atomic writers ---------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``dst``; rename it onto ``dst`` on success."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=dst.suffix + ".part", dir=dst.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dst)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(dst: str | os.PathLike, text: str) -> None:
+    with atomic_path(dst) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(dst: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
+    write_text(dst, json.dumps(obj, indent=indent) + "\n")
+
+
+def write_image(dst: str | os.PathLike, bgr: np.ndarray, quality: int = 92) -> None:
+    """Write a BGR image atomically; format from the suffix."""
+    dst = Path(dst)
+    ext = dst.suffix.lower() or ".jpg"
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, bgr, params)
+    if not ok:
+        raise ValueError(f"{dst}: could not encode image")
+    with atomic_path(dst) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+@contextlib.contextmanager
+def atomic_dir(dst: str | os.PathLike) -> Iterator[Path]:
+    """Build a folder under a temporary name and swap it into place on success.
+
+    An interrupted build leaves only ``<dst>.partial-*``, never a folder at
+    ``dst`` that looks complete. The previous ``dst`` is replaced only after
+    the new one is fully written.
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{dst.name}.partial-", dir=dst.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if dst.exists():
+        old = dst.with_name(f"{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
