@@ -52,12 +52,18 @@ def _local_ttf() -> Path | None:
 
 
 def ensure_ultralytics_config_dir() -> Path:
-    """Create ``YOLO_CONFIG_DIR`` holding the two fonts ultralytics would download."""
+    """Create ``YOLO_CONFIG_DIR`` holding the two fonts ultralytics would download.
+
+    Ultralytics looks for its settings and fonts in ``$YOLO_CONFIG_DIR/Ultralytics``
+    (``USER_CONFIG_DIR``), not in ``$YOLO_CONFIG_DIR`` itself, so the fonts go
+    there; otherwise ``check_font`` does a HEAD request to GitHub at every training.
+    """
     cfg = Path(os.environ.get("YOLO_CONFIG_DIR") or (_cache_root() / "ultralytics"))
-    cfg.mkdir(parents=True, exist_ok=True)
+    font_dir = cfg / "Ultralytics"
+    font_dir.mkdir(parents=True, exist_ok=True)
     src = _local_ttf()
     for name in FONT_NAMES:
-        dst = cfg / name
+        dst = font_dir / name
         if not dst.exists() and src is not None:
             tmp = dst.with_suffix(".tmp")
             shutil.copyfile(src, tmp)

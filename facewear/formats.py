@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -92,6 +93,10 @@ def sanitize(ann: ImageAnn, report: Report, source: str = "") -> ImageAnn:
     """Clip boxes to the image and drop degenerate ones, counting both."""
     kept = []
     for b in ann.boxes:
+        if not all(math.isfinite(v) for v in b.xyxy()):  # NaN would slip through min/max below
+            report.degenerate += 1
+            LOG.debug("%s: non-finite box %s dropped", source or ann.file, b.xyxy())
+            continue
         x1, y1 = min(b.x1, b.x2), min(b.y1, b.y2)
         x2, y2 = max(b.x1, b.x2), max(b.y1, b.y2)
         cx1, cy1 = min(max(x1, 0.0), ann.width), min(max(y1, 0.0), ann.height)
@@ -272,6 +277,8 @@ def load_folder(fmt: str, images: Path, labels: Path, class_map: dict[str, str] 
         return anns
     if not images.is_dir():
         raise AnnotationError(f"{images}: images folder not found")
+    if not labels.is_dir():  # a typo here would otherwise give every image zero boxes (yolo)
+        raise AnnotationError(f"{labels}: labels folder not found")
     files = list_images(images)
     if not files:
         raise AnnotationError(f"{images}: no images found (empty folder?)")

@@ -93,6 +93,12 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 # --- atomic writers ---------------------------------------------------------------
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dst``; rename it onto ``dst`` on success."""
@@ -101,6 +107,8 @@ def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=dst.suffix + ".part", dir=dst.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600; give the final file the usual umask permissions (0644)
+    os.chmod(tmp_path, 0o666 & ~_umask())
     try:
         yield tmp_path
         os.replace(tmp_path, dst)
@@ -141,6 +149,7 @@ def atomic_dir(dst: str | os.PathLike) -> Iterator[Path]:
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{dst.name}.partial-", dir=dst.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; use the usual umask permissions (0755)
     try:
         yield tmp
     except BaseException:
