@@ -364,6 +364,7 @@ def load_overlays(data_root: Path) -> OverlayLibrary:
 def _write_split_files(root: Path, split: str, records: list[tuple[ImageAnn, ImageMeta]]) -> None:
     records.sort(key=lambda r: r[0].file)
     (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
     for ann, _ in records:
         write_text(root / "labels" / split / f"{Path(ann.file).stem}.txt", yolo_lines(ann))
     anns = []
@@ -378,13 +379,16 @@ def _write_split_files(root: Path, split: str, records: list[tuple[ImageAnn, Ima
 
 def _write_dataset(name: str, items: list[RawItem], out_dir: Path, lib: OverlayLibrary, recipe: dict,
                    workers: int, report: Report, on_error: str) -> dict[str, list[tuple[ImageAnn, ImageMeta]]]:
-    splits: dict[str, list[tuple[ImageAnn, ImageMeta]]] = {}
+    wanted = sorted({it.split for it in items} | ({"train", "val"} if "test" not in {it.split for it in items} else set()))
+    splits: dict[str, list[tuple[ImageAnn, ImageMeta]]] = {s: [] for s in wanted}
     with atomic_dir(out_dir / name) as tmp:
-        for s in {it.split for it in items}:
+        for s in wanted:
             (tmp / "images" / s).mkdir(parents=True, exist_ok=True)
         args = (lib, recipe, str(tmp))
         if workers > 1:
-            ctx = mp.get_context("fork")
+            # spawn, not fork: a forked child inherits torch/OpenMP thread state (MTCNN ran in
+            # this process) and can deadlock
+            ctx = mp.get_context("spawn")
             with ctx.Pool(workers, initializer=_init_worker, initargs=args) as pool:
                 results = pool.imap(_process, items, chunksize=8)
                 results = list(tqdm(results, total=len(items), desc=f"build {name}", unit="img"))

@@ -35,8 +35,9 @@ import numpy as np
 from facewear.overlays import MaskTemplate, OverlayLibrary, SunglassesTemplate
 
 _SS = 2  # supersampling factor
-_PHI = math.radians(60.0)  # half-angle of the mask wrapped on a cylinder
-_YAW = math.radians(27.0)  # head turn of the side poses
+_PHI = math.radians(50.0)  # half-angle of the mask wrapped on an elliptic cylinder
+_DEPTH = 1.3  # depth / half-width of that cylinder (faces are deeper than wide)
+_YAW = math.radians(30.0)  # head turn of the side poses
 
 __all__ = ["procedural_overlays"]
 
@@ -166,8 +167,8 @@ def _dashes(shape, contour: np.ndarray, dash: float, gap: float, thickness: floa
 def _finish(color: np.ndarray, alpha: np.ndarray, points: dict, crop: bool,
             margin: int = 3) -> tuple[np.ndarray, dict]:
     """Supersampled straight colour (float BGR 0..1) + alpha -> BGRA uint8 at 1x."""
-    alpha = np.clip(alpha, 0.0, 1.0).astype(np.float32)
-    pm = np.clip(color, 0.0, 1.0).astype(np.float32) * alpha[..., None]
+    alpha = np.clip(np.nan_to_num(alpha), 0.0, 1.0).astype(np.float32)
+    pm = np.clip(np.nan_to_num(color), 0.0, 1.0).astype(np.float32) * alpha[..., None]
     h, w = alpha.shape[0] // _SS, alpha.shape[1] // _SS
     pm = cv2.resize(pm, (w, h), interpolation=cv2.INTER_AREA)
     a = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA)
@@ -186,52 +187,68 @@ def _finish(color: np.ndarray, alpha: np.ndarray, points: dict, crop: bool,
 
 
 # --------------------------------------------------------------------------- mask poses
+def _turn(u, th: float):
+    """Mask column ``u`` in [-1, 1] on an elliptic cylinder turned by ``th``.
+
+    Returns the projected x (cylinder units), depth toward the camera, and the
+    z-component of the surface normal (for lighting).
+    """
+    psi = np.asarray(u, np.float64) * _PHI
+    x, z = np.sin(psi), _DEPTH * np.cos(psi)
+    nx, nz = _DEPTH * np.sin(psi), np.cos(psi)
+    nn = np.hypot(nx, nz)
+    xp = x * math.cos(th) + z * math.sin(th)
+    zp = -x * math.sin(th) + z * math.cos(th)
+    nzp = (-nx * math.sin(th) + nz * math.cos(th)) / nn
+    return xp, zp, nzp
+
+
 def _pose_render(color: np.ndarray, alpha: np.ndarray, points: dict, cx: float,
                  pose: str, spec: float = 0.0) -> tuple[np.ndarray, np.ndarray, dict]:
     """Wrap a front drawing on a cylinder, turn it for ``pose`` and light it."""
     Hs, Ws = alpha.shape
-    H, W = Hs / _SS, Ws / _SS
     cols = np.nonzero((alpha > 0.5).any(axis=0))[0]
     hw = max(cx - cols.min() / _SS, (cols.max() + 1) / _SS - cx) + 2.0
-    cy = 0.5 * H
+    cy = 0.5 * Hs / _SS
     th = {"front": 0.0, "left": -_YAW, "right": _YAW}[pose]
 
-    def vscale(ang):
-        return 0.92 + 0.08 * np.cos(ang)
+    def vscale(zp):  # perspective: the far side is a little smaller
+        return 1.0 + 0.14 * (zp - _DEPTH) / _DEPTH
 
     if pose == "front":
-        xo = (np.arange(Ws, dtype=np.float32) + 0.5) / _SS
-        ang = (xo - cx) / hw * _PHI
+        xo = (np.arange(Ws, dtype=np.float64) + 0.5) / _SS
+        _, _, nzp = _turn(np.clip((xo - cx) / hw, -1, 1), 0.0)
         out_c, out_a = color.copy(), alpha.copy()
         new_pts = dict(points)
     else:
         k = hw / math.sin(_PHI)
-        xmin, xmax = math.sin(-_PHI + th), math.sin(_PHI + th)
+        u_tab = np.linspace(-1.0, 1.0, 4001)
+        xp_tab, _, _ = _turn(u_tab, th)
         margin = 6.0
-        Wo = int(math.ceil(k * (xmax - xmin) + 2 * margin))
-        ox = margin - k * xmin
-        xo = (np.arange(Wo * _SS, dtype=np.float32) + 0.5) / _SS
+        Wo = int(math.ceil(k * (xp_tab[-1] - xp_tab[0]) + 2 * margin))
+        ox = margin - k * xp_tab[0]
+        xo = (np.arange(Wo * _SS, dtype=np.float64) + 0.5) / _SS
         X = (xo - ox) / k
-        valid = np.abs(X) <= 1.0
-        ang = np.arcsin(np.clip(X, -1.0, 1.0))
-        u = (ang - th) / _PHI
-        valid &= np.abs(u) <= 1.0
+        valid = (X >= xp_tab[0]) & (X <= xp_tab[-1])
+        u = np.interp(X, xp_tab, u_tab)
+        _, zp, nzp = _turn(u, th)
         xsrc = cx + u * hw
-        yo = (np.arange(Hs, dtype=np.float32) + 0.5) / _SS
-        ysrc = cy + (yo[:, None] - cy) / vscale(ang)[None, :]
+        yo = (np.arange(Hs, dtype=np.float64) + 0.5) / _SS
+        ysrc = cy + (yo[:, None] - cy) / vscale(zp)[None, :]
         map_x = np.broadcast_to(np.where(valid, xsrc * _SS - 0.5, -10.0)[None, :], ysrc.shape)
-        map_y = (ysrc * _SS - 0.5).astype(np.float32)
         map_x = np.ascontiguousarray(map_x, dtype=np.float32)
+        map_y = (ysrc * _SS - 0.5).astype(np.float32)
         out_c = cv2.remap(color.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         out_a = cv2.remap(alpha.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         new_pts = {}
         for key, (px, py) in points.items():
-            a_ = (px - cx) / hw * _PHI + th
-            new_pts[key] = (ox + k * math.sin(a_), cy + (py - cy) * float(vscale(a_)))
-    light = (0.80 + 0.20 * np.cos(ang)).astype(np.float32)
-    sheen = (spec * np.cos(ang) ** 12).astype(np.float32)
+            xp1, zp1, _ = _turn((px - cx) / hw, th)
+            new_pts[key] = (ox + k * float(xp1), cy + (py - cy) * float(vscale(zp1)))
+    nzp = np.clip(nzp, 0.0, 1.0)
+    light = (0.72 + 0.30 * nzp).astype(np.float32)
+    sheen = (spec * nzp ** 12).astype(np.float32)
     out_c = out_c * light[None, :, None] + sheen[None, :, None]
     return out_c, out_a, new_pts
 
@@ -332,7 +349,7 @@ def _cloth(rng: np.random.Generator, base, pattern: str | None) -> tuple:
     # two panels joined by a centre seam, each bulging a little
     halfw = 245.0
     r = np.clip(np.abs(xx - cx) / halfw, 0, 1)
-    shade = 0.88 + 0.14 * np.sin(np.pi * np.clip(r * 1.05, 0, 1)) ** 0.7
+    shade = 0.88 + 0.14 * np.clip(np.sin(np.pi * np.clip(r * 1.05, 0, 1)), 0, 1) ** 0.7
     shade = shade * (1.06 - 0.16 * np.clip((yy - top) / np.maximum(bot - top, 1), 0, 1))
     shade = shade - 0.22 * _gauss(xx - cx, 1.6) + 0.06 * _gauss(np.abs(xx - cx) - 4.5, 2.0)
     # rolled hem near the edge
@@ -539,7 +556,10 @@ def _glasses(rng: np.random.Generator, name: str, lens_local, *, lens_top, lens_
         fmask = np.maximum(fmask, _fill(poly, shape))
     # temple stubs + hinges at the outer top corners
     yh = _LCY + ytop + (22 if style != "sport" else 12)
-    for sgn, x_edge in ((1, _LCX + xout), (-1, _GW - _LCX - xout)):
+    outer = outline[outline[:, 0] < 0]
+    outer = outer[np.argsort(outer[:, 1])]
+    xo_h = float(np.interp(yh - _LCY, outer[:, 1], outer[:, 0]))
+    for sgn, x_edge in ((1, _LCX + xo_h), (-1, _GW - _LCX - xo_h)):
         xe = 2.0 if sgn == 1 else _GW - 2.0
         stub = np.array([(x_edge + sgn * 6, yh - 9), (xe, yh - 11), (xe, yh + 7), (x_edge + sgn * 6, yh + 9)])
         fmask = np.maximum(fmask, _fill(stub, shape))

@@ -1,0 +1,165 @@
+"""``facewear demo``: the main job on media the project makes itself (no ../shared, no network).
+
+Until a trained detector is committed, the demo runs the data tools end to
+end on a small demo set:
+
+1. **media**: the public-domain astronaut portrait shipped inside
+   scikit-image (``skimage.data.astronaut()``), plus flipped, rescaled,
+   darkened and multi-face scene variants, annotated in Pascal VOC;
+2. **convert**: VOC -> YOLO -> COCO and back, checking the round trip;
+3. **build**: the four-class dataset with composites drawn from the
+   project's procedural masks and sunglasses, exactly as ``facewear data
+   build`` does on the real data;
+4. **stats** and a **contact sheet** of every class, plus a summary table.
+
+Everything goes under ``build/demo`` (git-ignored) or ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from .constants import CLASS_NAMES, default_build_dir
+from .formats import Box, ImageAnn, write_voc
+from .io import write_image, write_text
+
+LOG = logging.getLogger("facewear.demo")
+DEMO_SOURCE = "demo-photos"
+
+
+def astronaut_face() -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The astronaut photo (BGR) and its face box, found by OpenCV's Haar cascade (fallback: a fixed box)."""
+    from skimage import data  # noqa: PLC0415
+
+    img = np.ascontiguousarray(data.astronaut()[..., ::-1])
+    box = (165.0, 55.0, 275.0, 190.0)  # measured once on this image; used if the cascade finds nothing
+    try:
+        casc = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        faces = casc.detectMultiScale(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), 1.1, 5, minSize=(60, 60))
+        if len(faces):
+            x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
+            # Haar boxes are tight on brows..mouth; annotated faces run forehead..chin
+            box = (float(x), float(y - 0.12 * h), float(x + w), float(y + 1.1 * h))
+    except (AttributeError, cv2.error):
+        pass
+    return img, box
+
+
+def make_demo_media(root: Path) -> list[ImageAnn]:
+    """Write the demo photos as a VOC source ``<root>/demo-photos/{images,annotations}``."""
+    img, (x1, y1, x2, y2) = astronaut_face()
+    h, w = img.shape[:2]
+    face = lambda a, b, c, d: Box(a, b, c, d, "without_mask")  # noqa: E731  (the public sets' label)
+    shots: list[tuple[str, np.ndarray, list[Box]]] = [
+        ("astronaut", img, [face(x1, y1, x2, y2)]),
+        ("astronaut_flip", img[:, ::-1].copy(), [face(w - x2, y1, w - x1, y2)]),
+        ("astronaut_dark", np.clip(img * 0.45, 0, 255).astype(np.uint8), [face(x1, y1, x2, y2)]),
+    ]
+    s = 0.6
+    small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    shots.append(("astronaut_small", small, [face(x1 * s, y1 * s, x2 * s, y2 * s)]))
+    # a multi-face scene: several astronauts at different scales on one canvas
+    canvas = np.full((480, 900, 3), (120, 110, 100), np.uint8)
+    boxes = []
+    for k, (sc, ox, oy) in enumerate(((0.55, 10, 60), (0.4, 320, 200), (0.7, 520, 30))):
+        tile = cv2.resize(img, None, fx=sc, fy=sc, interpolation=cv2.INTER_AREA)
+        th, tw = tile.shape[:2]
+        th, tw = min(th, 480 - oy), min(tw, 900 - ox)
+        canvas[oy:oy + th, ox:ox + tw] = tile[:th, :tw] if k != 1 else tile[:th, ::-1][:, :tw]
+        bx1, bx2 = (x1 * sc, x2 * sc) if k != 1 else (tw - x2 * sc, tw - x1 * sc)
+        boxes.append(face(ox + bx1, oy + y1 * sc, ox + bx2, oy + y2 * sc))
+    shots.append(("astronaut_crowd", canvas, boxes))
+    anns = []
+    src = root / DEMO_SOURCE
+    for name, im, bxs in shots:
+        write_image(src / "images" / f"{name}.jpg", im, quality=95)
+        ann = ImageAnn(f"{name}.jpg", im.shape[1], im.shape[0], bxs)
+        write_voc(ann, src / "annotations" / f"{name}.xml")
+        anns.append(ann)
+    return anns
+
+
+DEMO_RECIPE = {
+    "seed": 0,
+    "val_fraction": 0.3,
+    "near_duplicate_hamming": 6,
+    "min_face": 24,
+    "sources": {DEMO_SOURCE: {"variants": [
+        {"name": "sg", "p_face": {"sunglasses": 1.0}},
+        {"name": "mask", "p_face": {"mask": 1.0}},
+        {"name": "msg", "p_face": {"mask+sunglasses": 1.0}},
+    ]}},
+}
+
+
+def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128) -> None:
+    """One row per class of face crops from a built dataset."""
+    from .data.layout import read_meta  # noqa: PLC0415
+    from .formats import read_yolo  # noqa: PLC0415
+    from .io import image_size, read_image  # noqa: PLC0415
+
+    rows = {n: [] for n in CLASS_NAMES}
+    for split in ("train", "val"):
+        try:
+            metas = read_meta(root, split)
+        except FileNotFoundError:
+            continue
+        for m in metas:
+            p = root / "images" / split / m.file
+            w, h = image_size(p)
+            ann = read_yolo(root / "labels" / split / f"{Path(m.file).stem}.txt", w, h)
+            img = None
+            for b in ann.boxes:
+                if len(rows[b.label]) >= per_class:
+                    continue
+                img = img if img is not None else read_image(p)
+                mg = 0.15 * b.w
+                crop = img[int(max(b.y1 - mg, 0)):int(b.y2 + mg), int(max(b.x1 - mg, 0)):int(b.x2 + mg)]
+                rows[b.label].append(cv2.resize(crop, (tile, tile)))
+    lines = []
+    for name in CLASS_NAMES:
+        tiles = rows[name] + [np.full((tile, tile, 3), 255, np.uint8)] * (per_class - len(rows[name]))
+        label = np.full((tile, 150, 3), 255, np.uint8)
+        cv2.putText(label, name, (5, tile // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        lines.append(np.hstack([label, *tiles]))
+    write_image(out, np.vstack(lines))
+
+
+def run(out: str | None = None, workers: int = 1) -> dict:
+    """Make the demo media, convert it, build a four-class demo dataset, write stats and a contact sheet."""
+    from .data import build, convert, stats  # noqa: PLC0415
+
+    out_dir = Path(out) if out else default_build_dir() / "demo"
+    raw = out_dir / "raw"
+    anns = make_demo_media(raw)
+    src = raw / DEMO_SOURCE
+    # convert round trip: VOC -> YOLO -> COCO -> VOC
+    conv = out_dir / "convert"
+    convert.run("voc", "yolo", str(src / "images"), str(src / "annotations"), str(conv / "yolo"))
+    convert.run("yolo", "coco", str(src / "images"), str(conv / "yolo"), str(conv / "coco.json"))
+    convert.run("coco", "voc", str(src / "images"), str(conv / "coco.json"), str(conv / "voc"))
+    recipe = out_dir / "demo.recipe.yaml"
+    write_text(recipe, yaml.safe_dump(DEMO_RECIPE, sort_keys=False))
+    summary = build.run(data_root=str(raw), out=str(out_dir / "built"), specs=str(out_dir), recipe=str(recipe),
+                        corrections=str(out_dir / "no-corrections.csv"), workers=workers,
+                        skip_heldout=True, sources=[DEMO_SOURCE])
+    stats.run(data=[str(out_dir / "facewear4.yaml")], out=str(out_dir / "stats.md"), plot=str(out_dir / "stats.png"))
+    contact_sheet(out_dir / "built" / "facewear4", out_dir / "contact_sheet.png")
+    counts = summary["facewear4"]["train+val"]
+    print("\nfacewear demo: boxes per class (train+val)")
+    print(f"{'class':<18}{'boxes':>7}")
+    for name in CLASS_NAMES:
+        print(f"{name:<18}{counts.get(name, 0):>7}")
+    print(f"\n{len(anns)} demo photos -> {out_dir}\n  spec: {out_dir / 'facewear4.yaml'}\n"
+          f"  contact sheet: {out_dir / 'contact_sheet.png'}\n  stats: {out_dir / 'stats.md'}")
+    return summary
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, help="output folder (default: build/demo)")
+    p.add_argument("--workers", type=int, default=1, help="processes for the build")
