@@ -97,8 +97,12 @@ DEMO_RECIPE = {
 }
 
 
-def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128) -> None:
-    """One row per class of face crops from a built dataset."""
+def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128, synthetic_only: bool = False,
+                  seed: int | None = None) -> None:
+    """One row per class of face crops from a built dataset (composites only with ``synthetic_only``).
+
+    ``seed`` picks a random sample of images instead of the first ones.
+    """
     from .data.layout import read_meta  # noqa: PLC0415
     from .formats import read_yolo  # noqa: PLC0415
     from .io import image_size, read_image  # noqa: PLC0415
@@ -109,6 +113,10 @@ def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128) ->
             metas = read_meta(root, split)
         except FileNotFoundError:
             continue
+        if synthetic_only:
+            metas = [m for m in metas if m.synthetic]
+        if seed is not None:
+            metas = [metas[i] for i in np.random.default_rng(seed).permutation(len(metas))]
         for m in metas:
             p = root / "images" / split / m.file
             w, h = image_size(p)

@@ -449,7 +449,7 @@ def run(data_root: str | None = None, out: str | None = None, specs: str | None 
         items += got
     if not items:
         raise FileNotFoundError(f"{root}: no training source found (looked for {', '.join(wanted)})")
-    unmatched = apply_corrections(items, corr)
+    used = apply_corrections(items, corr)
     merges = near_duplicate_groups(items, int(rcp.get("near_duplicate_hamming", 6)), cache / "phash.json")
     LOG.info("near-duplicate merges across groups: %d", merges)
     assign_splits(items, float(rcp.get("val_fraction", 0.15)), int(rcp.get("seed", SEED)))
@@ -462,7 +462,7 @@ def run(data_root: str | None = None, out: str | None = None, specs: str | None 
     if not skip_heldout and held.is_dir():
         hreport = Report()
         hitems = collect_voc(held, HELDOUT, hreport, strict)
-        unmatched += apply_corrections(hitems, corr)
+        used |= apply_corrections(hitems, corr)
         for it in hitems:
             it.split = "test"
         hsplits = _write_dataset("ilc-heldout", hitems, out_dir, lib, {}, workers, hreport, on_error)
@@ -473,6 +473,7 @@ def run(data_root: str | None = None, out: str | None = None, specs: str | None 
         hreport.warn("ilc-heldout")
         report.merge(hreport)
     report.warn("build")
+    unmatched = [c.key() for c in corr if c.key() not in used]
     if unmatched:
         LOG.warning("%d correction(s) matched no box: %s", len(unmatched), unmatched[:5])
     tv = Counter()

@@ -72,26 +72,30 @@ def _iou(a, b) -> float:
     return inter / u if u > 0 else 0.0
 
 
-def apply_corrections(items: list, corrections: list[Correction], min_iou: float = 0.7) -> list[str]:
+def apply_corrections(items: list, corrections: list[Correction], min_iou: float = 0.7) -> set[str]:
     """Relabel boxes of ``items`` (RawItem-like: source, ann, corrections) in place.
 
-    Returns the corrections that matched no box (a stale file is worth a warning).
+    Correction boxes are clipped to the image first, as the build clips its
+    boxes. Returns the keys of the corrections that matched a box; callers
+    report the rest (a stale correction is worth a warning).
     """
     by_img: dict[tuple[str, str], list[Correction]] = {}
     for c in corrections:
         by_img.setdefault((c.source, c.image), []).append(c)
-    used = set()
+    used: set[str] = set()
     for it in items:
+        W, H = it.ann.width, it.ann.height
         for c in by_img.get((it.source, it.ann.file), []):
-            best = max(it.ann.boxes, key=lambda b: _iou(b.xyxy(), c.box), default=None)
-            if best is None or _iou(best.xyxy(), c.box) < min_iou:
+            cb = (min(max(c.box[0], 0), W), min(max(c.box[1], 0), H), min(max(c.box[2], 0), W), min(max(c.box[3], 0), H))
+            best = max(it.ann.boxes, key=lambda b: _iou(b.xyxy(), cb), default=None)
+            if best is None or _iou(best.xyxy(), cb) < min_iou:
                 continue
             if best.label not in (c.old_class, c.new_class):
                 LOG.warning("%s: box %s is %r, correction expects %r", c.key(), c.box, best.label, c.old_class)
             best.label = c.new_class
             it.corrections.append({"box": list(c.box), "from": c.old_class, "to": c.new_class})
-            used.add(id(c))
-    return [c.key() for c in corrections if id(c) not in used]
+            used.add(c.key())
+    return used
 
 
 # --- flagging candidates --------------------------------------------------------------------

@@ -65,17 +65,24 @@ def eye_centres(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plausible(lm: np.ndarray, box: tuple[float, float, float, float]) -> bool:
-    """Sanity check: eyes inside the upper box, sensible eye distance, chin below eyes."""
+    """Sanity check before an overlay: eyes in the upper box, sensible eye distance and tilt, chin below.
+
+    dlib is least reliable on masked, small and profile faces; a composite
+    placed on wrong landmarks looks fake, so such faces are left alone.
+    """
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
     le, re_ = eye_centres(lm)
-    iod = float(np.linalg.norm(re_ - le))
-    if not (0.18 * w <= iod <= 0.7 * w):
+    d = re_ - le
+    iod = float(np.linalg.norm(d))
+    if not (0.25 * w <= iod <= 0.65 * w) or le[0] >= re_[0]:
+        return False
+    if abs(np.degrees(np.arctan2(d[1], d[0]))) > 30:
         return False
     for e in (le, re_):
-        if not (x1 - 0.1 * w <= e[0] <= x2 + 0.1 * w and y1 - 0.1 * h <= e[1] <= y1 + 0.75 * h):
+        if not (x1 <= e[0] <= x2 and y1 + 0.12 * h <= e[1] <= y1 + 0.6 * h):
             return False
-    return bool(lm[8, 1] > max(le[1], re_[1]) + 0.25 * h) and le[0] < re_[0]
+    return bool(lm[8, 1] > max(le[1], re_[1]) + 0.3 * h)
 
 
 def box_from_landmarks(lm: np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:

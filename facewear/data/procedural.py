@@ -21,9 +21,11 @@ Pose naming (the same as MaskTheFace's ``*_left.png``/``*_right.png``, where
   the image-right half (the subject's left cheek) is the one seen more.
 * ``right``: the mirror case; the image-right half (``c``, ``f``) is narrower.
 
-Side poses are made by wrapping the front drawing around a vertical cylinder
-and turning it by ``_YAW`` degrees (with cosine shading), so the pleats, seams
-and anchors all move consistently.
+Side poses are made by wrapping the front drawing around a vertical elliptic
+cylinder (deeper than wide, like a face) and turning it by ``_YAW`` degrees, with
+perspective (the far side a little shorter) and normal-based shading, so the
+pleats, seams and anchors all move consistently; the far half ends up about half
+as wide as the near one.
 """
 from __future__ import annotations
 
@@ -283,8 +285,9 @@ def _surgical(rng: np.random.Generator, base) -> tuple:
     # body: vertical gradient + pleats that bow down toward the chin
     shade = 1.05 - 0.14 * np.clip((yy - top) / span, 0, 1)
     bow = d[1] + 0.45 * (bot - d[1])
-    for v in (0.30, 0.52, 0.74):
-        yk = top + v * (bow - top)
+    flat_top = 0.5 * top + 0.5 * a[1]  # pleats bow less than the top edge
+    for v in (0.28, 0.52, 0.76):
+        yk = flat_top + v * (bow - flat_top)
         dy = yy - yk
         shade = shade + np.where(dy < 0, 0.05 * np.exp(dy / 7.0), -0.13 * np.exp(-dy / 13.0))
         shade = shade - 0.16 * _gauss(dy, 1.3)
@@ -446,13 +449,22 @@ def _n95(rng: np.random.Generator, base) -> tuple:
     metal = (0.72 + 0.22 * _gauss(yy - 34.0, 4.0))[..., None] * np.array([0.80, 0.80, 0.82], np.float32)
     color = color * (1 - clip[..., None]) + metal * clip[..., None]
     # strap staples
-    for sx, sy in ((50, 165), (W - 50, 165), (44, 385), (W - 44, 385)):
+    for sx, sy in ((50, 165), (W - 50, 165), (62, 395), (W - 62, 395)):
         st = np.zeros(shape, np.uint8)
         cv2.ellipse(st, (int(sx * _SS * 16), int(sy * _SS * 16)), (int(9 * _SS * 16), int(4 * _SS * 16)),
                     90, 0, 360, 255, -1, cv2.LINE_AA, shift=4)
         s = st.astype(np.float32)[..., None] / 255.0
         color = color * (1 - s) + np.array([0.55, 0.55, 0.58], np.float32) * s
-    pts = dict(a=pt(148), b=pt(90), c=pt(32), d=pt(208), e=pt(270), f=pt(332))
+    # faint print, as on the real ones
+    ink = np.zeros(shape, np.uint8)
+    cv2.putText(ink, "N95", (int(400 * _SS), int(330 * _SS)), cv2.FONT_HERSHEY_DUPLEX, 1.3 * _SS, 255,
+                int(2 * _SS), cv2.LINE_AA)
+    for i, wl in enumerate((150, 120, 135)):
+        cv2.line(ink, (int(230 * _SS), int((370 + 14 * i) * _SS)), (int((230 + wl) * _SS), int((370 + 14 * i) * _SS)),
+                 255, int(3 * _SS), cv2.LINE_AA)
+    ink_a = ink.astype(np.float32)[..., None] / 255.0 * 0.55
+    color = color * (1 - ink_a) + np.array([0.35, 0.33, 0.33], np.float32) * ink_a
+    pts = dict(a=pt(148), b=pt(90), c=pt(32), d=pt(192), e=pt(270), f=pt(348))
     return color, alpha, pts, cx
 
 
@@ -530,9 +542,15 @@ def _glasses(rng: np.random.Generator, name: str, lens_local, *, lens_top, lens_
     xin = float(outline[:, 0].max())
     xout = float(outline[:, 0].min())
     ytop = float(outline[:, 1].min())
+    upper = outline[outline[:, 1] < 0]
+    upper = upper[np.argsort(upper[:, 0])]
+
+    def rim_y(x_local: float) -> float:  # the lens' top edge at a local x
+        return _LCY + float(np.interp(x_local, upper[:, 0], upper[:, 1]))
+
     if style == "metal":  # aviator: brow bar + arched bridge + nose pads
-        bar = np.array([(_LCX + xin - 40, _LCY + ytop + 6), (_GW / 2, _LCY + ytop - 2),
-                        (_GW - _LCX - xin + 40, _LCY + ytop + 6)])
+        xb = xin - 60
+        bar = np.array([(_LCX + xb, rim_y(xb)), (_GW / 2, _LCY + ytop + 4), (_GW - _LCX - xb, rim_y(xb))])
         fmask = np.maximum(fmask, _stroke(_quad_through(*bar), shape, rim * 0.9))
         br = _quad_through((_LCX + xin - 6, _LCY - 42), (_GW / 2, _LCY - 62), (_GW - _LCX - xin + 6, _LCY - 42))
         fmask = np.maximum(fmask, _stroke(br, shape, rim * 0.9))
@@ -555,7 +573,7 @@ def _glasses(rng: np.random.Generator, name: str, lens_local, *, lens_top, lens_
         ])
         fmask = np.maximum(fmask, _fill(poly, shape))
     # temple stubs + hinges at the outer top corners
-    yh = _LCY + ytop + (22 if style != "sport" else 12)
+    yh = _LCY + ytop + {"sport": 12.0, "acetate": 22.0, "metal": 24.0}.get(style, 60.0)
     outer = outline[outline[:, 0] < 0]
     outer = outer[np.argsort(outer[:, 1])]
     xo_h = float(np.interp(yh - _LCY, outer[:, 1], outer[:, 0]))
@@ -594,11 +612,11 @@ def _glasses(rng: np.random.Generator, name: str, lens_local, *, lens_top, lens_
 def _lens_shapes() -> dict[str, list[tuple[float, float]]]:
     # local coords of the image-left lens, +x toward the nose, +y down
     return {
-        "aviator": [(-178, -70), (-120, -100), (0, -106), (120, -100), (172, -80), (186, -40),
-                    (180, 20), (150, 80), (90, 122), (10, 135), (-80, 118), (-145, 75), (-180, 10)],
+        "aviator": [(-182, -78), (-150, -120), (-50, -134), (70, -130), (155, -112), (182, -70),
+                    (180, -8), (162, 62), (120, 120), (50, 147), (-40, 138), (-120, 100), (-170, 32)],
         "wayfarer": [(-176, -96), (-60, -100), (80, -100), (168, -96), (172, -60), (155, 30),
                      (128, 90), (60, 104), (-60, 102), (-130, 80), (-160, 20), (-180, -60)],
-        "round": [(165 * math.cos(t), 158 * math.sin(t)) for t in np.linspace(0, 2 * np.pi, 16, endpoint=False)],
+        "round": [(150 * math.cos(t), 138 * math.sin(t)) for t in np.linspace(0, 2 * np.pi, 24, endpoint=False)],
         "sport": [(-200, -78), (-80, -100), (60, -102), (160, -92), (192, -60), (190, -5),
                   (165, 50), (110, 92), (10, 112), (-100, 100), (-175, 55), (-205, -15)],
     }
@@ -697,7 +715,7 @@ def procedural_overlays(seed: int = 0) -> OverlayLibrary:
                                    lens_bot=(0.22, 0.22, 0.24), frame_col=(0.62, 0.62, 0.64), rim=6.0,
                                    style="metal"))
     lib.sunglasses.append(_glasses(rng, "wayfarer", shapes["wayfarer"], lens_top=(0.05, 0.06, 0.05),
-                                   lens_bot=(0.16, 0.18, 0.16), frame_col=(0.07, 0.07, 0.08), rim=26.0,
+                                   lens_bot=(0.16, 0.18, 0.16), frame_col=(0.07, 0.07, 0.08), rim=22.0,
                                    style="acetate"))
     lib.sunglasses.append(_glasses(rng, "round_brown", shapes["round"], lens_top=(0.06, 0.12, 0.20),
                                    lens_bot=(0.20, 0.30, 0.40), frame_col=(0.12, 0.12, 0.12), rim=9.0,
