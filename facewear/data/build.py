@@ -87,6 +87,7 @@ def collect_voc(root: Path, source: str, report: Report, strict: bool) -> list[R
             if not xml.is_file():
                 raise AnnotationError(f"{xml}: annotation missing for {img}")
             w, h = image_size(img)  # also proves the image is readable enough to open
+            unknown_before, degenerate_before = Counter(report.unknown_class), report.degenerate
             ann = read_voc(xml, None, report, image_path=img)
             if (ann.width, ann.height) != (w, h):
                 sx, sy = w / ann.width, h / ann.height
@@ -94,7 +95,11 @@ def collect_voc(root: Path, source: str, report: Report, strict: bool) -> list[R
                     b.x1, b.x2, b.y1, b.y2 = b.x1 * sx, b.x2 * sx, b.y1 * sy, b.y2 * sy
                 ann.width, ann.height = w, h
             if not ann.boxes:
-                raise AnnotationError(f"{xml}: no usable boxes (empty annotation)")
+                unknown = sorted((report.unknown_class - unknown_before).keys())
+                dropped = report.degenerate - degenerate_before
+                why = ([f"unknown class(es) {unknown}"] if unknown else []) + (
+                    [f"{dropped} box(es) outside the image or degenerate"] if dropped else [])
+                raise AnnotationError(f"{xml}: no usable boxes ({'; '.join(why) or 'empty annotation'})")
         except (AnnotationError, ImageReadError) as e:
             if strict:
                 raise
@@ -279,14 +284,17 @@ def make_composite(img: np.ndarray, ann: ImageAnn, lms: list, variant: dict, lib
         if not plausible(lm, b.xyxy()):
             continue
         try:
+            # draw on a copy: when a later step fails, an earlier one must not stay on a face whose label is kept
+            trial = out.copy()
             steps = []
             if action in ("mask", "mask+sunglasses"):
-                steps.append(apply_mask(out, lm, b.xyxy(), lib, rng))
+                steps.append(apply_mask(trial, lm, b.xyxy(), lib, rng))
             if action in ("sunglasses", "mask+sunglasses"):
-                steps.append(apply_sunglasses(out, lm, b.xyxy(), lib, rng))
+                steps.append(apply_sunglasses(trial, lm, b.xyxy(), lib, rng))
         except (ValueError, cv2.error) as e:
             LOG.debug("%s: overlay failed on box %d (%s)", ann.file, i, e)
             continue
+        out = trial
         old = b.label
         b.label = ACTIONS[action][old]
         applied.append({"box": i, "action": action, "from": old, "to": b.label,

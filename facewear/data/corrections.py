@@ -48,11 +48,14 @@ def load_corrections(path: str | Path) -> list[Correction]:
     path = Path(path)
     out = []
     with open(path, newline="") as f:
-        rows = csv.DictReader((ln for ln in f if not ln.startswith("#")))
+        # keep the file's own line numbers: comment lines are dropped before the CSV reader sees them
+        kept = [(n, text) for n, text in enumerate(f, 1) if not text.startswith("#")]
+        rows = csv.DictReader(text for _, text in kept)
         missing = set(FIELDS[:-1]) - set(rows.fieldnames or [])
         if missing:
             raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
-        for ln, r in enumerate(rows, 2):
+        for r in rows:
+            ln = kept[rows.line_num - 1][0]
             try:
                 box = tuple(float(r[k]) for k in ("x1", "y1", "x2", "y2"))
             except (TypeError, ValueError):

@@ -17,7 +17,7 @@ import facewear  # noqa: F401  (sets the offline environment before fiftyone is 
 
 from ..constants import DATASETS_DIR
 from ..io import list_images
-from .layout import load_spec, split_dir
+from .layout import load_spec, split_dir, split_paths
 from .stats import SPLITS, read_meta_map, yolo_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,8 +84,7 @@ def load_split(data: str | Path | None = None, split: str = "val", name: str | N
     if not images.is_dir():
         raise FileNotFoundError(f"{images}: images folder of split {split!r} not found (spec {spec_path})")
     root = Path(spec["path"])
-    labels = root / "labels" / split
-    meta_file = root / "meta" / f"{split}.jsonl"
+    _, labels, meta_file = split_paths(spec, split)
     if not labels.is_dir():
         LOG.warning("%s: labels folder missing; every image loads without boxes", labels)
     if not meta_file.is_file():

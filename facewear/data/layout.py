@@ -105,3 +105,22 @@ def resolved_spec_file(spec_path: str | Path) -> Path:
     with os.fdopen(fd, "w") as f:
         yaml.safe_dump(spec, f, sort_keys=False)
     return Path(tmp)
+
+
+def split_paths(spec: dict, split: str) -> tuple[Path, Path, Path]:
+    """(images, labels, meta file) of ``split`` in a loaded spec.
+
+    Labels sit where the images path says ``images`` (the ultralytics
+    convention); the provenance file is named after the images folder, so
+    two split names pointing at one folder (held-out ``val`` == ``test``)
+    share their labels and meta.
+    """
+    images = split_dir(spec, split)
+    root = Path(spec["path"])
+    rel = Path(str(spec[split]))
+    if "images" in rel.parts:
+        labels = root.joinpath(*("labels" if p == "images" else p for p in rel.parts))
+        meta = root / "meta" / f"{rel.name}.jsonl"
+    else:
+        labels, meta = root / "labels" / split, root / "meta" / f"{split}.jsonl"
+    return images, labels, meta

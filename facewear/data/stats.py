@@ -21,7 +21,7 @@ from typing import Any
 from ..constants import DATASETS_DIR, REPO_ROOT
 from ..formats import AnnotationError
 from ..io import atomic_path, list_images, write_text
-from .layout import load_spec, split_dir
+from .layout import load_spec, split_paths
 
 LOG = logging.getLogger("facewear")
 
@@ -84,10 +84,7 @@ def read_meta_map(path: str | Path) -> dict[str, dict[str, Any]]:
 
 def _split_items(spec: dict, split: str) -> tuple[list[str], Path, dict[str, dict[str, Any]]]:
     """Image keys (relative path, no suffix), the labels folder and the meta map of one split."""
-    root = Path(spec["path"])
-    images = split_dir(spec, split)
-    labels = root / "labels" / split
-    meta_file = root / "meta" / f"{split}.jsonl"
+    images, labels, meta_file = split_paths(spec, split)
     if not images.is_dir() and not labels.is_dir():
         raise FileNotFoundError(f"{images}: images folder of split {split!r} not found (nor {labels})")
     meta = read_meta_map(meta_file)
@@ -122,7 +119,9 @@ def count_dataset(spec_path: str | Path) -> dict[str, Any]:
     """
     spec = load_spec(spec_path)
     names = [spec["names"][i] for i in sorted(spec["names"])]
-    splits = [s for s in SPLITS if spec.get(s)]
+    # splits that point at the same folder are counted once, under the last name (held-out: val == test)
+    by_dir = {str(spec[s]): s for s in SPLITS if spec.get(s)}
+    splits = [s for s in SPLITS if spec.get(s) and by_dir[str(spec[s])] == s]
     classes = list(names)
     images: dict[str, int] = {}
     images_by: dict[str, dict[str, dict[str, int]]] = {}
