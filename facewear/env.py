@@ -21,6 +21,7 @@ _DEFAULTS = {
     # FiftyOne: no usage tracking, no migration checks online
     "FIFTYONE_DO_NOT_TRACK": "true",
     "FIFTYONE_APP_ADDRESS": "127.0.0.1",
+    "FIFTYONE_DATABASE_VALIDATION": "false",  # the bundled (old) MongoDB is fine offline
     # HuggingFace hub (pulled in by some deps)
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",

@@ -204,9 +204,11 @@ def near_duplicate_groups(items: list[RawItem], max_dist: int, cache: Path | Non
     known = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
     hashes = []
     for it in tqdm(items, desc="pHash", unit="img", leave=False):
-        if it.origin not in known:
-            known[it.origin] = np.packbits(phash_bits(it.path)).tolist()
-        hashes.append(np.unpackbits(np.array(known[it.origin], np.uint8)))
+        st = it.path.stat()  # a file replaced under the same name must not keep its old hash
+        key = f"{it.origin}|{st.st_size}|{st.st_mtime_ns}"
+        if key not in known:
+            known[key] = np.packbits(phash_bits(it.path)).tolist()
+        hashes.append(np.unpackbits(np.array(known[key], np.uint8)))
     if cache is not None:
         write_json(cache, known, indent=None)
     H = np.array(hashes, dtype=np.uint8)
