@@ -1,0 +1,126 @@
+"""YOLOv5 (ultralytics) four-class detector: model building, COCO start and training.
+
+``facewear train yolo`` builds ``yolov5n.yaml`` / ``yolov5s.yaml`` with four
+classes. ``--init coco`` loads ``yolov5n-coco-state_dict.pth`` (a plain fp32
+state_dict of the YOLOv5 v6 release): its keys ``model.0``-``model.23``
+(backbone and neck) match ultralytics' ``yolov5n.yaml`` one to one, and
+``model.24`` (the old anchor-based COCO head) has no counterpart in the
+anchor-free ``Detect`` head, so it is dropped. The initialised model is saved
+as an ultralytics checkpoint and training starts from it, because ultralytics
+re-builds a fresh model when training a model that was built from a yaml.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import facewear  # noqa: F401  (offline env before ultralytics)
+from facewear.constants import CLASS_NAMES, DATASETS_DIR, REPO_ROOT, default_shared_weights
+from facewear.data.layout import resolved_spec_file
+
+LOG = logging.getLogger("facewear.yolo")
+COCO_STATE_DICT = "yolov5n-coco-state_dict.pth"
+
+
+def build_model(cfg: str = "yolov5n.yaml", nc: int = len(CLASS_NAMES)):
+    """An ultralytics ``DetectionModel`` built from a yaml (never downloads)."""
+    from ultralytics.nn.tasks import DetectionModel  # noqa: PLC0415
+
+    if cfg.endswith(".pt"):
+        raise ValueError(f"{cfg}: build from a .yaml; loading a .pt by name downloads")
+    model = DetectionModel(cfg, nc=nc, verbose=False)
+    model.names = dict(enumerate(CLASS_NAMES[:nc]))
+    return model
+
+
+def load_coco(model, path: str | Path) -> tuple[int, int]:
+    """Copy the COCO backbone+neck (``model.0``-``model.23``) into ``model``; returns (loaded, total)."""
+    import torch  # noqa: PLC0415
+
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    take = {k: v for k, v in sd.items() if not k.startswith("model.24.") and k in own and own[k].shape == v.shape}
+    model.load_state_dict(take, strict=False)
+    return len(take), sum(1 for k in sd if not k.startswith("model.24."))
+
+
+def init_checkpoint(cfg: str, init: str, out: Path) -> Path | str:
+    """Make the starting checkpoint. ``init``: 'coco', 'none' or a path to a state_dict/.pt."""
+    import torch  # noqa: PLC0415
+
+    model = build_model(cfg)
+    if init == "none":
+        return cfg
+    src = Path(init) if init != "coco" else (default_shared_weights() or Path("/nonexistent")) / COCO_STATE_DICT
+    if not src.is_file():
+        warnings.warn(f"{src}: COCO start not found; training from scratch", stacklevel=2)
+        LOG.warning("%s: COCO start not found; training from scratch", src)
+        return cfg
+    if src.suffix == ".pt":
+        return src
+    n, total = load_coco(model, src)
+    LOG.info("COCO start: %d/%d backbone+neck tensors loaded from %s", n, total, src)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.half(), "train_args": {}, "date": None, "version": "facewear-init",
+                "init": str(src)}, out)
+    return out
+
+
+def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.yaml", init: str = "coco",
+          epochs: int = 30, imgsz: int = 320, batch: int = 32, workers: int = 2, device: str = "cpu",
+          project: str = str(REPO_ROOT / "runs" / "yolo"), name: str = "train", resume: bool = False,
+          exist_ok: bool = False, cache: str | bool = False, fraction: float = 1.0, seed: int = 0,
+          **overrides: Any):
+    """Train YOLOv5 on a facewear spec; returns the ultralytics results. ``resume`` continues ``<project>/<name>``."""
+    from ultralytics import YOLO  # noqa: PLC0415
+
+    facewear.env.configure_ultralytics()
+    run_dir = Path(project) / name
+    if resume:
+        last = run_dir / "weights" / "last.pt"
+        if not last.is_file():
+            raise FileNotFoundError(f"{last}: nothing to resume")
+        return YOLO(str(last)).train(resume=True)
+    start = init_checkpoint(cfg, init, run_dir.parent / f"{name}-init.pt")
+    spec = resolved_spec_file(data)
+    model = YOLO(str(start))
+    args = dict(data=str(spec), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, device=device,
+                project=str(project), name=name, exist_ok=exist_ok, cache=cache, fraction=fraction, seed=seed,
+                deterministic=False, amp=False, plots=True,
+                # augmentations that matter for faces: scale, blur/low light (HSV value), flips
+                scale=0.5, fliplr=0.5, hsv_v=0.5, hsv_s=0.6, mosaic=1.0, close_mosaic=max(1, epochs // 5))
+    args.update(overrides)
+    LOG.info("training %s from %s on %s: %s", cfg, start, data, args)
+    return model.train(**args)
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=str(DATASETS_DIR / "facewear4.yaml"), help="dataset spec")
+    p.add_argument("--cfg", default="yolov5n.yaml", choices=("yolov5n.yaml", "yolov5s.yaml"))
+    p.add_argument("--init", default="coco", help="'coco' (../shared/weights), 'none', or a state_dict path")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--project", default=str(REPO_ROOT / "runs" / "yolo"))
+    p.add_argument("--name", default="train")
+    p.add_argument("--resume", action="store_true", help="continue <project>/<name>/weights/last.pt")
+    p.add_argument("--exist-ok", action="store_true")
+    p.add_argument("--cache", default=False, help="ram | disk | False")
+    p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train split to use")
+
+
+def run(**kwargs):
+    return train(**kwargs)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    ap = argparse.ArgumentParser()
+    add_args(ap)
+    train(**vars(ap.parse_args()))
+    os._exit(0)
