@@ -16,22 +16,30 @@ import sys
 VERBS: dict[str, tuple[str, str]] = {
     "data": ("facewear.data.cli", "dataset tools: convert, build, stats, inspect"),
     "demo": ("facewear.demo", "run the main job on the project's own demo media (no ../shared needed)"),
+    "train": ("detection.train", "train a model: yolo"),
+    "val": ("detection.val", "evaluate a model (.pt/.onnx) on a dataset spec: mAP, per-class AP, P/R, plots"),
+    "predict": ("detection.predict", "detect and crop faces in images, folders, videos, streams and webcams"),
+    "export": ("detection.export", "export a .pt to ONNX fp32/fp16/int8, check agreement, time it"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser. Only the chosen verb's module is imported (``None``: all of them)."""
     p = argparse.ArgumentParser(prog="facewear", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for verb, (mod, help_) in VERBS.items():
-        sp = sub.add_parser(verb, help=help_, description=help_)
-        importlib.import_module(mod).add_args(sp)
+    for name, (mod, help_) in VERBS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        if verb is None or name == verb:
+            importlib.import_module(mod).add_args(sp)
         sp.set_defaults(_module=mod)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), "")
+    args = build_parser(verb if verb in VERBS else "").parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     kwargs = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("verb", "verbose")}

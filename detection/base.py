@@ -1,0 +1,74 @@
+"""The one ``Detector`` interface that every model implements.
+
+Given a BGR frame (``HxWx3 uint8``), a detector returns an ``(N, 6)``
+float32 array of ``x1, y1, x2, y2, score, class_id`` in that frame's pixels.
+``predict``, ``val``, ``export``, ``bench`` and ``inspect`` only use this.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from facewear.constants import CLASS_NAMES
+
+EMPTY = np.zeros((0, 6), np.float32)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Anything that turns a BGR frame into ``(N, 6)`` detections."""
+
+    names: tuple[str, ...]
+    source: str  # file or description, for reports
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray: ...
+
+
+def letterbox(img: np.ndarray, size: int, color: int = 114) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio and pad to ``size x size`` (ultralytics' letterbox, centred)."""
+    import cv2  # noqa: PLC0415
+
+    h, w = img.shape[:2]
+    r = min(size / h, size / w)
+    nh, nw = round(h * r), round(w * r)
+    out = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else img
+    top, left = (size - nh) / 2, (size - nw) / 2
+    t, b = round(top - 0.1), round(top + 0.1)
+    l_, r_ = round(left - 0.1), round(left + 0.1)
+    out = cv2.copyMakeBorder(out, t, size - nh - t, l_, size - nw - l_, cv2.BORDER_CONSTANT,
+                             value=(color, color, color))
+    return out, r, (float(l_), float(t))
+
+
+def nms(dets: np.ndarray, iou: float, max_det: int = 300) -> np.ndarray:
+    """Class-wise NMS on ``(N, 6)`` detections (torchvision's batched_nms)."""
+    import torch  # noqa: PLC0415
+    from torchvision.ops import batched_nms  # noqa: PLC0415
+
+    if len(dets) == 0:
+        return EMPTY
+    t = torch.from_numpy(np.ascontiguousarray(dets))
+    keep = batched_nms(t[:, :4], t[:, 4], t[:, 5].long(), iou)[:max_det]
+    return dets[keep.numpy()]
+
+
+def load_detector(model: str | Path, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.45,
+                  threads: int | None = None) -> Detector:
+    """Pick the right detector from a file path: ultralytics ``.pt`` or ``.onnx``."""
+    p = Path(model)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: model file not found")
+    if p.suffix == ".onnx":
+        from .yolo_detector import OnnxYoloDetector  # noqa: PLC0415
+
+        return OnnxYoloDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
+    if p.suffix == ".pt":
+        from .yolo_detector import TorchYoloDetector  # noqa: PLC0415
+
+        return TorchYoloDetector(p, imgsz=imgsz or 320, conf=conf, iou=iou, threads=threads)
+    raise ValueError(f"{p}: unknown model type {p.suffix!r} (expected .pt or .onnx)")
+
+
+__all__ = ["Detector", "EMPTY", "letterbox", "nms", "load_detector", "CLASS_NAMES"]

@@ -1,0 +1,65 @@
+"""``weights/manifest.json``: one entry per committed model file.
+
+Each entry holds what a user needs to trust and run the file: name, file,
+sha256, size, task, architecture, input size, precision, class names, the
+training command and data spec, held-out metrics, and for ONNX files the
+pre-processing and output layout for plain onnxruntime.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from facewear.constants import CLASS_NAMES, WEIGHTS_DIR
+from facewear.io import write_json
+
+MANIFEST = WEIGHTS_DIR / "manifest.json"
+
+YOLO_ONNX_IO = {
+    "input": {"name": "images", "shape": [1, 3, "S", "S"], "dtype": "float32",
+              "preprocess": "BGR->RGB; letterbox (keep aspect, centre pad value 114) to SxS; /255; NCHW"},
+    "output": {"name": "output0", "shape": [1, "4+nc", "N"],
+               "layout": "rows 0-3: box cx, cy, w, h in letterboxed pixels; rows 4..: per-class scores (sigmoid); "
+                         "no NMS inside: threshold, then class-wise NMS (IoU 0.45), then undo the letterbox"},
+}
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def load() -> dict[str, Any]:
+    return json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {"models": []}
+
+
+def add_entry(file: str | Path, *, name: str, task: str, architecture: str, imgsz: int, precision: str,
+              train_command: str, data: str, metrics: dict[str, Any] | None = None,
+              class_names: tuple[str, ...] = CLASS_NAMES, io: dict | None = None, **extra: Any) -> dict[str, Any]:
+    """Add or replace (by name) the entry for ``file`` (a path under ``weights/``)."""
+    f = Path(file)
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: weights file not found")
+    entry = {"name": name, "file": f.name, "sha256": sha256(f), "bytes": f.stat().st_size, "task": task,
+             "architecture": architecture, "input_size": imgsz, "precision": precision,
+             "class_names": list(class_names), "train_command": train_command, "data": data,
+             "metrics": metrics or {}, **({"io": io} if io else {}), **extra}
+    man = load()
+    man["models"] = [m for m in man["models"] if m["name"] != name] + [entry]
+    write_json(MANIFEST, man)
+    return entry
+
+
+def verify() -> list[str]:
+    """Names of entries whose file is missing or whose checksum differs."""
+    bad = []
+    for m in load()["models"]:
+        f = WEIGHTS_DIR / m["file"]
+        if not f.is_file() or sha256(f) != m["sha256"]:
+            bad.append(m["name"])
+    return bad

@@ -1,0 +1,242 @@
+"""``facewear val``: evaluate any ``Detector`` on a spec split with pycocotools.
+
+Every model goes through the same path: the detector runs on each image of
+the split, detections are scored against the split's COCO JSON (written by
+``facewear data build``) with ``COCOeval``, and the report holds mAP50,
+mAP50-95, per-class AP50 and AP50-95, precision and recall at the
+detector's confidence threshold (IoU 0.5), a confusion matrix PNG and PR
+curves. The same numbers therefore mean the same thing for YOLO (.pt or
+.onnx, any precision), Faster R-CNN and the cascades.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+import facewear  # noqa: F401
+from facewear.constants import CLASS_NAMES, DATASETS_DIR
+from facewear.data.layout import load_spec, split_paths
+from facewear.io import ImageReadError, read_image, write_json
+
+from .base import Detector, load_detector
+
+LOG = logging.getLogger("facewear.val")
+
+
+def _coco_file(spec: dict, split: str) -> Path:
+    images, _, _ = split_paths(spec, split)
+    p = Path(spec["path"]) / "coco" / f"{images.name}.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: COCO ground truth missing (rebuild with `facewear data build`)")
+    return p
+
+
+def detect_split(det: Detector, spec: dict, split: str, max_images: int | None = None) -> tuple[dict, list[dict], float]:
+    """Run ``det`` on every image of the split; returns (coco gt dict, coco detections, seconds per image)."""
+    images, _, _ = split_paths(spec, split)
+    gt = json.loads(_coco_file(spec, split).read_text())
+    imgs = gt["images"][:max_images] if max_images else gt["images"]
+    gt["images"] = imgs
+    keep = {im["id"] for im in imgs}
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
+    out, t = [], 0.0
+    for im in tqdm(imgs, desc=f"val {Path(det.source).name} on {split}", unit="img"):
+        try:
+            frame = read_image(images / im["file_name"])
+        except ImageReadError as e:
+            LOG.warning("%s (skipped)", e)
+            continue
+        t0 = time.perf_counter()
+        d = det(frame)
+        t += time.perf_counter() - t0
+        for x1, y1, x2, y2, s, c in d.tolist():
+            out.append({"image_id": im["id"], "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s})
+    return gt, out, t / max(len(imgs), 1)
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None] - inter + 1e-9)
+
+
+def confusion(gt: dict, dets: list[dict], nc: int, conf: float, iou: float = 0.5) -> np.ndarray:
+    """(nc+1)x(nc+1) matrix, rows = predicted, cols = true; the last index is background."""
+    m = np.zeros((nc + 1, nc + 1), np.int64)
+    by_img_gt: dict[int, list] = {}
+    for a in gt["annotations"]:
+        by_img_gt.setdefault(a["image_id"], []).append(a)
+    by_img_dt: dict[int, list] = {}
+    for d in dets:
+        if d["score"] >= conf:
+            by_img_dt.setdefault(d["image_id"], []).append(d)
+    for im in gt["images"]:
+        g = by_img_gt.get(im["id"], [])
+        d = sorted(by_img_dt.get(im["id"], []), key=lambda z: -z["score"])
+        gb = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in g]).reshape(-1, 4)
+        db = np.array([[z["bbox"][0], z["bbox"][1], z["bbox"][0] + z["bbox"][2], z["bbox"][1] + z["bbox"][3]] for z in d]).reshape(-1, 4)
+        ious = _iou_matrix(db, gb)
+        used = set()
+        for i, z in enumerate(d):
+            j = int(np.argmax(ious[i])) if len(g) else -1
+            if j >= 0 and ious[i, j] >= iou and j not in used:
+                used.add(j)
+                m[z["category_id"], g[j]["category_id"]] += 1
+            else:
+                m[z["category_id"], nc] += 1
+        for j, a in enumerate(g):
+            if j not in used:
+                m[nc, a["category_id"]] += 1
+    return m
+
+
+def evaluate(gt: dict, dets: list[dict], names: tuple[str, ...] = CLASS_NAMES, conf: float = 0.25) -> dict[str, Any]:
+    """COCO mAP plus per-class AP, P/R at ``conf`` and the confusion matrix."""
+    from pycocotools.coco import COCO  # noqa: PLC0415
+    from pycocotools.cocoeval import COCOeval  # noqa: PLC0415
+
+    nc = len(names)
+    with contextlib.redirect_stdout(io.StringIO()):
+        cg = COCO()
+        cg.dataset = gt
+        cg.createIndex()
+        cd = cg.loadRes(dets) if dets else None
+    res: dict[str, Any] = {"images": len(gt["images"]), "instances": {n: 0 for n in names}}
+    for a in gt["annotations"]:
+        res["instances"][names[a["category_id"]]] += 1
+    if cd is None:
+        res.update(mAP50=0.0, **{"mAP50-95": 0.0}, per_class={n: {"AP50": 0.0, "AP50-95": 0.0} for n in names})
+        res["confusion"] = confusion(gt, dets, nc, conf).tolist()
+        return res
+    E = COCOeval(cg, cd, "bbox")
+    E.params.maxDets = [1, 10, 300]
+    with contextlib.redirect_stdout(io.StringIO()):
+        E.evaluate()
+        E.accumulate()
+        E.summarize()
+    prec = E.eval["precision"]  # [T, R, K, A, M]
+    per = {}
+    present = []
+    for k, n in enumerate(names):
+        p50 = prec[0, :, k, 0, -1]
+        pall = prec[:, :, k, 0, -1]
+        has = res["instances"][n] > 0
+        ap50 = float(p50[p50 > -1].mean()) if has and (p50 > -1).any() else float("nan")
+        ap = float(pall[pall > -1].mean()) if has and (pall > -1).any() else float("nan")
+        per[n] = {"AP50": ap50, "AP50-95": ap, "instances": res["instances"][n], "pr50": p50.tolist()}
+        if has:
+            present.append(n)
+    cm = confusion(gt, dets, nc, conf)
+    tp = np.diag(cm)[:nc]
+    for k, n in enumerate(names):
+        per[n]["precision"] = float(tp[k] / max(cm[k].sum(), 1))
+        per[n]["recall"] = float(tp[k] / max(cm[:, k].sum(), 1))
+    res.update({
+        "mAP50": float(np.mean([per[n]["AP50"] for n in present])) if present else 0.0,
+        "mAP50-95": float(np.mean([per[n]["AP50-95"] for n in present])) if present else 0.0,
+        "precision": float(np.mean([per[n]["precision"] for n in present])) if present else 0.0,
+        "recall": float(np.mean([per[n]["recall"] for n in present])) if present else 0.0,
+        "per_class": per, "confusion": cm.tolist(), "conf": conf,
+    })
+    return res
+
+
+def plots(res: dict, names: tuple[str, ...], out_dir: Path, title: str) -> list[Path]:
+    """Confusion matrix and PR curves (IoU 0.5) as PNG files."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = list(names) + ["background"]
+    cm = np.array(res["confusion"])
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("true")
+    ax.set_ylabel("predicted")
+    ax.set_title(f"{title}\nconfusion at conf {res.get('conf', 0.25)}, IoU 0.5", fontsize=9)
+    fig.tight_layout()
+    p1 = out_dir / "confusion_matrix.png"
+    fig.savefig(p1, dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    rec = np.linspace(0, 1, 101)
+    for n in names:
+        pc = res.get("per_class", {}).get(n)
+        if pc and pc.get("instances"):
+            p = np.array(pc["pr50"])
+            ax.plot(rec[p > -1], p[p > -1], label=f"{n} AP50 {pc['AP50']:.3f}")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{title}\nPR curves, IoU 0.5 (mAP50 {res.get('mAP50', 0):.3f})", fontsize=9)
+    fig.tight_layout()
+    p2 = out_dir / "pr_curves.png"
+    fig.savefig(p2, dpi=110)
+    plt.close(fig)
+    return [p1, p2]
+
+
+def run(model: str | Detector, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"), split: str | None = None,
+        imgsz: int = 320, conf: float = 0.001, report_conf: float = 0.25, iou: float = 0.6,
+        json_out: str | None = None, plots_dir: str | None = None, max_images: int | None = None,
+        threads: int | None = None) -> dict:
+    """Evaluate ``model`` (path or Detector) on ``data``'s split; prints a table and returns the metrics."""
+    spec = load_spec(data)
+    split = split or ("test" if "test" in spec else "val")
+    det = model if not isinstance(model, (str, Path)) else load_detector(model, imgsz=imgsz, conf=conf, iou=iou,
+                                                                          threads=threads)
+    gt, dets, spi = detect_split(det, spec, split, max_images)
+    res = evaluate(gt, dets, det.names, report_conf)
+    res.update(model=str(det.source), data=str(data), split=split, imgsz=imgsz, ms_per_image=round(spi * 1000, 2))
+    title = f"{Path(det.source).name} on {Path(data).stem}/{split}"
+    if plots_dir:
+        res["plots"] = [str(p) for p in plots(res, det.names, Path(plots_dir), title)]
+    print(f"\n{title}: {res['images']} images, mAP50 {res['mAP50']:.4f}, mAP50-95 {res['mAP50-95']:.4f}, "
+          f"P {res.get('precision', 0):.3f}, R {res.get('recall', 0):.3f} (at conf {report_conf})")
+    print(f"{'class':<17}{'n':>6}{'AP50':>8}{'AP50-95':>9}{'P':>7}{'R':>7}")
+    for n, pc in res.get("per_class", {}).items():
+        print(f"{n:<17}{pc['instances']:>6}{pc['AP50']:>8.4f}{pc['AP50-95']:>9.4f}{pc.get('precision', 0):>7.3f}"
+              f"{pc.get('recall', 0):>7.3f}")
+    if json_out:
+        slim = {k: v for k, v in res.items()}
+        slim["per_class"] = {n: {k: v for k, v in pc.items() if k != "pr50"} for n, pc in res.get("per_class", {}).items()}
+        write_json(json_out, slim)
+    return res
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help=".pt or .onnx (any precision)")
+    p.add_argument("--data", default=str(DATASETS_DIR / "ilc-heldout.yaml"), help="dataset spec")
+    p.add_argument("--split", default=None, help="split (default: test if present, else val)")
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--conf", type=float, default=0.001, help="detection threshold for mAP")
+    p.add_argument("--report-conf", type=float, default=0.25, help="threshold for P, R and the confusion matrix")
+    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU")
+    p.add_argument("--json", dest="json_out", default=None, help="write the metrics as JSON")
+    p.add_argument("--plots-dir", default=None, help="write confusion_matrix.png and pr_curves.png here")
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)

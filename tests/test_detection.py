@@ -1,0 +1,253 @@
+"""YOLO training (tiny, 64 px), resume, COCO start, val metrics, ONNX export agreement, manifest."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import facewear  # noqa: F401
+from facewear.constants import CLASS_NAMES
+from facewear.formats import Box, ImageAnn, to_coco, yolo_lines
+from facewear.data.layout import ImageMeta, load_spec, write_spec
+from facewear.io import write_json, write_text
+
+COLORS = [(40, 200, 40), (200, 120, 20), (20, 60, 230), (200, 40, 200)]
+
+
+def _make_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 64) -> Path:
+    """Images with one coloured square per class id; YOLO labels, COCO JSON, meta and a spec."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        anns, metas = [], []
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = np.full((size, size, 3), 128, np.uint8)
+            boxes = []
+            for k in range(2):
+                c = int(rng.integers(4))
+                s = int(rng.integers(14, 24))
+                x, y = int(rng.integers(0, size - s)), int(rng.integers(0, size - s))
+                cv2.rectangle(img, (x, y), (x + s, y + s), COLORS[c], -1)
+                boxes.append(Box(x, y, x + s, y + s, CLASS_NAMES[c]))
+            name = f"{split}{i}.jpg"
+            cv2.imwrite(str(root / "images" / split / name), img)
+            ann = ImageAnn(name, size, size, boxes)
+            write_text(root / "labels" / split / f"{split}{i}.txt", yolo_lines(ann))
+            anns.append(ann)
+            metas.append(ImageMeta(file=name, split=split, source="gen", origin=name, group=name))
+        write_json(root / "coco" / f"{split}.json", to_coco(anns))
+        write_text(root / "meta" / f"{split}.jsonl", "".join(m.to_json() + "\n" for m in metas))
+    spec = root / "spec.yaml"
+    write_spec(spec, root, {"train": "images/train", "val": "images/val"})
+    return spec
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny dataset and a YOLOv5n trained 1 epoch at 64 px on it."""
+    from detection.yolo import train
+
+    root = tmp_path_factory.mktemp("tinyds")
+    spec = _make_dataset(root)
+    proj = root / "runs"
+    train(data=str(spec), init="none", epochs=1, imgsz=64, batch=4, workers=0, project=str(proj), name="t",
+          exist_ok=True, plots=False)
+    last = proj / "t" / "weights" / "last.pt"
+    assert last.is_file()
+    return spec, last
+
+
+def test_train_one_epoch_writes_weights(tiny):
+    _, last = tiny
+    from ultralytics import YOLO
+
+    m = YOLO(str(last))
+    assert [m.names[i] for i in range(4)] == list(CLASS_NAMES)
+
+
+def test_resume_after_interrupt(tmp_path):
+    """An interrupted run leaves last.pt; --resume finishes the remaining epochs."""
+    from detection.yolo import train
+
+    spec = _make_dataset(tmp_path / "ds", n_train=4, n_val=2)
+    proj = tmp_path / "runs"
+
+    class Stop(Exception):
+        pass
+
+    def stop(trainer):
+        if trainer.epoch == 0:
+            raise Stop
+
+    from ultralytics import YOLO
+
+    import detection.yolo as y
+
+    orig = YOLO.train
+
+    def patched(self, **kw):
+        self.add_callback("on_fit_epoch_end", stop)
+        return orig(self, **kw)
+
+    YOLO.train = patched
+    try:
+        with pytest.raises(Stop):
+            y.train(data=str(spec), init="none", epochs=2, imgsz=64, batch=2, workers=0, project=str(proj),
+                    name="r", exist_ok=True, plots=False)
+    finally:
+        YOLO.train = orig
+    last = proj / "r" / "weights" / "last.pt"
+    import torch
+
+    assert torch.load(last, weights_only=False)["epoch"] == 0
+    train(resume=True, project=str(proj), name="r")
+    assert (proj / "r" / "results.csv").read_text().count("\n") >= 3  # header + 2 epochs
+
+
+def test_resume_without_run_is_clear(tmp_path):
+    from detection.yolo import train
+
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(resume=True, project=str(tmp_path), name="none")
+
+
+def test_coco_start_maps_backbone_and_neck(tmp_path):
+    import torch
+
+    from detection.yolo import build_model, load_coco
+
+    m = build_model("yolov5n.yaml")
+    sd = {k: torch.randn_like(v) if v.dtype.is_floating_point else v for k, v in m.state_dict().items()
+          if k.split(".")[1].isdigit() and int(k.split(".")[1]) < 24}
+    sd["model.24.m.0.weight"] = torch.zeros(255, 64, 1, 1)  # the old COCO head must be ignored
+    p = tmp_path / "coco.pth"
+    torch.save(sd, p)
+    n, total = load_coco(m, p)
+    assert n == total == len(sd) - 1
+    k = "model.0.conv.weight"
+    assert torch.equal(m.state_dict()[k], sd[k])
+
+
+def test_coco_start_missing_falls_back_with_warning(tmp_path, monkeypatch):
+    from detection.yolo import init_checkpoint
+
+    monkeypatch.setenv("FACEWEAR_SHARED_WEIGHTS", str(tmp_path / "absent"))
+    with pytest.warns(UserWarning, match="from scratch"):
+        assert init_checkpoint("yolov5n.yaml", "coco", tmp_path / "i.pt") == "yolov5n.yaml"
+
+
+def test_coco_start_real_file(shared_data):
+    from facewear.constants import default_shared_weights
+
+    from detection.yolo import COCO_STATE_DICT, build_model, load_coco
+
+    p = default_shared_weights() / COCO_STATE_DICT
+    if not p.is_file():
+        pytest.skip(f"{p} not found")
+    n, total = load_coco(build_model(), p)
+    assert n == total == 342
+
+
+class PerfectDetector:
+    """Returns the ground truth of the image it is shown (looked up by content)."""
+
+    names = CLASS_NAMES
+    source = "perfect"
+
+    def __init__(self, spec: Path, split: str = "val", drop_class: int | None = None) -> None:
+        s = load_spec(spec)
+        self.table = {}
+        coco = json.loads((Path(s["path"]) / "coco" / f"{split}.json").read_text())
+        for im in coco["images"]:
+            img = cv2.imread(str(Path(s["path"]) / "images" / split / im["file_name"]))
+            d = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3], 0.9,
+                  a["category_id"]] for a in coco["annotations"] if a["image_id"] == im["id"]
+                 and a["category_id"] != drop_class]
+            self.table[img.tobytes()] = np.array(d, np.float32).reshape(-1, 6)
+
+    def __call__(self, frame):
+        return self.table[frame.tobytes()]
+
+
+def test_val_perfect_detector_scores_one(tmp_path):
+    from detection.val import run
+
+    spec = _make_dataset(tmp_path / "ds")
+    res = run(PerfectDetector(spec), data=str(spec), split="val", json_out=str(tmp_path / "m.json"),
+              plots_dir=str(tmp_path / "plots"))
+    assert res["mAP50"] == pytest.approx(1.0)
+    assert res["mAP50-95"] == pytest.approx(1.0)
+    assert res["precision"] == pytest.approx(1.0) and res["recall"] == pytest.approx(1.0)
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert {"mAP50", "mAP50-95", "per_class", "confusion", "precision", "recall"} <= set(saved)
+    assert (tmp_path / "plots" / "confusion_matrix.png").is_file() and (tmp_path / "plots" / "pr_curves.png").is_file()
+
+
+def test_val_missing_class_lowers_map(tmp_path):
+    from detection.val import run
+
+    spec = _make_dataset(tmp_path / "ds")
+    res = run(PerfectDetector(spec, drop_class=0), data=str(spec), split="val")
+    present = [n for n, pc in res["per_class"].items() if pc["instances"]]
+    if "face" in present:
+        assert res["per_class"]["face"]["AP50"] == 0.0
+        assert res["mAP50"] < 1.0
+    cm = np.array(res["confusion"])
+    assert cm[4, 0] == res["per_class"]["face"]["instances"]  # every face missed -> background row
+
+
+def test_val_real_model_runs(tiny):
+    from detection.val import run
+
+    spec, last = tiny
+    res = run(str(last), data=str(spec), split="val", imgsz=64)
+    assert 0.0 <= res["mAP50"] <= 1.0 and res["images"] == 4
+
+
+def test_export_agrees_with_torch(tiny, tmp_path):
+    import shutil
+
+    from detection.base import load_detector
+    from detection.export import run
+
+    spec, last = tiny
+    pt = tmp_path / "m.pt"
+    shutil.copy(last, pt)
+    rep = run(str(pt), formats=["fp32", "fp16", "int8"], imgsz=64, data=str(spec), calib=4, check=2)
+    assert rep["files"]["fp32"]["max_abs_diff"] < 1e-2
+    assert rep["files"]["fp16"]["max_abs_diff"] < 1.0
+    for prec in ("fp32", "fp16", "int8"):
+        f = Path(rep["files"][prec]["file"])
+        assert f.is_file()
+        det = load_detector(f, conf=0.0)
+        out = det(np.full((48, 80, 3), 128, np.uint8))
+        assert out.ndim == 2 and out.shape[1] == 6
+        assert det.names == CLASS_NAMES
+
+
+def test_export_rejects_bad_input(tmp_path):
+    from detection.export import run
+
+    with pytest.raises(FileNotFoundError):
+        run(str(tmp_path / "absent.pt"))
+
+
+def test_manifest_entry_and_verify(tmp_path, monkeypatch):
+    import detection.manifest as man
+
+    monkeypatch.setattr(man, "MANIFEST", tmp_path / "manifest.json")
+    monkeypatch.setattr(man, "WEIGHTS_DIR", tmp_path)
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"abc")
+    e = man.add_entry(f, name="w", task="detect", architecture="x", imgsz=64, precision="fp32",
+                      train_command="cmd", data="spec")
+    assert e["bytes"] == 3 and len(e["sha256"]) == 64
+    man.add_entry(f, name="w", task="detect", architecture="x", imgsz=64, precision="fp32",
+                  train_command="cmd2", data="spec")
+    assert [m["train_command"] for m in man.load()["models"]] == ["cmd2"]
+    assert man.verify() == []
+    f.write_bytes(b"abd")
+    assert man.verify() == ["w"]
