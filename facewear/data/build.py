@@ -421,27 +421,10 @@ def count_boxes(records: list[tuple[ImageAnn, ImageMeta]]) -> Counter:
     return Counter(b.label for ann, _ in records for b in ann.boxes)
 
 
-def run(data_root: str | None = None, out: str | None = None, specs: str | None = None,
-        recipe: str | None = None, corrections: str | None = None, workers: int | None = None,
-        on_error: str = "skip", skip_heldout: bool = False, sources: list[str] | None = None) -> dict:
-    """Build ``facewear4`` (train/val) and ``ilc-heldout`` (test); returns box counts per split and class."""
-    root = Path(data_root) if data_root else default_data_root()
-    if root is None or not root.is_dir():
-        raise FileNotFoundError(f"{root or '../shared/data'}: data root not found; pass --data-root or set FACEWEAR_DATA")
-    out_dir = Path(out) if out else default_build_dir()
-    spec_dir = Path(specs) if specs else DATASETS_DIR
-    recipe_path = Path(recipe) if recipe else DEFAULT_RECIPE
-    if not recipe_path.is_file():
-        raise FileNotFoundError(f"{recipe_path}: build recipe not found")
-    rcp = yaml.safe_load(recipe_path.read_text()) or {}
-    corr_path = Path(corrections) if corrections else DEFAULT_CORRECTIONS
-    corr = load_corrections(corr_path) if corr_path.is_file() else []
-    workers = workers or min(os.cpu_count() or 1, 4)
-    strict = on_error == "stop"
-    report = Report()
-    cache = out_dir / "cache"
-    cache.mkdir(parents=True, exist_ok=True)
-
+def _build_train(root: Path, out_dir: Path, spec_dir: Path, sources: list[str] | None, rcp: dict,
+                 corr: list[Correction], lib: OverlayLibrary, workers: int, report: Report, strict: bool,
+                 on_error: str, cache: Path) -> tuple[set[str], dict[str, dict[str, int]]]:
+    """Collect, correct, group, split and write ``facewear4``; returns (used corrections, counts per split)."""
     items: list[RawItem] = []
     wanted = sources or list(TRAIN_SOURCES)
     for src in wanted:
@@ -463,12 +446,43 @@ def run(data_root: str | None = None, out: str | None = None, specs: str | None 
     merges = near_duplicate_groups(items, int(rcp.get("near_duplicate_hamming", 6)), cache / "phash.json")
     LOG.info("near-duplicate merges across groups: %d", merges)
     assign_splits(items, float(rcp.get("val_fraction", 0.15)), int(rcp.get("seed", SEED)))
-    lib = load_overlays(root)
     splits = _write_dataset("facewear4", items, out_dir, lib, rcp, workers, report, on_error)
     write_spec(spec_dir / "facewear4.yaml", out_dir / "facewear4", {"train": "images/train", "val": "images/val"})
-    summary: dict[str, Any] = {"facewear4": {s: dict(count_boxes(r)) for s, r in splits.items()}}
+    return used, {s: dict(count_boxes(r)) for s, r in splits.items()}
+
+
+def run(data_root: str | None = None, out: str | None = None, specs: str | None = None,
+        recipe: str | None = None, corrections: str | None = None, workers: int | None = None,
+        on_error: str = "skip", skip_heldout: bool = False, sources: list[str] | None = None,
+        heldout_only: bool = False) -> dict:
+    """Build ``facewear4`` (train/val) and ``ilc-heldout`` (test); returns box counts per split and class."""
+    root = Path(data_root) if data_root else default_data_root()
+    if root is None or not root.is_dir():
+        raise FileNotFoundError(f"{root or '../shared/data'}: data root not found; pass --data-root or set FACEWEAR_DATA")
+    out_dir = Path(out) if out else default_build_dir()
+    spec_dir = Path(specs) if specs else DATASETS_DIR
+    recipe_path = Path(recipe) if recipe else DEFAULT_RECIPE
+    if not recipe_path.is_file():
+        raise FileNotFoundError(f"{recipe_path}: build recipe not found")
+    rcp = yaml.safe_load(recipe_path.read_text()) or {}
+    corr_path = Path(corrections) if corrections else DEFAULT_CORRECTIONS
+    corr = load_corrections(corr_path) if corr_path.is_file() else []
+    workers = workers or min(os.cpu_count() or 1, 4)
+    strict = on_error == "stop"
+    report = Report()
+    cache = out_dir / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+
+    summary: dict[str, Any] = {"facewear4": {}}
+    used: set[str] = set()
+    lib = load_overlays(root)
+    if not heldout_only:
+        used, summary["facewear4"] = _build_train(root, out_dir, spec_dir, sources, rcp, corr, lib, workers, report,
+                                                  strict, on_error, cache)
 
     held = root / HELDOUT
+    if heldout_only and not held.is_dir():
+        raise FileNotFoundError(f"{held}: held-out set not found")
     if not skip_heldout and held.is_dir():
         hreport = Report()
         hitems = collect_voc(held, HELDOUT, hreport, strict)
@@ -483,16 +497,19 @@ def run(data_root: str | None = None, out: str | None = None, specs: str | None 
         hreport.warn("ilc-heldout")
         report.merge(hreport)
     report.warn("build")
-    unmatched = [c.key() for c in corr if c.key() not in used]
+    unmatched = [c.key() for c in corr if c.key() not in used and (not heldout_only or c.source == HELDOUT)]
     if unmatched:
         LOG.warning("%d correction(s) matched no box: %s", len(unmatched), unmatched[:5])
     tv = Counter()
     for s in ("train", "val"):
         tv.update(summary["facewear4"].get(s, {}))
-    summary["facewear4"]["train+val"] = dict(tv)
+    if heldout_only:
+        del summary["facewear4"]
+    else:
+        summary["facewear4"]["train+val"] = dict(tv)
     summary["skipped"] = len(report.skipped)
     summary["unmatched_corrections"] = len(unmatched)
-    for name in CLASS_NAMES:
+    for name in CLASS_NAMES if not heldout_only else ():
         LOG.info("train+val %-16s %6d boxes", name, tv.get(name, 0))
     print(json.dumps({k: v for k, v in summary.items()}, indent=1))
     return summary
@@ -508,4 +525,5 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", choices=("skip", "stop"), default="skip",
                    help="skip a bad file and report it (default), or stop at the first one")
     p.add_argument("--skip-heldout", action="store_true", help="do not build the held-out spec")
+    p.add_argument("--heldout-only", action="store_true", help="rebuild only the held-out spec")
     p.add_argument("--sources", nargs="+", default=None, help=f"training sources (default: {' '.join(TRAIN_SOURCES)})")
