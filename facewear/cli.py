@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "val": ("detection.val", "evaluate a model (.pt/.onnx) on a dataset spec: mAP, per-class AP, P/R, plots"),
     "predict": ("detection.predict", "detect and crop faces in images, folders, videos, streams and webcams"),
     "export": ("detection.export", "export a .pt to ONNX fp32/fp16/int8, check agreement, time it"),
+    "bench": ("detection.bench", "accuracy, size and latency of a model and its ONNX variants on this machine"),
 }
 
 

@@ -1,0 +1,134 @@
+"""``facewear bench``: accuracy, size and speed of a YOLO model and its ONNX variants, on this machine.
+
+For the torch ``.pt`` and each ONNX file beside it (fp32, fp16, int8):
+held-out mAP50 / mAP50-95 and per-class AP50 (through ``facewear val``, the
+same code for every variant), file size, and latency p50/p95 of the network
+at batch 1 with 1 and 2 threads after a warm-up (timm ``benchmark`` style).
+Optionally the end-to-end video FPS (decode, detect, track, write crops) of
+``facewear predict`` on a video. Writes a JSON file and a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import facewear  # noqa: F401
+from facewear.constants import CLASS_NAMES, DATASETS_DIR, WEIGHTS_DIR
+from facewear.io import write_json, write_text
+
+
+def machine() -> str:
+    """A one-line description of this machine (CPU model, cores, Python, torch, onnxruntime)."""
+    import os  # noqa: PLC0415
+
+    import onnxruntime  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    cpu = platform.processor() or "cpu"
+    try:
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
+            f"onnxruntime {onnxruntime.__version__}")
+
+
+def variants(pt: Path) -> dict[str, Path]:
+    """The model and the ONNX exports that sit beside it."""
+    out = {"torch": pt}
+    for prec, suffix in (("onnx-fp32", ".onnx"), ("onnx-fp16", "-fp16.onnx"), ("onnx-int8", "-int8.onnx")):
+        f = pt.with_name(pt.stem + suffix)
+        if f.is_file():
+            out[prec] = f
+    return out
+
+
+def video_fps(model: Path, video: str, imgsz: int, track: bool = True) -> dict[str, Any]:
+    """End-to-end FPS of ``facewear predict`` on ``video`` (decode, detect, track, crops)."""
+    import tempfile  # noqa: PLC0415
+
+    from .predict import run as predict  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        summary = predict(source=video, model=str(model), imgsz=imgsz, save_crops=str(Path(tmp) / "crops"),
+                          track=track)
+        dt = time.perf_counter() - t0
+    frames = summary.get("frames", 0) if isinstance(summary, dict) else 0
+    return {"video": Path(video).name, "frames": frames, "seconds": round(dt, 2),
+            "fps": round(frames / dt, 1) if dt else 0.0, "track": track}
+
+
+def run(model: str, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"), imgsz: int = 320,
+        video: str | None = None, json_out: str | None = None, md_out: str | None = None,
+        iters: int = 50, max_images: int | None = None) -> dict[str, Any]:
+    """Benchmark ``model`` and its ONNX exports; returns the table as a dict."""
+    from .export import time_variants  # noqa: PLC0415
+    from .val import run as val  # noqa: PLC0415
+
+    pt = Path(model)
+    if not pt.is_file():
+        raise FileNotFoundError(f"{pt}: model not found")
+    vs = variants(pt)
+    onnx_files = {k.removeprefix("onnx-"): v for k, v in vs.items() if k != "torch"}
+    lat = time_variants(pt, onnx_files, imgsz, iters=iters)
+    rows = []
+    for key, f in vs.items():
+        m = val(str(f), data=data, imgsz=imgsz, max_images=max_images)
+        rows.append({"variant": key, "file": f.name, "MB": round(f.stat().st_size / 1e6, 2),
+                     "mAP50": round(m["mAP50"], 4), "mAP50-95": round(m["mAP50-95"], 4),
+                     "AP50": {n: round(m["per_class"][n]["AP50"], 4) for n in CLASS_NAMES},
+                     "instances": {n: m["per_class"][n]["instances"] for n in CLASS_NAMES},
+                     "latency": lat.get(key, {})})
+    res: dict[str, Any] = {"model": str(pt), "data": data, "imgsz": imgsz, "machine": machine(),
+                           "command": "facewear bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+                           "rows": rows}
+    if video:
+        res["video"] = video_fps(vs.get("onnx-fp32", pt), video, imgsz)
+    md = to_markdown(res)
+    print(md)
+    if json_out:
+        write_json(json_out, res)
+    if md_out:
+        write_text(md_out, md)
+    return res
+
+
+def to_markdown(res: dict[str, Any]) -> str:
+    lines = [f"Machine: {res['machine']}  ", f"Data: `{Path(res['data']).name}`, input {res['imgsz']} px, "
+             f"command: `{res['command']}`", "",
+             "| variant | file | MB | mAP50 | mAP50-95 | " + " | ".join(f"AP50 {n}" for n in CLASS_NAMES)
+             + " | p50 1t ms | p95 1t ms | p50 2t ms | p95 2t ms |",
+             "|---|---|---:|---:|---:|" + "---:|" * len(CLASS_NAMES) + "---:|---:|---:|---:|"]
+    for r in res["rows"]:
+        lt = r["latency"]
+        ap = " | ".join(f"{r['AP50'][n]:.3f}" if r["AP50"][n] == r["AP50"][n] else "n/a" for n in CLASS_NAMES)
+        lines.append(f"| {r['variant']} | `{r['file']}` | {r['MB']} | {r['mAP50']:.3f} | {r['mAP50-95']:.3f} | {ap} | "
+                     f"{lt.get('1t', {}).get('p50_ms', 0):.1f} | {lt.get('1t', {}).get('p95_ms', 0):.1f} | "
+                     f"{lt.get('2t', {}).get('p50_ms', 0):.1f} | {lt.get('2t', {}).get('p95_ms', 0):.1f} |")
+    if res.get("video"):
+        v = res["video"]
+        lines += ["", f"Video `{v['video']}`: {v['frames']} frames in {v['seconds']} s = **{v['fps']} FPS** end to end "
+                      f"(decode, detect at {res['imgsz']} px, {'track, ' if v['track'] else ''}write crops)."]
+    inst = res["rows"][0]["instances"] if res["rows"] else {}
+    lines += ["", "Instances in the evaluated split: " + ", ".join(f"{n} {inst.get(n, 0)}" for n in CLASS_NAMES) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), help="the .pt; ONNX files beside it are included")
+    p.add_argument("--data", default=str(DATASETS_DIR / "ilc-heldout.yaml"))
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--video", default=None, help="also measure end-to-end video FPS on this file")
+    p.add_argument("--json", dest="json_out", default=None)
+    p.add_argument("--md", dest="md_out", default=None, help="write the markdown table here")
+    p.add_argument("--iters", type=int, default=50, help="timed iterations per latency figure")
+    p.add_argument("--max-images", type=int, default=None)

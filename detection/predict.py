@@ -1,0 +1,596 @@
+"""``facewear predict SOURCE --model M``: run a detector on images, folders, globs, videos and streams.
+
+SOURCE is an image, a folder (all files below it), a glob pattern, a video,
+an RTSP/HTTP(S) stream URL or a webcam index (``0``); see
+:mod:`detection.sources`. Outputs, all optional:
+
+* ``--save-crops DIR``: each detected face, with a margin, as
+  ``DIR/<class>/<stem>_f<frame>_d<det>.jpg`` (``_t<track>`` with ``--track``);
+  never overwrites a file (``-1``, ``-2`` ... suffixes);
+* ``--save-json FILE``: a list of ``{"file_name", "frame", "bbox": [x, y, w, h],
+  "category_id", "category", "score"}`` (+ ``"track_id"`` with ``--track``);
+* ``--save DIR``: annotated images (same relative names) and one annotated
+  ``.mp4`` per video or stream.
+
+``--track`` follows faces through videos and streams with ultralytics'
+ByteTrack and saves one crop per track: the frame where it scored highest,
+under the class voted over the track's frames (class ids weighted by score).
+Images are never tracked. Ctrl-C stops cleanly: the JSON, the pending track
+crops and the video files are written before returning.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import math
+import os
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+
+import facewear  # noqa: F401  (offline env before ultralytics)
+from facewear.constants import CLASS_COLORS_BGR
+from facewear.io import write_image, write_json
+
+from .sources import Item, Source
+
+LOG = logging.getLogger("facewear.predict")
+CROP_EXT = ".jpg"
+FALLBACK_FPS = 25.0
+
+
+# --- small helpers ---------------------------------------------------------------------
+def safe_stem(name: str) -> str:
+    """A file-system safe stem for a relative name or a stream URL (``a/b.jpg`` -> ``b``)."""
+    if "://" in name:
+        stem = name.split("://", 1)[1]
+    else:
+        stem = Path(name).stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "frame"
+
+
+def crop_box(frame: np.ndarray, box: np.ndarray, margin: float = 0.1) -> np.ndarray | None:
+    """The box grown by ``margin`` of its width/height on each side, clipped to the frame (a copy)."""
+    H, W = frame.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    mw, mh = (x2 - x1) * margin, (y2 - y1) * margin
+    a, b = max(int(math.floor(x1 - mw)), 0), max(int(math.floor(y1 - mh)), 0)
+    c, d = min(int(math.ceil(x2 + mw)), W), min(int(math.ceil(y2 + mh)), H)
+    if c - a < 1 or d - b < 1:
+        return None
+    return frame[b:d, a:c].copy()
+
+
+def unique_path(folder: Path, base: str, ext: str = CROP_EXT) -> Path:
+    """``folder/base.ext``, or ``base-1.ext``, ``base-2.ext`` ... : the first name not taken.
+
+    The name is reserved with an exclusive create, so two writers never pick the same one.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    k = 0
+    while True:
+        p = folder / (f"{base}{ext}" if k == 0 else f"{base}-{k}{ext}")
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            k += 1
+            continue
+        os.close(fd)
+        return p
+
+
+def class_color(cls: int) -> tuple[int, int, int]:
+    if cls in CLASS_COLORS_BGR:
+        return CLASS_COLORS_BGR[cls]
+    rng = np.random.default_rng(cls)
+    return tuple(int(v) for v in rng.integers(64, 256, 3))
+
+
+def class_name(names: tuple[str, ...], cls: int) -> str:
+    return names[cls] if 0 <= cls < len(names) else str(cls)
+
+
+def draw_detections(frame: np.ndarray, dets: np.ndarray, names: tuple[str, ...],
+                    track_ids: list[int | None] | None = None) -> np.ndarray:
+    """A copy of ``frame`` with a coloured box and a ``name score [#id]`` label per detection."""
+    out = frame.copy()
+    H, W = out.shape[:2]
+    lw = max(1, round((H + W) / 600))
+    fs = max(0.35, (H + W) / 2000)
+    for i, d in enumerate(dets):
+        x1, y1, x2, y2 = (round(float(v)) for v in d[:4])
+        cls = int(d[5])
+        color = class_color(cls)
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, lw, cv2.LINE_AA)
+        label = f"{class_name(names, cls)} {float(d[4]):.2f}"
+        if track_ids is not None and track_ids[i] is not None:
+            label += f" #{track_ids[i]}"
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, 1)
+        ty = y1 - 2 if y1 - th - base - 2 >= 0 else min(y1 + th + 2, H - base)
+        cv2.rectangle(out, (x1, ty - th - 2), (x1 + tw + 2, ty + base - 1), color, -1)
+        cv2.putText(out, label, (x1 + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def json_record(name: str, frame: int, det: np.ndarray, names: tuple[str, ...],
+                track_id: int | None = None, tracking: bool = False) -> dict:
+    x1, y1, x2, y2 = (float(v) for v in det[:4])
+    cls = int(det[5])
+    rec = {"file_name": name, "frame": int(frame),
+           "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+           "category_id": cls, "category": class_name(names, cls), "score": round(float(det[4]), 5)}
+    if tracking:
+        rec["track_id"] = track_id
+    return rec
+
+
+# --- tracking ----------------------------------------------------------------------------
+def tracker_args(cfg: str | Path | None = None) -> SimpleNamespace:
+    """ByteTrack settings from ultralytics' own ``cfg/trackers/bytetrack.yaml`` (or ``cfg``)."""
+    import yaml  # noqa: PLC0415
+
+    if cfg is None:
+        import ultralytics  # noqa: PLC0415
+
+        cfg = Path(ultralytics.__file__).parent / "cfg" / "trackers" / "bytetrack.yaml"
+    with open(cfg) as f:
+        return SimpleNamespace(**yaml.safe_load(f))
+
+
+def _lapjv(cost: np.ndarray, extend_cost: bool = True, cost_limit: float = np.inf,
+           return_cost: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+    """``lap.lapjv`` through SciPy: ``(total cost, row -> col or -1, col -> row or -1)``.
+
+    With a ``cost_limit``, pairs costing more than it stay unmatched: the matrix
+    is extended with dummy rows/columns at ``cost_limit / 2`` (as ``lap`` does).
+    """
+    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
+
+    cost = np.asarray(cost, dtype=np.float64)
+    n, m = cost.shape
+    x, y = np.full(n, -1, np.int64), np.full(m, -1, np.int64)
+    if n == 0 or m == 0:
+        return 0.0, x, y
+    if np.isfinite(cost_limit):
+        ext = np.full((n + m, n + m), cost_limit / 2.0)
+        ext[n:, m:] = 0.0
+        ext[:n, :m] = cost
+    else:
+        ext = cost
+    rows, cols = linear_sum_assignment(ext)
+    keep = (rows < n) & (cols < m)
+    x[rows[keep]], y[cols[keep]] = cols[keep], rows[keep]
+    return float(cost[rows[keep], cols[keep]].sum()), x, y
+
+
+def _ensure_lap() -> None:
+    """ultralytics' trackers import ``lap`` (and would try to pip-install it); offline, stand in with SciPy."""
+    import sys  # noqa: PLC0415
+    import types  # noqa: PLC0415
+
+    try:
+        import lap  # noqa: F401, PLC0415
+
+        if getattr(lap, "__version__", None):
+            return
+    except ImportError:
+        pass
+    shim = types.ModuleType("lap")
+    shim.__version__ = "0.5.12+facewear-scipy"  # ultralytics asserts a version
+    shim.lapjv = _lapjv
+    sys.modules["lap"] = shim
+
+
+def new_tracker(cfg: str | Path | None = None) -> Any:
+    """A fresh ByteTrack (track ids start at 1) with ultralytics' default settings."""
+    _ensure_lap()
+    from ultralytics.trackers.byte_tracker import BYTETracker  # noqa: PLC0415
+
+    return BYTETracker(tracker_args(cfg))
+
+
+@dataclass
+class TrackRecord:
+    """What we keep about one track: its class votes and its best (highest score) crop."""
+
+    track_id: int
+    votes: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+    best_score: float = -1.0
+    best_frame: int = -1
+    best_crop: np.ndarray | None = None
+    frames: int = 0
+
+    def add(self, frame_idx: int, det: np.ndarray, frame: np.ndarray, margin: float) -> None:
+        score, cls = float(det[4]), int(det[5])
+        self.votes[cls] += score
+        self.frames += 1
+        if score > self.best_score:
+            crop = crop_box(frame, det, margin)
+            if crop is not None:
+                self.best_score, self.best_frame, self.best_crop = score, frame_idx, crop
+
+    @property
+    def cls(self) -> int:
+        """Score-weighted majority over the track's frames (ties: the lower class id)."""
+        return max(sorted(self.votes), key=lambda c: self.votes[c])
+
+
+class TrackCrops:
+    """Follows one video's tracks; writes each track's best crop when the track ends."""
+
+    def __init__(self, owner: _Predictor, name: str, cfg: str | Path | None = None) -> None:
+        self.owner, self.name = owner, name
+        self.tracker = new_tracker(cfg)
+        self.active: dict[int, TrackRecord] = {}
+        self.ended: list[TrackRecord] = []
+
+    def update(self, frame_idx: int, frame: np.ndarray, dets: np.ndarray) -> list[int | None]:
+        """Feed one frame's detections; returns the track id of each detection (``None``: not tracked)."""
+        from ultralytics.engine.results import Boxes  # noqa: PLC0415
+
+        out = self.tracker.update(Boxes(dets.astype(np.float32), frame.shape[:2]), frame)
+        ids: list[int | None] = [None] * len(dets)
+        for row in out.reshape(-1, 8) if len(out) else ():
+            tid, idx = int(row[4]), int(row[7])
+            if not 0 <= idx < len(dets):
+                continue
+            ids[idx] = tid
+            self.active.setdefault(tid, TrackRecord(tid)).add(frame_idx, dets[idx], frame, self.owner.margin)
+        alive = {t.track_id for t in (*self.tracker.tracked_stracks, *self.tracker.lost_stracks)}
+        for tid in [t for t in self.active if t not in alive]:
+            self._finish(self.active.pop(tid))
+        return ids
+
+    def close(self) -> None:
+        """End of the video (or Ctrl-C): every track still open ends here."""
+        for tid in sorted(self.active):
+            self._finish(self.active.pop(tid))
+
+    def _finish(self, rec: TrackRecord) -> None:
+        self.ended.append(rec)
+        self.owner.count_track(rec)
+        if rec.best_crop is not None:
+            self.owner.write_crop(rec.best_crop, rec.cls, f"{safe_stem(self.name)}_t{rec.track_id}")
+
+
+# --- video writers -----------------------------------------------------------------------
+class VideoOut:
+    """An mp4v writer to a hidden partial file, renamed into place on close (also after Ctrl-C)."""
+
+    def __init__(self, dst: Path, fps: float | None) -> None:
+        self.dst, self.fps = dst, fps or FALLBACK_FPS
+        self.tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.writer is None:
+            self.dst.parent.mkdir(parents=True, exist_ok=True)
+            h, w = frame.shape[:2]
+            self.size = (w, h)
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+            if not self.writer.isOpened():
+                self.writer = None
+                raise ValueError(f"{self.dst}: cannot open a video writer (mp4v)")
+        if (frame.shape[1], frame.shape[0]) != self.size:  # a stream may come back at another size
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> Path | None:
+        if self.writer is None:
+            return None
+        self.writer.release()
+        self.writer = None
+        os.replace(self.tmp, self.dst)
+        return self.dst
+
+
+# --- the run -----------------------------------------------------------------------------
+class _Predictor:
+    def __init__(self, detector: Any, conf: float, margin: float, save_crops: Path | None,
+                 save: Path | None, tracking: bool, tracker_cfg: str | Path | None) -> None:
+        self.det = detector
+        self.names: tuple[str, ...] = tuple(getattr(detector, "names", ()) or ())
+        self.conf, self.margin = conf, margin
+        self.save_crops, self.save, self.tracking, self.tracker_cfg = save_crops, save, tracking, tracker_cfg
+        self.records: list[dict] = []
+        self.det_counts: Counter[int] = Counter()
+        self.track_counts: Counter[int] = Counter()
+        self.crops = 0
+        self.images = self.videos = self.frames = 0
+        self.outputs: list[str] = []
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        dets = np.asarray(self.det(frame), dtype=np.float32).reshape(-1, 6)
+        return dets[dets[:, 4] >= self.conf] if len(dets) else dets
+
+    def write_crop(self, crop: np.ndarray, cls: int, base: str) -> Path | None:
+        if self.save_crops is None:
+            return None
+        path = unique_path(self.save_crops / class_name(self.names, cls), base)
+        try:
+            write_image(path, crop, quality=95)
+        except BaseException:
+            path.unlink(missing_ok=True)  # the reserved, still empty name
+            raise
+        self.crops += 1
+        return path
+
+    def count_track(self, rec: TrackRecord) -> None:
+        self.track_counts[rec.cls] += 1
+
+    def handle(self, name: str, idx: int, frame: np.ndarray,
+               tracks: TrackCrops | None) -> tuple[np.ndarray, list[int | None] | None]:
+        """Detect, count, record JSON and crops for one frame; returns (dets, track ids or None)."""
+        dets = self.detect(frame)
+        ids = tracks.update(idx, frame, dets) if tracks is not None else None
+        for i, d in enumerate(dets):
+            cls = int(d[5])
+            self.det_counts[cls] += 1
+            self.records.append(json_record(name, idx, d, self.names, ids[i] if ids is not None else None,
+                                            tracks is not None))
+            if tracks is None and self.save_crops is not None:
+                crop = crop_box(frame, d, self.margin)
+                if crop is not None:
+                    self.write_crop(crop, cls, f"{safe_stem(name)}_f{idx:06d}_d{i}")
+        self.frames += 1
+        return dets, ids
+
+    def annotated(self, frame: np.ndarray, result: tuple[np.ndarray, list[int | None] | None]) -> np.ndarray:
+        return draw_detections(frame, result[0], self.names, result[1])
+
+
+def _load(model: Any, imgsz: int, conf: float, iou: float, threads: int | None) -> Any:
+    if isinstance(model, (str, os.PathLike)):
+        from .base import load_detector  # noqa: PLC0415
+
+        return load_detector(model, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
+    if not callable(model) or not hasattr(model, "names"):
+        raise ValueError(f"model must be a .pt/.onnx path or a Detector (callable with .names), got {type(model)}")
+    return model
+
+
+def _progress(**kw: Any) -> Any:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    return tqdm(dynamic_ncols=True, **kw)
+
+
+def run(source: str, model: Any, imgsz: int = 320, conf: float = 0.25, iou: float = 0.45,
+        save_crops: str | None = None, save_json: str | None = None, save: str | None = None,
+        track: bool = False, max_frames: int | None = None, threads: int | None = None,
+        margin: float = 0.1, retries: int = 10, stream_timeout: float | None = None,
+        progress: bool = True, *, capture_factory: Callable[[Any], Any] | None = None,
+        backoff: float = 0.5, max_backoff: float = 8.0, tracker_cfg: str | Path | None = None) -> dict:
+    """Detect faces in every frame of ``source``; returns (and prints) a summary dict.
+
+    ``model`` is a ``.pt``/``.onnx`` path or a ready Detector (anything callable
+    with ``.names``). ``capture_factory``, ``backoff`` and ``max_backoff`` tune
+    stream reading (see :class:`detection.sources.StreamReader`).
+    """
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1 (got {max_frames})")
+    if not 0 <= margin < 5:
+        raise ValueError(f"--margin must be in [0, 5) (got {margin})")
+    if threads:
+        cv2.setNumThreads(threads)
+    src = Source(source, capture_factory=capture_factory, backoff=backoff, max_backoff=max_backoff,
+                 retries=retries, timeout=stream_timeout)
+    if track:
+        new_tracker(tracker_cfg)  # import ultralytics' tracker and read its settings before a stream starts
+    items = src.items()
+    first = next(items, None)  # open the source (a video, a stream) before the slower model load
+    detector = _load(model, imgsz, conf, iou, threads)
+    pred = _Predictor(detector, conf, margin, Path(save_crops) if save_crops else None,
+                      Path(save) if save else None, track, tracker_cfg)
+    stream_info: dict[str, Any] = {}
+    interrupted = False
+    video_outs: list[VideoOut] = []
+    open_tracks: list[TrackCrops] = []
+    t0 = time.perf_counter()
+    try:
+        from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: PLC0415
+        redirect = logging_redirect_tqdm() if progress else nullcontext()
+    except ImportError:  # pragma: no cover
+        redirect = nullcontext()
+    bar = None
+    try:
+        with redirect:
+            if src.kind == "stream":
+                bar = _progress(desc="stream", unit="frame", disable=not progress)
+            elif src.kind == "video":
+                bar = _progress(desc="video", unit="frame", disable=not progress)
+            else:
+                bar = _progress(desc="predict", unit="file", total=len(src), disable=not progress)
+            stop = False
+            for item in itertools.chain([first] if first is not None else [], items):
+                if item.kind == "image":
+                    pred.images += 1
+                    for name, idx, frame in item:
+                        res = pred.handle(name, idx, frame, None)
+                        if pred.save is not None:
+                            _save_image(pred.save / name, pred.annotated(frame, res))
+                    bar.update(1)
+                    bar.set_postfix(dets=sum(pred.det_counts.values()), refresh=False)
+                else:
+                    stop = _run_frames(pred, item, bar, src.kind, max_frames, video_outs, open_tracks,
+                                       stream_info, progress)
+                    if src.kind == "files":
+                        bar.update(1)
+                if stop or (max_frames is not None and pred.frames >= max_frames):
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+        LOG.warning("interrupted: writing what was done so far")
+    finally:
+        if bar is not None:
+            bar.close()
+        for t in open_tracks:  # tracks of a video cut short
+            t.close()
+        for v in video_outs:
+            if (p := v.close()) is not None:
+                pred.outputs.append(str(p))
+        if save_json:
+            write_json(save_json, pred.records)
+    seconds = time.perf_counter() - t0
+    if track and pred.images:
+        LOG.info("--track follows faces through videos and streams; the %d image(s) were not tracked", pred.images)
+    summary = _summary(source, src, pred, seconds, interrupted, stream_info, save_json, save, save_crops)
+    print(format_summary(summary))
+    return summary
+
+
+def _save_image(dst: Path, img: np.ndarray) -> None:
+    try:
+        write_image(dst, img)
+    except ValueError:  # a suffix OpenCV cannot encode
+        write_image(dst.with_suffix(".jpg"), img)
+
+
+def _run_frames(pred: _Predictor, item: Item, bar: Any, kind: str, max_frames: int | None,
+                video_outs: list[VideoOut], open_tracks: list[TrackCrops], stream_info: dict,
+                progress: bool) -> bool:
+    """Frames of one video or stream. Returns True when ``max_frames`` was reached."""
+    pred.videos += item.kind == "video"
+    inner = bar
+    if kind == "files":  # a video inside a folder: its own, transient bar
+        inner = _progress(desc=item.name, unit="frame", total=item.total, leave=False, position=1,
+                          disable=not progress)
+    elif kind == "video" and item.total:
+        bar.total = item.total
+        bar.refresh()
+    out = None
+    if pred.save is not None:
+        rel = Path(item.name).with_suffix(".mp4") if item.kind == "video" else Path(safe_stem(item.name) + ".mp4")
+        out = VideoOut(pred.save / rel, item.fps)
+        video_outs.append(out)
+    tracks = None
+    if pred.tracking:
+        tracks = TrackCrops(pred, item.name, pred.tracker_cfg)
+        open_tracks.append(tracks)
+    fps_t, fps_n, fps = time.perf_counter(), 0, 0.0
+    hit_max = False
+    try:
+        for name, idx, frame in item:
+            res = pred.handle(name, idx, frame, tracks)
+            if out is not None:
+                out.write(pred.annotated(frame, res))
+            inner.update(1)
+            if item.kind == "stream":
+                fps_n += 1
+                now = time.perf_counter()
+                if now - fps_t >= 0.5:
+                    fps, fps_t, fps_n = fps_n / (now - fps_t), now, 0
+                    bar.set_postfix(fps=f"{fps:.1f}", dropped=item.reader.dropped, refresh=False)
+            if max_frames is not None and pred.frames >= max_frames:
+                hit_max = True
+                break
+    finally:
+        if item.reader is not None:
+            item.reader.close()
+            stream_info.update(name=item.name, received=item.reader.received, dropped=item.reader.dropped,
+                               reconnects=item.reader.reconnects, gave_up=item.reader.error)
+        if tracks is not None:
+            tracks.close()
+            open_tracks.remove(tracks)
+        if out is not None:
+            if (p := out.close()) is not None:
+                pred.outputs.append(str(p))
+            video_outs.remove(out)
+        if inner is not bar:
+            inner.close()
+    return hit_max
+
+
+def _summary(source: str, src: Source, pred: _Predictor, seconds: float, interrupted: bool,
+             stream_info: dict, save_json: str | None, save: str | None, save_crops: str | None) -> dict:
+    names = pred.names
+    per_class = {class_name(names, c): n for c, n in sorted(pred.det_counts.items())}
+    for n in names:
+        per_class.setdefault(n, 0)
+    per_class = {n: per_class[n] for n in sorted(per_class, key=lambda k: (k not in names,
+                                                                         names.index(k) if k in names else 0, k))}
+    summary: dict[str, Any] = {
+        "source": str(source), "kind": src.kind, "model": str(getattr(pred.det, "source", type(pred.det).__name__)),
+        "images": pred.images, "videos": pred.videos, "frames": pred.frames,
+        "skipped": len(src.skipped), "skipped_files": [{"file": f, "reason": r} for f, r in src.skipped],
+        "detections": per_class, "crops": pred.crops,
+        "seconds": round(seconds, 3), "fps": round(pred.frames / seconds, 2) if seconds > 0 else 0.0,
+        "interrupted": interrupted,
+    }
+    if pred.tracking:
+        summary["tracks"] = {class_name(names, c): n for c, n in sorted(pred.track_counts.items())}
+    if stream_info:
+        summary["stream"] = stream_info
+    if save_json:
+        summary["json"] = str(save_json)
+    if save:
+        summary["save"] = str(save)
+        summary["videos_written"] = pred.outputs
+    if save_crops:
+        summary["crops_dir"] = str(save_crops)
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"predict {s['source']} ({s['kind']})" + ("  [interrupted]" if s["interrupted"] else "")]
+    lines.append(f"  processed: {s['images']} image(s), {s['videos']} video(s), {s['frames']} frame(s) "
+                 f"in {s['seconds']:.2f} s ({s['fps']:.1f} fps)")
+    if s["skipped"]:
+        lines.append(f"  skipped:   {s['skipped']}")
+        for d in s["skipped_files"][:20]:
+            lines.append(f"    {d['file']}: {d['reason']}")
+        if s["skipped"] > 20:
+            lines.append(f"    ... and {s['skipped'] - 20} more")
+    else:
+        lines.append("  skipped:   0")
+    lines.append("  detections: " + ", ".join(f"{k} {v}" for k, v in s["detections"].items()))
+    if "tracks" in s:
+        lines.append("  tracks:     " + (", ".join(f"{k} {v}" for k, v in s["tracks"].items()) or "none"))
+    if "stream" in s:
+        st = s["stream"]
+        lines.append(f"  stream: {st.get('received', 0)} frame(s) received, {st.get('dropped', 0)} dropped (stale), "
+                     f"{st.get('reconnects', 0)} reconnect(s)" + (f"; {st['gave_up']}" if st.get("gave_up") else ""))
+    if "crops_dir" in s:
+        lines.append(f"  crops:     {s['crops']} -> {s['crops_dir']}")
+    if "json" in s:
+        lines.append(f"  json:      {s['json']}")
+    if "save" in s:
+        lines.append(f"  annotated: {s['save']}")
+    return "\n".join(lines)
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="image, folder, glob pattern (quote it), video, rtsp/http(s) URL or webcam index")
+    p.add_argument("--model", required=True, help="detector weights: ultralytics .pt or .onnx")
+    p.add_argument("--imgsz", type=int, default=320, help="inference size (pixels)")
+    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
+    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
+    p.add_argument("--save-crops", metavar="DIR", help="write each face to DIR/<class>/ (10%% margin)")
+    p.add_argument("--save-json", metavar="FILE", help="write detections as a JSON list")
+    p.add_argument("--save", metavar="DIR", help="write annotated images / one .mp4 per video or stream")
+    p.add_argument("--track", action="store_true",
+                   help="ByteTrack faces in videos/streams; one crop per track (best frame, voted class)")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames in all")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
+    p.add_argument("--margin", type=float, default=0.1, help="crop margin, fraction of the box on each side")
+    p.add_argument("--retries", type=int, default=10,
+                   help="streams: give up after this many failed (re)connection attempts in a row")
+    p.add_argument("--stream-timeout", type=float, metavar="S", help="streams: give up after S s without a frame")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+__all__ = ["add_args", "run", "crop_box", "draw_detections", "format_summary", "json_record", "new_tracker",
+           "safe_stem", "tracker_args", "unique_path", "TrackRecord", "TrackCrops", "VideoOut"]

@@ -1,0 +1,413 @@
+"""``facewear predict`` and its frame sources, with a fake detector (no weights needed).
+
+The fake detector finds the pure-colour rectangles the tests draw on a black
+background: one box per rectangle, class = the colour's index in ``COLORS``,
+score growing with the rectangle's area. One test runs a real (untrained)
+ultralytics YOLOv5n checkpoint end to end.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detection import predict
+from detection.sources import Source, StreamError, StreamReader, is_stream, stream_name
+from facewear import cli
+from facewear.constants import CLASS_NAMES
+
+# BGR colour of each class's rectangles: face red, mask green, sunglasses blue, mask_sunglasses white
+COLORS = ((0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 255, 255))
+W, H = 128, 96
+
+
+class FakeDetector:
+    """One box per drawn rectangle of a ``COLORS`` colour; score = area / 2000 clipped to [0.3, 0.99]."""
+
+    names = CLASS_NAMES
+    source = "fake"
+
+    def __init__(self, interrupt_at: int | None = None) -> None:
+        self.calls = 0
+        self.interrupt_at = interrupt_at
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.interrupt_at is not None and self.calls >= self.interrupt_at:
+            raise KeyboardInterrupt
+        out = []
+        f = frame.astype(np.int16)
+        for cls, color in enumerate(COLORS):
+            mask = (np.abs(f - np.array(color, np.int16)).max(axis=2) < 60).astype(np.uint8)
+            n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+            for x, y, w, h, area in stats[1:]:
+                if area >= 30:
+                    out.append([x, y, x + w, y + h, float(np.clip(area / 2000, 0.3, 0.99)), cls])
+        return np.asarray(out, np.float32).reshape(-1, 6)
+
+
+def scene(rects, w: int = W, h: int = H) -> np.ndarray:
+    """A black frame with filled rectangles ``(x1, y1, x2, y2, cls)`` (x2, y2 exclusive)."""
+    img = np.zeros((h, w, 3), np.uint8)
+    for x1, y1, x2, y2, cls in rects:
+        img[y1:y2, x1:x2] = COLORS[cls]
+    return img
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    assert vw.isOpened()
+    for f in frames:
+        vw.write(f)
+    vw.release()
+    return path
+
+
+def moving_video(path: Path, n: int = 20) -> Path:
+    """Two faces moving right: a red one (face) growing, a blue one (sunglasses) that turns green (mask)
+    for its last 6 frames."""
+    frames = []
+    for i in range(n):
+        a = (4 + i, 10, 30 + i + i // 2, 40 + i // 2, 0)
+        b = (70 + i // 2, 50, 100 + i // 2, 85, 2 if i < n - 6 else 1)
+        frames.append(scene([a, b]))
+    return write_video(path, frames)
+
+
+def run(source, **kw):
+    kw.setdefault("progress", False)
+    return predict.run(str(source), kw.pop("model", None) or FakeDetector(), **kw)
+
+
+def files_under(d: Path) -> list[str]:
+    return sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
+
+
+# --- images, folders, globs ---------------------------------------------------------------
+def test_single_image_json_format_exact(tmp_path):
+    img = tmp_path / "one.png"
+    cv2.imwrite(str(img), scene([(10, 20, 50, 60, 1), (70, 5, 100, 45, 3)]))
+    out = tmp_path / "dets.json"
+    s = run(img, save_json=out)
+    recs = json.loads(out.read_text())
+    assert recs == [
+        {"file_name": "one.png", "frame": 0, "bbox": [10.0, 20.0, 40.0, 40.0], "category_id": 1,
+         "category": "mask", "score": 0.8},
+        {"file_name": "one.png", "frame": 0, "bbox": [70.0, 5.0, 30.0, 40.0], "category_id": 3,
+         "category": "mask_sunglasses", "score": 0.6},
+    ]
+    assert s["images"] == 1 and s["frames"] == 1 and s["skipped"] == 0
+    assert s["detections"] == {"face": 0, "mask": 1, "sunglasses": 0, "mask_sunglasses": 1}
+
+
+def test_folder_skips_non_images_and_corrupt_files(tmp_path, capsys):
+    src = tmp_path / "imgs"
+    (src / "sub").mkdir(parents=True)
+    cv2.imwrite(str(src / "a.jpg"), scene([(10, 10, 50, 50, 0)]))
+    cv2.imwrite(str(src / "sub" / "b.png"), scene([(20, 20, 60, 70, 2)]))
+    (src / "notes.txt").write_text("not an image")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    out = tmp_path / "d.json"
+    s = run(src, save_json=out, save=tmp_path / "ann")
+    assert s["images"] == 2 and s["frames"] == 2
+    assert s["skipped"] == 2
+    reasons = {d["file"]: d["reason"] for d in s["skipped_files"]}
+    assert set(reasons) == {"notes.txt", "broken.jpg"}
+    assert "not an image or video" in reasons["notes.txt"]
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+    assert "notes.txt" in printed.out and "broken.jpg" in printed.out
+    recs = json.loads(out.read_text())
+    assert [(r["file_name"], r["category"]) for r in recs] == [("a.jpg", "face"), ("sub/b.png", "sunglasses")]
+    # annotated images keep their relative names, and show the class colour
+    assert files_under(tmp_path / "ann") == ["a.jpg", "sub/b.png"]
+    ann = cv2.imread(str(tmp_path / "ann" / "sub" / "b.png"))
+    assert ann.shape == (H, W, 3) and not np.array_equal(ann, scene([(20, 20, 60, 70, 2)]))
+
+
+def test_glob_names_relative_to_pattern_root(tmp_path):
+    for name in ("x/p1.png", "x/y/p2.png", "x/skip.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), scene([(5, 5, 40, 40, 0)]))
+    out = tmp_path / "g.json"
+    s = run(f"{tmp_path}/x/**/*.png", save_json=out)
+    assert s["images"] == 2 and s["skipped"] == 0
+    assert sorted(r["file_name"] for r in json.loads(out.read_text())) == ["p1.png", "y/p2.png"]
+    with pytest.raises(FileNotFoundError, match="no files match"):
+        run(f"{tmp_path}/x/*.gif")
+
+
+def test_crops_class_folders_unique_names_never_overwrite(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "pic.png"), scene([(10, 10, 50, 50, 0), (60, 10, 100, 50, 0), (20, 55, 60, 90, 2)]))
+    crops = tmp_path / "crops"
+    s1 = run(src, save_crops=crops)
+    assert s1["crops"] == 3
+    first = files_under(crops)
+    assert first == ["face/pic_f000000_d0.jpg", "face/pic_f000000_d1.jpg", "sunglasses/pic_f000000_d2.jpg"]
+    before = {p: (crops / p).read_bytes() for p in first}
+    # margin: 10 % each side -> a 40x40 box gives a 48x48 crop; clipped at the border
+    assert cv2.imread(str(crops / first[0])).shape[:2] == (48, 48)
+    s2 = run(src, save_crops=crops)
+    assert s2["crops"] == 3
+    assert files_under(crops) == sorted(first + ["face/pic_f000000_d0-1.jpg", "face/pic_f000000_d1-1.jpg",
+                                                 "sunglasses/pic_f000000_d2-1.jpg"])
+    assert all((crops / p).read_bytes() == b for p, b in before.items())
+    assert not [p for p in crops.rglob("*") if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_crop_box_margin_and_clipping():
+    frame = np.zeros((100, 200, 3), np.uint8)
+    assert predict.crop_box(frame, np.array([50, 20, 150, 70]), 0.1).shape == (60, 120, 3)
+    assert predict.crop_box(frame, np.array([0, 0, 100, 100]), 0.1).shape == (100, 110, 3)
+    assert predict.crop_box(frame, np.array([250, 10, 260, 20]), 0.1) is None
+
+
+# --- videos ------------------------------------------------------------------------------
+def test_video_json_annotated_mp4_and_crops(tmp_path):
+    vid = moving_video(tmp_path / "clip.mp4")
+    out, ann, crops = tmp_path / "v.json", tmp_path / "ann", tmp_path / "crops"
+    s = run(vid, save_json=out, save=ann, save_crops=crops)
+    assert s["kind"] == "video" and s["videos"] == 1 and s["frames"] == 20
+    recs = json.loads(out.read_text())
+    assert {r["frame"] for r in recs} == set(range(20))
+    assert all(r["file_name"] == "clip.mp4" for r in recs)
+    cap = cv2.VideoCapture(str(ann / "clip.mp4"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
+    cap.release()
+    names = files_under(crops)
+    assert len(names) == 40 and "face/clip_f000019_d0.jpg" in names
+
+
+def test_track_one_crop_per_track_with_voted_class(tmp_path):
+    vid = moving_video(tmp_path / "clip.mp4")
+    out, crops = tmp_path / "t.json", tmp_path / "crops"
+    s = run(vid, save_json=out, save_crops=crops, track=True)
+    # two tracks: the red face, and the blue sunglasses face that is green (mask) in only 6 of 20 frames
+    assert files_under(crops) == ["face/clip_t1.jpg", "sunglasses/clip_t2.jpg"]
+    assert s["tracks"] == {"face": 1, "sunglasses": 1} and s["crops"] == 2
+    recs = json.loads(out.read_text())
+    assert all("track_id" in r for r in recs)
+    assert {r["track_id"] for r in recs} == {1, 2}
+    # the face's crop comes from its best-scoring (largest) frame, with a 10 % margin
+    best = max((r for r in recs if r["track_id"] == 1), key=lambda r: r["score"])
+    assert best["frame"] >= 14  # the box grows; mp4 blurs its edges a little
+    x, y, w, h = best["bbox"]
+    expect = predict.crop_box(np.zeros((H, W, 3), np.uint8), np.array([x, y, x + w, y + h]), 0.1).shape
+    assert cv2.imread(str(crops / "face" / "clip_t1.jpg")).shape == expect
+    # a second run never overwrites
+    run(vid, save_crops=crops, track=True)
+    assert files_under(crops) == ["face/clip_t1-1.jpg", "face/clip_t1.jpg",
+                                  "sunglasses/clip_t2-1.jpg", "sunglasses/clip_t2.jpg"]
+
+
+def test_track_vote_is_score_weighted():
+    rec = predict.TrackRecord(1)
+    frame = np.zeros((50, 50, 3), np.uint8)
+    for cls, score in ((0, 0.3), (0, 0.3), (0, 0.3), (1, 0.95)):
+        rec.add(0, np.array([5, 5, 20, 20, score, cls], np.float32), frame, 0.1)
+    assert rec.cls == 1 and rec.best_score == pytest.approx(0.95) and rec.frames == 4
+    rec.add(1, np.array([5, 5, 20, 20, 0.9, 0], np.float32), frame, 0.1)
+    assert rec.cls == 0
+
+
+def test_interrupt_flushes_json_tracks_and_video(tmp_path):
+    vid = moving_video(tmp_path / "clip.mp4")
+    out, ann, crops = tmp_path / "i.json", tmp_path / "ann", tmp_path / "crops"
+    s = run(vid, model=FakeDetector(interrupt_at=8), save_json=out, save=ann, save_crops=crops, track=True)
+    assert s["interrupted"] and s["frames"] == 7
+    assert {r["frame"] for r in json.loads(out.read_text())} == set(range(7))
+    assert files_under(crops) == ["face/clip_t1.jpg", "sunglasses/clip_t2.jpg"]
+    cap = cv2.VideoCapture(str(ann / "clip.mp4"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 7
+    cap.release()
+    assert files_under(ann) == ["clip.mp4"]  # the partial file was renamed into place
+
+
+def test_max_frames(tmp_path):
+    vid = moving_video(tmp_path / "clip.mp4")
+    assert run(vid, max_frames=5)["frames"] == 5
+
+
+def test_unopenable_video_exits_2_via_cli(tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video at all" * 10)
+    assert cli.main(["predict", str(bad), "--model", str(tmp_path / "unused.pt"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.mp4" in err and "cannot open video" in err and "Traceback" not in err
+
+
+def test_missing_source_and_model_exit_2(tmp_path, capsys):
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), scene([]))
+    assert cli.main(["predict", str(tmp_path / "nope"), "--model", "m.pt"]) == 2
+    assert cli.main(["predict", str(img), "--model", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "missing.pt" in err
+
+
+def test_video_in_folder_is_processed_and_bad_video_skipped(tmp_path):
+    src = tmp_path / "mix"
+    moving_video(src / "v.mp4", n=6)
+    cv2.imwrite(str(src / "a.png"), scene([(10, 10, 50, 50, 0)]))
+    (src / "z.avi").write_bytes(b"junk")
+    s = run(src, save=tmp_path / "ann")
+    assert s["images"] == 1 and s["videos"] == 1 and s["frames"] == 7
+    assert [d["file"] for d in s["skipped_files"]] == ["z.avi"]
+    assert files_under(tmp_path / "ann") == ["a.png", "v.mp4"]
+
+
+# --- streams -------------------------------------------------------------------------------
+class FakeCapture:
+    def __init__(self, n: int, feed: FakeFeed) -> None:
+        self.n, self.i, self.feed = n, 0, feed
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2's name
+        return self.n > 0
+
+    def read(self):
+        if self.i >= self.n:
+            return False, None
+        time.sleep(self.feed.delay)
+        self.i += 1
+        k = self.feed.sent
+        self.feed.sent += 1
+        return True, scene([(10 + k % 20, 10, 50 + k % 20, 50, k % 4)])
+
+    def get(self, prop):
+        return 0.0
+
+    def release(self) -> None:
+        pass
+
+
+class FakeFeed:
+    """capture_factory: connection k delivers ``sessions[k]`` frames then drops (0: cannot connect)."""
+
+    def __init__(self, sessions, delay: float = 0.002) -> None:
+        self.sessions, self.delay = list(sessions), delay
+        self.opens: list[float] = []
+        self.sent = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, src):
+        with self.lock:
+            k = len(self.opens)
+            self.opens.append(time.monotonic())
+        return FakeCapture(self.sessions[k] if k < len(self.sessions) else 0, self)
+
+
+def test_stream_drops_and_reconnects(tmp_path):
+    feed = FakeFeed([5, 0, 5])
+    out = tmp_path / "s.json"
+    s = run("rtsp://user:secret@cam.local:554/live", capture_factory=feed, backoff=0.01, max_backoff=0.04,
+            retries=2, save_json=out, save=tmp_path / "ann", save_crops=tmp_path / "crops")
+    st = s["stream"]
+    assert st["received"] == 10 and st["gave_up"] and "2 attempt(s) failed" in st["gave_up"]
+    assert len(feed.opens) == 5  # ok, fail, ok, fail, fail -> gives up
+    assert 1 <= s["frames"] <= 10 and s["frames"] + st["dropped"] == 10
+    recs = json.loads(out.read_text())
+    assert recs and all(r["file_name"] == "rtsp://user:***@cam.local:554/live" for r in recs)
+    frames = [r["frame"] for r in recs]
+    assert frames == sorted(frames) and max(frames) <= 9
+    assert files_under(tmp_path / "ann") == ["user_cam.local_554_live.mp4"]
+    assert all(p.startswith(tuple(f"{c}/user_cam.local_554_live_f" for c in CLASS_NAMES))
+               for p in files_under(tmp_path / "crops"))
+
+
+def test_stream_keeps_only_latest_frame():
+    feed = FakeFeed([200], delay=0.0005)
+    got = []
+    with StreamReader("http://cam/feed", feed, backoff=0.01, max_backoff=0.02, retries=1) as r:
+        for idx, frame in r:
+            got.append(idx)
+            time.sleep(0.01)  # a consumer much slower than the feed
+    assert r.received == 200 and got == sorted(set(got))
+    assert len(got) < 100 and r.dropped == 200 - len(got)
+    assert got[-1] == 199  # the last frame is still delivered
+
+
+def test_stream_never_connects_clear_error_with_backoff():
+    feed = FakeFeed([])
+    t = time.monotonic()
+    with pytest.raises(StreamError, match=r"webcam0: could not open stream .*4 attempt\(s\) failed"):
+        run("0", capture_factory=feed, backoff=0.02, max_backoff=0.05, retries=4)
+    assert time.monotonic() - t < 5
+    gaps = np.diff(feed.opens)
+    assert len(feed.opens) == 4
+    assert gaps[0] >= 0.018 and gaps[1] >= 0.038 and gaps[2] >= 0.048  # 0.02, 0.04, then capped at 0.05
+
+
+def test_stream_timeout_gives_up():
+    feed = FakeFeed([])
+    with pytest.raises(StreamError, match="no frame for"):
+        Source("rtsp://cam/x", capture_factory=feed, backoff=0.05, max_backoff=0.4, retries=100,
+               timeout=0.3).items().__next__()
+    assert 2 <= len(feed.opens) <= 5
+
+
+def test_stream_source_helpers():
+    assert is_stream("0") and is_stream("rtsp://a/b") and is_stream("https://x/y.m3u8")
+    assert not is_stream("some/folder") and not is_stream("clip.mp4")
+    assert stream_name(0) == "webcam0"
+    assert stream_name("rtsp://u:p@h:8554/s") == "rtsp://u:***@h:8554/s"
+
+
+# --- a real (untrained) ultralytics model ------------------------------------------------
+def test_real_tiny_yolo_checkpoint(tmp_path):
+    torch = pytest.importorskip("torch")
+    from detection.yolo import build_model
+
+    pt = tmp_path / "tiny.pt"
+    torch.save({"model": build_model("yolov5n.yaml").half(), "train_args": {}}, pt)
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(src / f"{i}.jpg"), scene([(10, 10, 60, 60, i)]))
+    out = tmp_path / "r.json"
+    s = predict.run(str(src), str(pt), imgsz=64, conf=0.001, threads=1, save_json=str(out),
+                    save_crops=str(tmp_path / "crops"), progress=False)
+    assert s["images"] == 2 and s["frames"] == 2 and s["model"] == str(pt)
+    recs = json.loads(out.read_text())
+    assert isinstance(recs, list)
+    for r in recs:
+        assert set(r) == {"file_name", "frame", "bbox", "category_id", "category", "score"}
+        assert r["category"] == CLASS_NAMES[r["category_id"]] and r["score"] >= 0.001
+    assert s["crops"] <= len(recs)
+
+
+# --- pieces ------------------------------------------------------------------------------
+def test_source_yields_name_index_frame_tuples(tmp_path):
+    vid = moving_video(tmp_path / "d" / "clip.mp4", n=4)
+    cv2.imwrite(str(tmp_path / "d" / "a.png"), scene([]))
+    got = [(name, idx, frame.shape) for name, idx, frame in Source(tmp_path / "d")]
+    assert got == [("a.png", 0, (H, W, 3))] + [("clip.mp4", i, (H, W, 3)) for i in range(4)]
+    assert [(n, i) for n, i, _ in Source(vid)] == [("clip.mp4", i) for i in range(4)]
+    with pytest.raises(FileNotFoundError):
+        Source(tmp_path / "missing")
+
+
+def test_lapjv_stand_in_matches_brute_force():
+    from itertools import permutations
+
+    rng = np.random.default_rng(0)
+    for n, m in ((3, 3), (2, 4), (4, 2), (0, 3)):
+        cost = rng.random((n, m))
+        limit = 0.5
+        _, x, y = predict._lapjv(cost, extend_cost=True, cost_limit=limit)
+        pairs = [(i, j) for i, j in enumerate(x) if j >= 0]
+        assert all(y[j] == i for i, j in pairs) and (y >= 0).sum() == len(pairs)
+        # optimal: each pair costs (c) and each unmatched row/column costs limit/2
+        def total(ps):
+            return sum(cost[i, j] for i, j in ps) + (n + m - 2 * len(ps)) * limit / 2
+        best = min(total([(i, j) for i, j in zip(rows, cols) if cost[i, j] <= limit])
+                   for k in range(min(n, m) + 1) for rows in permutations(range(n), k)
+                   for cols in permutations(range(m), k))
+        assert total(pairs) == pytest.approx(best)
