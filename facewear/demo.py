@@ -138,8 +138,46 @@ def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128, sy
     write_image(out, np.vstack(lines))
 
 
-def run(out: str | None = None, workers: int = 1) -> dict:
-    """Make the demo media, convert it, build a four-class demo dataset, write stats and a contact sheet."""
+DEFAULT_MODEL = "yolov5n-facewear4.onnx"
+
+
+def make_demo_video(built: Path, out: Path, fps: int = 10, size: tuple[int, int] = (640, 360)) -> Path:
+    """A short 640x360 video from the demo dataset's images (each held for half a second)."""
+    from .io import list_images  # noqa: PLC0415
+
+    frames = [p for p in list_images(built / "images") if "crowd" not in p.name][:8]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    vw = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for p in frames:
+        img = cv2.imread(str(p))
+        h, w = img.shape[:2]
+        r = min(size[0] / w, size[1] / h)
+        im = cv2.resize(img, (int(w * r), int(h * r)))
+        canvas = np.full((size[1], size[0], 3), 90, np.uint8)
+        y0, x0 = (size[1] - im.shape[0]) // 2, (size[0] - im.shape[1]) // 2
+        canvas[y0:y0 + im.shape[0], x0:x0 + im.shape[1]] = im
+        for _ in range(fps // 2):
+            vw.write(canvas)
+    vw.release()
+    return out
+
+
+def detect_demo(model: Path, out_dir: Path, media: list[Path]) -> dict[str, dict]:
+    """Run the committed detector on each demo source: annotated output, crops per class, JSON."""
+    from detection.predict import run as predict  # noqa: PLC0415
+
+    results = {}
+    for src in media:
+        name = src.stem
+        results[name] = predict(source=str(src), model=str(model), save=str(out_dir / "annotated" / name),
+                                save_crops=str(out_dir / "crops"), save_json=str(out_dir / f"{name}.json"),
+                                track=src.suffix.lower() in (".mp4", ".avi"), progress=False)
+    return results
+
+
+def run(out: str | None = None, workers: int = 1, model: str | None = None) -> dict:
+    """Make the demo media, convert it, build a four-class demo dataset, write stats and a contact sheet;
+    then, when a trained detector is committed, detect and crop faces in the demo photos and video."""
     from .data import build, convert, stats  # noqa: PLC0415
 
     out_dir = Path(out) if out else default_build_dir() / "demo"
@@ -165,9 +203,30 @@ def run(out: str | None = None, workers: int = 1) -> dict:
         print(f"{name:<18}{counts.get(name, 0):>7}")
     print(f"\n{len(anns)} demo photos -> {out_dir}\n  spec: {out_dir / 'facewear4.yaml'}\n"
           f"  contact sheet: {out_dir / 'contact_sheet.png'}\n  stats: {out_dir / 'stats.md'}")
+    from .constants import WEIGHTS_DIR, default_data_root  # noqa: PLC0415
+
+    mpath = Path(model) if model else WEIGHTS_DIR / DEFAULT_MODEL
+    if not mpath.is_file():
+        print(f"\n(no detector at {mpath}: skipped the detection part of the demo)")
+        return summary
+    built = out_dir / "built" / "facewear4"
+    video = make_demo_video(built, out_dir / "media" / "demo_video.mp4")
+    media = [built / "images", video]  # the photos (with drawn masks and sunglasses) and the video
+    root = default_data_root()
+    if root is not None and (root / "videos").is_dir():
+        media += sorted((root / "videos").glob("*.mp4"))
+    det = detect_demo(mpath, out_dir / "detect", [m for m in media if m.exists()])
+    print(f"\nfacewear demo: detections by {mpath.name} (crops in {out_dir / 'detect' / 'crops'})")
+    print(f"{'source':<22}{'frames':>7}" + "".join(f"{n:>17}" for n in CLASS_NAMES))
+    for name, sm in det.items():
+        per = sm.get("detections", {})
+        frames = sm.get("frames", 0) or sm.get("images", 0)
+        print(f"{name:<22}{frames:>7}" + "".join(f"{per.get(n, 0):>17}" for n in CLASS_NAMES))
+    summary["detect"] = det
     return summary
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (default: build/demo)")
     p.add_argument("--workers", type=int, default=1, help="processes for the build")
+    p.add_argument("--model", default=None, help=f"detector (default: weights/{DEFAULT_MODEL} when present)")

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Release a trained YOLO run into ``weights/``: copy, export, validate, benchmark, manifest, report.
+
+    python tools/release_yolo.py --run runs/yolo/v5n-320-coco --name yolov5n-facewear4 \\
+        --train-command "facewear train yolo --epochs 7 --imgsz 320 --batch 32 --cache ram --name v5n-320-coco"
+
+Every figure it writes (``weights/<name>.metrics.json``, ``weights/<name>.bench.md``,
+the manifest's metrics) comes from ``facewear val`` / ``facewear export`` /
+``facewear bench`` run here, on this machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from facewear.constants import DATASETS_DIR, WEIGHTS_DIR, default_data_root  # noqa: E402
+from facewear.io import write_json  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, help="ultralytics run folder (holds weights/best.pt)")
+    ap.add_argument("--name", default="yolov5n-facewear4")
+    ap.add_argument("--arch", default="yolov5n")
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--train-command", required=True)
+    ap.add_argument("--video", default=None, help="video for end-to-end FPS (default: ../shared/data/videos/faces_stage.mp4)")
+    ap.add_argument("--skip-export", action="store_true")
+    a = ap.parse_args()
+
+    from detection import bench, export, manifest, val
+
+    run = Path(a.run)
+    best = run / "weights" / "best.pt"
+    if not best.is_file():
+        raise SystemExit(f"{best}: not found")
+    pt = WEIGHTS_DIR / f"{a.name}.pt"
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    shutil.copyfile(best, pt)
+    if not a.skip_export:
+        export.run(str(pt), imgsz=a.imgsz, json_out=str(WEIGHTS_DIR / f"{a.name}.export.json"))
+    held = val.run(str(pt), data=str(DATASETS_DIR / "ilc-heldout.yaml"), imgsz=a.imgsz,
+                   plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-heldout"))
+    synth = val.run(str(pt), data=str(DATASETS_DIR / "facewear4.yaml"), split="val", imgsz=a.imgsz,
+                    plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-val"))
+    slim = lambda m: {k: (v if k != "per_class" else {n: {kk: vv for kk, vv in pc.items() if kk != "pr50"}  # noqa: E731
+                                                      for n, pc in v.items()})
+                      for k, v in m.items() if k not in ("confusion",)}
+    metrics = {"ilc-heldout": slim(held), "facewear4-val": slim(synth)}
+    video = a.video
+    root = default_data_root()
+    if video is None and root is not None and (root / "videos" / "faces_stage.mp4").is_file():
+        video = str(root / "videos" / "faces_stage.mp4")
+    b = bench.run(str(pt), imgsz=a.imgsz, video=video, json_out=str(WEIGHTS_DIR / f"{a.name}.bench.json"),
+                  md_out=str(WEIGHTS_DIR / f"{a.name}.bench.md"))
+    metrics["bench"] = b
+    write_json(WEIGHTS_DIR / f"{a.name}.metrics.json", metrics)
+    ex = json.loads((WEIGHTS_DIR / f"{a.name}.export.json").read_text()) if (WEIGHTS_DIR / f"{a.name}.export.json").is_file() else {}
+    common = dict(task="detect", architecture=a.arch, imgsz=a.imgsz, train_command=a.train_command,
+                  data="datasets/facewear4.yaml")
+    rows = {r["variant"]: r for r in b["rows"]}
+    manifest.add_entry(pt, name=a.name, precision="fp16 weights (ultralytics checkpoint)",
+                       metrics={"ilc-heldout": {k: held[k] for k in ("mAP50", "mAP50-95", "precision", "recall")},
+                                "ilc-heldout-AP50": {n: pc["AP50"] for n, pc in held["per_class"].items()},
+                                "facewear4-val-AP50": {n: pc["AP50"] for n, pc in synth["per_class"].items()},
+                                "latency": rows.get("torch", {}).get("latency")}, **common)
+    for prec, suffix in (("fp32", ""), ("fp16", "-fp16"), ("int8", "-int8")):
+        f = WEIGHTS_DIR / f"{a.name}{suffix}.onnx"
+        if not f.is_file():
+            continue
+        r = rows.get(f"onnx-{prec}", {})
+        manifest.add_entry(f, name=f"{a.name}{suffix}-onnx", precision=prec,
+                           metrics={"ilc-heldout": {"mAP50": r.get("mAP50"), "mAP50-95": r.get("mAP50-95")},
+                                    "ilc-heldout-AP50": r.get("AP50"), "latency": r.get("latency"),
+                                    "agreement_with_torch": {k: v for k, v in ex.get("files", {}).get(prec, {}).items()
+                                                             if k not in ("file", "bytes")}},
+                           io=manifest.YOLO_ONNX_IO, exported_from=pt.name, **common)
+    print(f"released {a.name}: held-out mAP50 {held['mAP50']:.4f}, synthetic val mAP50 {synth['mAP50']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
