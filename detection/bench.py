@@ -69,7 +69,7 @@ def video_fps(model: Path, video: str, imgsz: int, track: bool = True) -> dict[s
 
 def run(model: str, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"), imgsz: int = 320,
         video: str | None = None, json_out: str | None = None, md_out: str | None = None,
-        iters: int = 50, max_images: int | None = None) -> dict[str, Any]:
+        iters: int = 50, max_images: int | None = None, command: str | None = None) -> dict[str, Any]:
     """Benchmark ``model`` and its ONNX exports; returns the table as a dict."""
     from .export import time_variants  # noqa: PLC0415
     from .val import run as val  # noqa: PLC0415
@@ -89,7 +89,7 @@ def run(model: str, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"), imgsz: i
                      "instances": {n: m["per_class"][n]["instances"] for n in CLASS_NAMES},
                      "latency": lat.get(key, {})})
     res: dict[str, Any] = {"model": str(pt), "data": data, "imgsz": imgsz, "machine": machine(),
-                           "command": "facewear bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+                           "command": command or "facewear bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
                            "rows": rows}
     if video:
         res["video"] = video_fps(vs.get("onnx-fp32", pt), video, imgsz)

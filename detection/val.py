@@ -120,7 +120,12 @@ def evaluate(gt: dict, dets: list[dict], names: tuple[str, ...] = CLASS_NAMES, c
     for a in gt["annotations"]:
         res["instances"][names[a["category_id"]]] += 1
     if cd is None:
-        res.update(mAP50=0.0, **{"mAP50-95": 0.0}, per_class={n: {"AP50": 0.0, "AP50-95": 0.0} for n in names})
+        nan = float("nan")
+        res.update({"mAP50": 0.0, "mAP50-95": 0.0, "precision": 0.0, "recall": 0.0, "conf": conf,
+                    "per_class": {n: {"AP50": 0.0 if res["instances"][n] else nan,
+                                      "AP50-95": 0.0 if res["instances"][n] else nan,
+                                      "instances": res["instances"][n], "precision": 0.0, "recall": 0.0,
+                                      "pr50": [-1.0] * 101} for n in names}})
         res["confusion"] = confusion(gt, dets, nc, conf).tolist()
         return res
     E = COCOeval(cg, cd, "bbox")

@@ -251,3 +251,18 @@ def test_manifest_entry_and_verify(tmp_path, monkeypatch):
     assert man.verify() == []
     f.write_bytes(b"abd")
     assert man.verify() == ["w"]
+
+
+def test_val_no_detections_is_zero_not_crash(tmp_path):
+    from detection.val import run
+
+    class Blind:
+        names, source = CLASS_NAMES, "blind"
+
+        def __call__(self, frame):
+            return np.zeros((0, 6), np.float32)
+
+    spec = _make_dataset(tmp_path / "ds")
+    res = run(Blind(), data=str(spec), split="val", plots_dir=str(tmp_path / "p"))
+    assert res["mAP50"] == 0.0 and res["recall"] == 0.0
+    assert all("instances" in pc for pc in res["per_class"].values())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def main() -> int:
     ap.add_argument("--train-command", required=True)
     ap.add_argument("--video", default=None, help="video for end-to-end FPS (default: ../shared/data/videos/faces_stage.mp4)")
     ap.add_argument("--skip-export", action="store_true")
+    ap.add_argument("--max-images", type=int, default=None, help="evaluate on the first N images only (dry runs)")
     a = ap.parse_args()
 
     from detection import bench, export, manifest, val
@@ -45,9 +47,9 @@ def main() -> int:
     if not a.skip_export:
         export.run(str(pt), imgsz=a.imgsz, json_out=str(WEIGHTS_DIR / f"{a.name}.export.json"))
     held = val.run(str(pt), data=str(DATASETS_DIR / "ilc-heldout.yaml"), imgsz=a.imgsz,
-                   plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-heldout"))
+                   plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-heldout"), max_images=a.max_images)
     synth = val.run(str(pt), data=str(DATASETS_DIR / "facewear4.yaml"), split="val", imgsz=a.imgsz,
-                    plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-val"))
+                    plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-val"), max_images=a.max_images)
     slim = lambda m: {k: (v if k != "per_class" else {n: {kk: vv for kk, vv in pc.items() if kk != "pr50"}  # noqa: E731
                                                       for n, pc in v.items()})
                       for k, v in m.items() if k not in ("confusion",)}
@@ -57,7 +59,9 @@ def main() -> int:
     if video is None and root is not None and (root / "videos" / "faces_stage.mp4").is_file():
         video = str(root / "videos" / "faces_stage.mp4")
     b = bench.run(str(pt), imgsz=a.imgsz, video=video, json_out=str(WEIGHTS_DIR / f"{a.name}.bench.json"),
-                  md_out=str(WEIGHTS_DIR / f"{a.name}.bench.md"))
+                  md_out=str(WEIGHTS_DIR / f"{a.name}.bench.md"), max_images=a.max_images,
+                  iters=20 if a.max_images else 50,
+                  command="python tools/release_yolo.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     metrics["bench"] = b
     write_json(WEIGHTS_DIR / f"{a.name}.metrics.json", metrics)
     ex = json.loads((WEIGHTS_DIR / f"{a.name}.export.json").read_text()) if (WEIGHTS_DIR / f"{a.name}.export.json").is_file() else {}
