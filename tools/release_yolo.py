@@ -23,6 +23,20 @@ from facewear.constants import DATASETS_DIR, WEIGHTS_DIR, default_data_root  # n
 from facewear.io import write_json  # noqa: E402
 
 
+def held_table(held: dict, synth: dict) -> str:
+    """Per-class AP on the held-out set and the synthetic val split, side by side."""
+    lines = ["| class | held-out n | held-out AP50 | held-out AP50-95 | synthetic val n | synthetic val AP50 | "
+             "synthetic val AP50-95 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    f = lambda v: "n/a" if v != v else f"{v:.3f}"  # noqa: E731
+    for n, pc in held["per_class"].items():
+        sc = synth["per_class"][n]
+        lines.append(f"| {n} | {pc['instances']} | {f(pc['AP50'])} | {f(pc['AP50-95'])} | {sc['instances']} | "
+                     f"{f(sc['AP50'])} | {f(sc['AP50-95'])} |")
+    lines.append(f"| **all (mAP)** | | **{held['mAP50']:.3f}** | **{held['mAP50-95']:.3f}** | | "
+                 f"**{synth['mAP50']:.3f}** | **{synth['mAP50-95']:.3f}** |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="ultralytics run folder (holds weights/best.pt)")
@@ -84,6 +98,13 @@ def main() -> int:
                                     "agreement_with_torch": {k: v for k, v in ex.get("files", {}).get(prec, {}).items()
                                                              if k not in ("file", "bytes")}},
                            io=manifest.YOLO_ONNX_IO, exported_from=pt.name, **common)
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    text = readme.read_text()
+    begin, end = f"<!-- {a.name}:begin -->", f"<!-- {a.name}:end -->"
+    if begin in text and end in text:
+        block = (f"{begin}\n<!-- written by tools/release_yolo.py; do not edit by hand -->\n"
+                 f"{held_table(held, synth)}\n{bench.to_markdown(b)}{end}")
+        readme.write_text(text[:text.index(begin)] + block + text[text.index(end) + len(end):])
     print(f"released {a.name}: held-out mAP50 {held['mAP50']:.4f}, synthetic val mAP50 {synth['mAP50']:.4f}")
     return 0
 
