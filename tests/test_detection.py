@@ -266,3 +266,22 @@ def test_val_no_detections_is_zero_not_crash(tmp_path):
     res = run(Blind(), data=str(spec), split="val", plots_dir=str(tmp_path / "p"))
     assert res["mAP50"] == 0.0 and res["recall"] == 0.0
     assert all("instances" in pc for pc in res["per_class"].values())
+
+
+def test_bench_tiny_model_writes_report(tiny, tmp_path):
+    import shutil
+
+    from detection.bench import run
+    from detection.export import run as export
+
+    spec, last = tiny
+    pt = tmp_path / "b.pt"
+    shutil.copy(last, pt)
+    export(str(pt), formats=["fp32"], imgsz=64, data=str(spec), check=1)
+    res = run(str(pt), data=str(spec), imgsz=64, iters=2, json_out=str(tmp_path / "b.json"),
+              md_out=str(tmp_path / "b.md"), command="test")
+    assert [r["variant"] for r in res["rows"]] == ["torch", "onnx-fp32"]
+    for r in res["rows"]:
+        assert set(r["latency"]) == {"1t", "2t"} and r["latency"]["1t"]["p50_ms"] > 0
+    md = (tmp_path / "b.md").read_text()
+    assert "| torch |" in md and "onnx-fp32" in md and "Machine:" in md
