@@ -167,14 +167,15 @@ def write_voc(ann: ImageAnn, xml_path: str | Path) -> None:
 
 
 # --- YOLO txt ------------------------------------------------------------------------
-def read_yolo(txt_path: str | Path, width: int, height: int, names: list[str] | tuple[str, ...] = CLASS_NAMES,
-              class_map: dict[str, str] | None = None, report: Report | None = None, file: str = "") -> ImageAnn:
-    """Parse a YOLO label file (``cls cx cy w h`` normalised). A missing file means no boxes."""
+def yolo_rows(txt_path: str | Path) -> list[tuple[int, float, float, float, float]]:
+    """Rows ``(class_id, cx, cy, w, h)`` of a YOLO label file; a missing file has none.
+
+    Raises :class:`AnnotationError` naming the file and line on a bad row.
+    """
     txt_path = Path(txt_path)
-    report = report if report is not None else Report()
-    ann = ImageAnn(file or txt_path.with_suffix(".jpg").name, width, height)
-    if not txt_path.exists():
-        return ann
+    if not txt_path.is_file():
+        return []
+    rows = []
     for ln, line in enumerate(txt_path.read_text().splitlines(), 1):
         parts = line.split()
         if not parts:
@@ -183,9 +184,20 @@ def read_yolo(txt_path: str | Path, width: int, height: int, names: list[str] | 
             raise AnnotationError(f"{txt_path}:{ln}: expected 'class cx cy w h', got {line!r}")
         try:
             c = int(float(parts[0]))
-            cx, cy, bw, bh = (float(v) for v in parts[1:5])
+            cx, cy, w, h = (float(v) for v in parts[1:5])
         except ValueError:
             raise AnnotationError(f"{txt_path}:{ln}: non-numeric value in {line!r}") from None
+        rows.append((c, cx, cy, w, h))
+    return rows
+
+
+def read_yolo(txt_path: str | Path, width: int, height: int, names: list[str] | tuple[str, ...] = CLASS_NAMES,
+              class_map: dict[str, str] | None = None, report: Report | None = None, file: str = "") -> ImageAnn:
+    """Parse a YOLO label file (``cls cx cy w h`` normalised). A missing file means no boxes."""
+    txt_path = Path(txt_path)
+    report = report if report is not None else Report()
+    ann = ImageAnn(file or txt_path.with_suffix(".jpg").name, width, height)
+    for c, cx, cy, bw, bh in yolo_rows(txt_path):
         if not 0 <= c < len(names):
             report.unknown_class[str(c)] += 1
             continue
@@ -337,5 +349,5 @@ def convert(src_fmt: str, dst_fmt: str, images: str | Path, labels: str | Path, 
 
 
 __all__ = ["Box", "ImageAnn", "Report", "AnnotationError", "read_voc", "write_voc", "read_yolo", "write_yolo",
-           "yolo_lines", "to_coco", "from_coco", "load_folder", "save_folder", "convert", "sanitize", "map_label",
+           "yolo_lines", "yolo_rows", "to_coco", "from_coco", "load_folder", "save_folder", "convert", "sanitize", "map_label",
            "FORMATS", "asdict", "atomic_path"]

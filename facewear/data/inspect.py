@@ -18,7 +18,8 @@ import facewear  # noqa: F401  (sets the offline environment before fiftyone is 
 from ..constants import DATASETS_DIR
 from ..io import list_images
 from .layout import load_spec, split_dir, split_paths
-from .stats import SPLITS, read_meta_map, yolo_rows
+from ..formats import yolo_rows
+from .stats import SPLITS, read_meta_map
 
 if TYPE_CHECKING:  # pragma: no cover
     import fiftyone as fo

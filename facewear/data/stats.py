@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import DATASETS_DIR, REPO_ROOT
-from ..formats import AnnotationError
+from ..formats import AnnotationError, yolo_rows
 from ..io import atomic_path, list_images, write_text
 from .layout import load_spec, split_paths
 
@@ -40,30 +40,6 @@ INTRO = ("# Datasets\n\n"
 
 
 # --- reading --------------------------------------------------------------------------
-def yolo_rows(txt_path: str | Path) -> list[tuple[int, float, float, float, float]]:
-    """Rows ``(class_id, cx, cy, w, h)`` of a YOLO label file; a missing file has none.
-
-    Raises :class:`~facewear.formats.AnnotationError` naming the file and line on a bad row.
-    """
-    txt_path = Path(txt_path)
-    if not txt_path.is_file():
-        return []
-    rows = []
-    for ln, line in enumerate(txt_path.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) < 5:
-            raise AnnotationError(f"{txt_path}:{ln}: expected 'class cx cy w h', got {line!r}")
-        try:
-            c = int(float(parts[0]))
-            cx, cy, w, h = (float(v) for v in parts[1:5])
-        except ValueError:
-            raise AnnotationError(f"{txt_path}:{ln}: non-numeric value in {line!r}") from None
-        rows.append((c, cx, cy, w, h))
-    return rows
-
-
 def read_meta_map(path: str | Path) -> dict[str, dict[str, Any]]:
     """``meta/<split>.jsonl`` as ``{file without suffix: record}``; a missing file gives ``{}``."""
     path = Path(path)
