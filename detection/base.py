@@ -35,8 +35,7 @@ def letterbox(img: np.ndarray, size: int, color: int = 114) -> tuple[np.ndarray,
     nh, nw = round(h * r), round(w * r)
     out = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else img
     top, left = (size - nh) / 2, (size - nw) / 2
-    t, b = round(top - 0.1), round(top + 0.1)
-    l_, r_ = round(left - 0.1), round(left + 0.1)
+    t, l_ = round(top - 0.1), round(left - 0.1)
     out = cv2.copyMakeBorder(out, t, size - nh - t, l_, size - nw - l_, cv2.BORDER_CONSTANT,
                              value=(color, color, color))
     return out, r, (float(l_), float(t))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import DATASETS_DIR, REPO_ROOT
-from ..formats import AnnotationError, yolo_rows
+from ..formats import yolo_rows
 from ..io import atomic_path, list_images, write_text
 from .layout import load_spec, split_paths
 
