@@ -86,7 +86,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
             raise FileNotFoundError(f"{last}: nothing to resume")
         return YOLO(str(last)).train(resume=True)
     start = init_checkpoint(cfg, init, run_dir.parent / f"{name}-init.pt")
-    spec = resolved_spec_file(data)
+    spec = resolved_spec_file(data, run_dir.parent / f"{name}.data.yaml")
     model = YOLO(str(start))
     args = dict(data=str(spec), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, device=device,
                 project=str(project), name=name, exist_ok=exist_ok, cache=cache, fraction=fraction, seed=seed,

@@ -97,14 +97,19 @@ def split_dir(spec: dict, split: str) -> Path:
     return Path(spec["path"]) / spec[split]
 
 
-def resolved_spec_file(spec_path: str | Path) -> Path:
-    """A temporary copy of the spec with an absolute ``path``, for ultralytics."""
+def resolved_spec_file(spec_path: str | Path, dst: str | Path | None = None) -> Path:
+    """A copy of the spec with an absolute ``path``, for ultralytics (at ``dst``, else a temporary file).
+
+    Training passes a ``dst`` inside its run folder, so ``--resume`` still finds it later.
+    """
     spec = load_spec(spec_path)
     spec.pop("yaml_file", None)
-    fd, tmp = tempfile.mkstemp(prefix=Path(spec_path).stem + ".", suffix=".yaml")
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(spec, f, sort_keys=False)
-    return Path(tmp)
+    if dst is None:
+        fd, tmp = tempfile.mkstemp(prefix=Path(spec_path).stem + ".", suffix=".yaml")
+        os.close(fd)
+        dst = tmp
+    write_text(dst, yaml.safe_dump(spec, sort_keys=False))
+    return Path(dst)
 
 
 def split_paths(spec: dict, split: str) -> tuple[Path, Path, Path]:
