@@ -240,8 +240,20 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", nargs="+", default=None, help="real sets to scan")
     p.add_argument("--top", type=int, default=256, help="candidates per source on the contact sheets")
     p.add_argument("--out", default=None, help="folder for sheets and candidate lists (default: build/review)")
+    p.add_argument("--composites", metavar="SPEC", default=None,
+                   help="instead: write a contact sheet of composites per class from a built spec "
+                        "(e.g. datasets/facewear4.yaml) to <out>/composites_per_class.png")
 
 
-def run(data_root: str | None = None, sources: list[str] | None = None, top: int = 256, out: str | None = None):
-    """Flag sunglasses candidates and write contact sheets for review."""
+def run(data_root: str | None = None, sources: list[str] | None = None, top: int = 256, out: str | None = None,
+        composites: str | None = None):
+    """Flag sunglasses candidates and write contact sheets for review (or a composites sheet)."""
+    if composites:
+        from ..demo import contact_sheet  # noqa: PLC0415
+        from .layout import load_spec  # noqa: PLC0415
+
+        dst = Path(out or default_build_dir() / "review") / "composites_per_class.png"
+        contact_sheet(Path(load_spec(composites)["path"]), dst, per_class=10, tile=112, synthetic_only=True, seed=2)
+        print(f"composites contact sheet: {dst}")
+        return dst
     return flag_candidates(data_root, sources, top, out)
