@@ -79,6 +79,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
     from ultralytics import YOLO  # noqa: PLC0415
 
     facewear.env.configure_ultralytics()
+    project = str(Path(project).resolve())  # ultralytics would put a relative project under runs/detect/
     run_dir = Path(project) / name
     if resume:
         last = run_dir / "weights" / "last.pt"
