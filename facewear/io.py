@@ -28,6 +28,11 @@ class ImageReadError(ValueError):
     """An image file that cannot be decoded; the message names the file."""
 
 
+# ultralytics patches PIL.Image.open: on a file Pillow cannot identify it tries to load the
+# optional HEIF plugin (pi-heif) and, offline and without it, raises ImportError instead of
+# UnidentifiedImageError. Both mean "not an image we can read" here, hence ImportError below.
+
+
 def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
     """Convert any PIL mode to an HxWx3 uint8 RGB array."""
     mode = im.mode
@@ -60,7 +65,7 @@ def read_image(path: str | os.PathLike, *, rgb: bool = False) -> np.ndarray:
             arr = _to_uint8_rgb(im)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from None
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{path}: empty image")
@@ -77,7 +82,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
                 orient = im.getexif().get(0x0112, 1)
             except Exception:
                 orient = 1
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, ImportError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from None
     return (h, w) if orient in (5, 6, 7, 8) else (w, h)
 

@@ -258,3 +258,17 @@ def test_atomic_dir_replaces_existing_dst(tmp_path):
         assert (dst / "old.txt").exists()  # the old build stays until the new one is complete
     assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*")) == ["sub", "sub/new.txt"]
     assert os.listdir(tmp_path) == ["built"]  # no .partial-* or .old-* left
+
+
+def test_corrupt_file_after_ultralytics_import_still_clean(tmp_path):
+    """ultralytics patches PIL.Image.open (HEIF plugin lookup); a corrupt file must still give ImageReadError."""
+    import ultralytics.utils.patches  # noqa: F401  (applies the patch)
+
+    from facewear.io import ImageReadError, image_size, read_image
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(ImageReadError, match="bad.jpg"):
+        read_image(bad)
+    with pytest.raises(ImageReadError, match="bad.jpg"):
+        image_size(bad)
