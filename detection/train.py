@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from facewear.cli import add_subcommands, dispatch
 
 FAMILIES = {
     "yolo": ("detection.yolo", "train the four-class YOLOv5 detector (ultralytics)"),
@@ -10,12 +11,9 @@ FAMILIES = {
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="family", required=True, metavar="MODEL")
-    for name, (mod, help_) in FAMILIES.items():
-        sp = sub.add_parser(name, help=help_, description=help_)
-        importlib.import_module(mod).add_args(sp)
+    add_subcommands(p, FAMILIES, "family", "MODEL")
 
 
 def run(family: str, **kwargs):
     """Dispatch to ``<module>.run(**kwargs)``."""
-    return importlib.import_module(FAMILIES[family][0]).run(**kwargs)
+    return dispatch(FAMILIES, family, **kwargs)

@@ -58,3 +58,16 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def add_subcommands(p: argparse.ArgumentParser, table: dict[str, tuple[str, str]], dest: str, metavar: str) -> None:
+    """Nested sub-commands (``facewear data build``, ``facewear train yolo``): one module per entry."""
+    sub = p.add_subparsers(dest=dest, required=True, metavar=metavar)
+    for name, (mod, help_) in table.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        importlib.import_module(mod).add_args(sp)
+
+
+def dispatch(table: dict[str, tuple[str, str]], name: str, **kwargs):
+    """Call ``<module of name>.run(**kwargs)``."""
+    return importlib.import_module(table[name][0]).run(**kwargs)

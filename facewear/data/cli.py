@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from ..cli import add_subcommands, dispatch
 
 ACTIONS = {
     "convert": ("facewear.data.convert", "convert annotations between Pascal VOC, YOLO txt and COCO JSON"),
@@ -14,12 +15,9 @@ ACTIONS = {
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, (mod, help_) in ACTIONS.items():
-        sp = sub.add_parser(name, help=help_, description=help_)
-        importlib.import_module(mod).add_args(sp)
+    add_subcommands(p, ACTIONS, "action", "ACTION")
 
 
 def run(action: str, **kwargs):
     """Dispatch to ``facewear.data.<action>.run(**kwargs)``."""
-    return importlib.import_module(ACTIONS[action][0]).run(**kwargs)
+    return dispatch(ACTIONS, action, **kwargs)
