@@ -25,8 +25,8 @@ from facewear.io import write_json  # noqa: E402
 
 def held_table(held: dict, synth: dict) -> str:
     """Per-class AP on the held-out set and the synthetic val split, side by side."""
-    lines = ["| class | held-out n | held-out AP50 | held-out AP50-95 | synthetic val n | synthetic val AP50 | "
-             "synthetic val AP50-95 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| class | held-out n | held-out AP50 | held-out AP50-95 | facewear4 val n | facewear4 val AP50 | "
+             "facewear4 val AP50-95 |", "|---|---:|---:|---:|---:|---:|---:|"]
     f = lambda v: "n/a" if v != v else f"{v:.3f}"  # noqa: E731
     for n, pc in held["per_class"].items():
         sc = synth["per_class"][n]
