@@ -411,3 +411,46 @@ def test_lapjv_stand_in_matches_brute_force():
                    for k in range(min(n, m) + 1) for rows in permutations(range(n), k)
                    for cols in permutations(range(m), k))
         assert total(pairs) == pytest.approx(best)
+
+
+# --- a real HTTP MJPEG stream on localhost (OpenCV's ffmpeg backend, no fake capture) ------------
+def _mjpeg_server(frames: list[np.ndarray], drop_after: int):
+    """Serve ``frames`` as multipart MJPEG; every connection is cut after ``drop_after`` frames."""
+    import http.server
+    import socketserver
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            for i in range(drop_after):
+                jpg = cv2.imencode(".jpg", frames[i % len(frames)])[1].tobytes()
+                try:
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                     + str(len(jpg)).encode() + b"\r\n\r\n" + jpg + b"\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                time.sleep(0.01)
+
+        def log_message(self, *a):
+            pass
+
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_real_http_mjpeg_stream_that_drops_reconnects(tmp_path):
+    frames = [scene([(10 + i % 20, 10, 50 + i % 20, 50, 0)]) for i in range(20)]
+    srv = _mjpeg_server(frames, drop_after=15)
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/stream.mjpg"
+        s = run(url, max_frames=25, save_json=str(tmp_path / "d.json"), backoff=0.05, max_backoff=0.1)
+    finally:
+        srv.shutdown()
+    assert s["frames"] == 25
+    assert s["stream"]["reconnects"] >= 1
+    recs = json.loads((tmp_path / "d.json").read_text())
+    assert recs and all(r["category"] == "face" for r in recs)
