@@ -14,7 +14,6 @@ import csv
 import json
 import os
 import re
-import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import voc_xml
 from facewear.constants import CLASS_IDS, CLASS_NAMES
 from facewear.data import build
 from facewear.data import composite as fw_composite
@@ -62,21 +62,6 @@ def face_image(seed: int, size=(160, 120), boxes=()) -> tuple[np.ndarray, list[n
     img = cv2.resize(rng.integers(0, 256, (3, 4, 3)).astype(np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
     img = np.clip(img.astype(np.int16) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
     return img, [draw_face(img, b, rng) for b in boxes]
-
-
-def voc_xml(filename: str, width: int, height: int, objects) -> str:
-    root = ET.Element("annotation")
-    ET.SubElement(root, "filename").text = filename
-    size = ET.SubElement(root, "size")
-    for k, v in (("width", width), ("height", height), ("depth", 3)):
-        ET.SubElement(size, k).text = str(v)
-    for name, box in objects:
-        obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = name
-        bb = ET.SubElement(obj, "bndbox")
-        for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box):
-            ET.SubElement(bb, k).text = str(v)
-    return ET.tostring(root, encoding="unicode")
 
 
 def write_voc_image(src: Path, name: str, img: np.ndarray, objects) -> None:

@@ -191,10 +191,9 @@ def test_val_missing_class_lowers_map(tmp_path):
 
     spec = _make_dataset(tmp_path / "ds")
     res = run(PerfectDetector(spec, drop_class=0), data=str(spec), split="val")
-    present = [n for n, pc in res["per_class"].items() if pc["instances"]]
-    if "face" in present:
-        assert res["per_class"]["face"]["AP50"] == 0.0
-        assert res["mAP50"] < 1.0
+    assert res["per_class"]["face"]["instances"] > 0  # the generated val split holds faces
+    assert res["per_class"]["face"]["AP50"] == 0.0
+    assert res["mAP50"] < 1.0
     cm = np.array(res["confusion"])
     assert cm[4, 0] == res["per_class"]["face"]["instances"]  # every face missed -> background row
 
