@@ -109,7 +109,7 @@ def _head(model: nn.Module) -> tuple[str, nn.Linear]:
 
 
 def _raw(arch: str) -> nn.Module:
-    from torchvision import models as tvm  # noqa: PLC0415
+    from torchvision import models as tvm
 
     if arch == "mobilenet_v3_small":
         return tvm.mobilenet_v3_small()

@@ -9,8 +9,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facewear.constants import (CLS_IMGSZ, CLS_MARGIN, CLS_MEAN_RGB, CLS_STD_RGB, CLS_STORE_CONTEXT,
-                                MIN_BOX_SIDE)
+from facewear.constants import (
+    CLS_IMGSZ,
+    CLS_MARGIN,
+    CLS_MEAN_RGB,
+    CLS_STD_RGB,
+    CLS_STORE_CONTEXT,
+    MIN_BOX_SIDE,
+)
 
 MEAN = np.asarray(CLS_MEAN_RGB, np.float32) * 255.0
 STD = np.asarray(CLS_STD_RGB, np.float32) * 255.0

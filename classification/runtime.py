@@ -58,28 +58,44 @@ class Classifier:
         return self(np.stack(crops) if crops else []), kept
 
 
+def _is_torchscript(path: str | Path) -> bool:
+    """TorchScript archives hold a ``code/`` folder; ``torch.save`` checkpoints do not."""
+    import zipfile  # noqa: PLC0415
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
 class TorchClassifier(Classifier):
     """A ``.pt`` training checkpoint (dict with ``arch`` and ``model``) or a TorchScript file (quantized exports)."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        import torch  # noqa: PLC0415
+        import torch
 
         self.torch = torch
         if threads:
             torch.set_num_threads(threads)
         self.source = str(path)
         meta: dict = {}
-        try:
-            self.model = torch.jit.load(str(path), map_location="cpu")
+        if _is_torchscript(path):
             extra = {"meta.json": ""}
-            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            try:
+                self.model = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            except RuntimeError as e:
+                raise ValueError(f"{path}: TorchScript file cannot be loaded ({e})") from None
             meta = json.loads(extra["meta.json"] or "{}")
-        except RuntimeError:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            try:
+                ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as e:  # noqa: BLE001 - pickle/zip errors vary by how the file is broken
+                raise ValueError(f"{path}: cannot be read as a torch checkpoint ({type(e).__name__}: {e})") from None
             if not isinstance(ckpt, dict) or "arch" not in ckpt or "model" not in ckpt:
                 raise ValueError(f"{path}: not a facewear classifier checkpoint (expected a dict with 'arch' and "
                                  "'model', or a TorchScript file)") from None
-            from .models import build_model  # noqa: PLC0415
+            from .models import build_model
 
             self.model, _ = build_model(ckpt["arch"], len(ckpt.get("class_names", CLASS_NAMES)), pretrained=False)
             self.model.load_state_dict(ckpt["model"])
@@ -103,7 +119,7 @@ class OnnxClassifier(Classifier):
     """An ``.onnx`` export (fp32, fp16 or int8) run by onnxruntime."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        import onnxruntime as ort  # noqa: PLC0415
+        import onnxruntime as ort
 
         self.source = str(path)
         so = ort.SessionOptions()
@@ -112,7 +128,7 @@ class OnnxClassifier(Classifier):
             so.inter_op_num_threads = 1
         try:
             self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ValueError(f"{path}: onnxruntime cannot load it ({e})") from None
         inp = self.sess.get_inputs()[0]
         self.input_name = inp.name

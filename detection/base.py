@@ -55,7 +55,14 @@ def nms(dets: np.ndarray, iou: float, max_det: int = 300) -> np.ndarray:
 
 def load_detector(model: str | Path, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.45,
                   threads: int | None = None) -> Detector:
-    """Pick the right detector from a file path: ultralytics ``.pt`` or ``.onnx``."""
+    """Pick the right detector from a file path (ultralytics ``.pt`` or ``.onnx``) or a cascade spec
+    ``FINDER+CLASSIFIER`` (see :mod:`classification.cascade`)."""
+    from classification.cascade import is_cascade_spec  # noqa: PLC0415
+
+    if is_cascade_spec(model):
+        from classification.cascade import load_cascade  # noqa: PLC0415
+
+        return load_cascade(model, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
     p = Path(model)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: model file not found")
@@ -70,4 +77,24 @@ def load_detector(model: str | Path, imgsz: int | None = None, conf: float = 0.2
     raise ValueError(f"{p}: unknown model type {p.suffix!r} (expected .pt or .onnx)")
 
 
-__all__ = ["Detector", "EMPTY", "letterbox", "nms", "load_detector", "CLASS_NAMES"]
+def model_name(model: str | Path) -> str:
+    """A short name for reports: the file name, or ``finder+classifier`` stems for a cascade spec."""
+    from classification.cascade import is_cascade_spec, spec_name  # noqa: PLC0415
+
+    if is_cascade_spec(model):
+        try:
+            return spec_name(model)
+        except ValueError:  # a description that merely holds '+'
+            pass
+    return Path(model).name
+
+
+def model_bytes(model: str | Path) -> int:
+    """Size on disk of a model file, or the sum of a cascade's weight files."""
+    from classification.cascade import is_cascade_spec, spec_files  # noqa: PLC0415
+
+    files = spec_files(model) if is_cascade_spec(model) else [Path(model)]
+    return sum(f.stat().st_size for f in files)
+
+
+__all__ = ["Detector", "EMPTY", "letterbox", "nms", "load_detector", "model_bytes", "model_name", "CLASS_NAMES"]

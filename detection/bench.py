@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import facewear  # noqa: F401
+from classification.cascade import is_cascade_spec
 from facewear.constants import CLASS_NAMES, DATASETS_DIR, WEIGHTS_DIR
 from facewear.io import write_json, write_text
 
 
 def machine() -> str:
     """A one-line description of this machine (CPU model, cores, Python, torch, onnxruntime)."""
-    import os  # noqa: PLC0415
+    import os
 
-    import onnxruntime  # noqa: PLC0415
-    import torch  # noqa: PLC0415
+    import onnxruntime
+    import torch
 
     cpu = platform.processor() or "cpu"
     try:
@@ -51,11 +52,11 @@ def variants(pt: Path) -> dict[str, Path]:
     return out
 
 
-def video_fps(model: Path, video: str, imgsz: int, track: bool = True) -> dict[str, Any]:
+def video_fps(model: Path | str, video: str, imgsz: int, track: bool = True) -> dict[str, Any]:
     """End-to-end FPS of ``facewear predict`` on ``video`` (decode, detect, track, crops)."""
-    import tempfile  # noqa: PLC0415
+    import tempfile
 
-    from .predict import run as predict  # noqa: PLC0415
+    from .predict import run as predict
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -67,32 +68,77 @@ def video_fps(model: Path, video: str, imgsz: int, track: bool = True) -> dict[s
             "fps": round(frames / dt, 1) if dt else 0.0, "track": track}
 
 
-def run(model: str, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"), imgsz: int = 320,
-        video: str | None = None, json_out: str | None = None, md_out: str | None = None,
-        iters: int = 50, max_images: int | None = None, command: str | None = None) -> dict[str, Any]:
-    """Benchmark ``model`` and its ONNX exports; returns the table as a dict."""
-    from .export import time_variants  # noqa: PLC0415
-    from .val import run as val  # noqa: PLC0415
+def cascade_latency(spec: str, data: str, imgsz: int, threads: tuple[int, ...] = (1, 2),
+                    iters: int = 50) -> dict[str, dict[str, float]]:
+    """Latency of a cascade end to end (find faces, crop, classify) on the first image of ``data``'s
+    evaluated split, per thread count: a cascade has no single network forward to time."""
+    import os
 
-    pt = Path(model)
-    if not pt.is_file():
-        raise FileNotFoundError(f"{pt}: model not found")
-    vs = variants(pt)
-    onnx_files = {k.removeprefix("onnx-"): v for k, v in vs.items() if k != "torch"}
-    lat = time_variants(pt, onnx_files, imgsz, iters=iters)
+    import torch
+
+    from facewear.constants import IMAGE_SUFFIXES
+    from facewear.data.layout import load_spec, split_paths
+    from facewear.io import read_image
+
+    from .base import load_detector
+    from .export import latency
+
+    s = load_spec(data)
+    images, _, _ = split_paths(s, "test" if "test" in s else "val")
+    first = next((p for p in sorted(images.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES), None)
+    if first is None:
+        raise FileNotFoundError(f"{images}: no image to time the cascade on")
+    frame = read_image(first)
+    res = {}
+    for n in threads:
+        det = load_detector(spec, imgsz=imgsz, threads=n)
+        res[f"{n}t"] = latency(det, frame, warmup=min(10, iters), iters=iters)
+    torch.set_num_threads(os.cpu_count() or 1)
+    return res
+
+
+def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(DATASETS_DIR / "ilc-heldout.yaml"),
+        imgsz: int = 320, video: str | None = None, json_out: str | None = None, md_out: str | None = None,
+        iters: int = 50, max_images: int | None = None, command: str | None = None, suite: str = "detector",
+        models: list[str] | None = None, out: str | None = None, crops: str | None = None) -> dict[str, Any]:
+    """Benchmark ``model`` and its ONNX exports (or, by ``suite``, the classifiers / cascades in ``models``)."""
+    if suite in ("cls", "cascade"):
+        if not models:
+            raise ValueError(f"--suite {suite} needs --models")
+        from classification.bench import bench_cascades, bench_classifiers
+
+        if suite == "cls":
+            return bench_classifiers(models, data=crops, out=out, iters=max(iters, 100), command=command)
+        return bench_cascades(models, data=data, imgsz=imgsz, out=out, iters=min(iters, 20), max_images=max_images,
+                              command=command)
+    from .base import model_bytes, model_name
+    from .export import time_variants
+    from .val import run as val
+
+    vs: dict[str, Path | str]
+    if is_cascade_spec(model):  # one row, timed end to end
+        vs = {"cascade": model}
+        lat = {"cascade": cascade_latency(model, data, imgsz, iters=iters)}
+    else:
+        pt = Path(model)
+        if not pt.is_file():
+            raise FileNotFoundError(f"{pt}: model not found")
+        vs = variants(pt)
+        onnx_files = {k.removeprefix("onnx-"): v for k, v in vs.items() if k != "torch"}
+        lat = time_variants(pt, onnx_files, imgsz, iters=iters)
     rows = []
     for key, f in vs.items():
         m = val(str(f), data=data, imgsz=imgsz, max_images=max_images)
-        rows.append({"variant": key, "file": f.name, "MB": round(f.stat().st_size / 1e6, 2),
+        rows.append({"variant": key, "file": model_name(f), "MB": round(model_bytes(f) / 1e6, 2),
                      "mAP50": round(m["mAP50"], 4), "mAP50-95": round(m["mAP50-95"], 4),
                      "AP50": {n: round(m["per_class"][n]["AP50"], 4) for n in CLASS_NAMES},
                      "instances": {n: m["per_class"][n]["instances"] for n in CLASS_NAMES},
                      "latency": lat.get(key, {})})
-    res: dict[str, Any] = {"model": str(pt), "data": data, "imgsz": imgsz, "machine": machine(),
+    res: dict[str, Any] = {"model": str(model), "data": data, "imgsz": imgsz, "machine": machine(),
                            "command": command or "facewear bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
                            "rows": rows}
     if video:
-        res["video"] = video_fps(vs.get("onnx-fp32", pt), video, imgsz)
+        res["video"] = video_fps(vs.get("onnx-fp32", next(iter(vs.values()))), video, imgsz)
     md = to_markdown(res)
     print(md)
     if json_out:
@@ -118,13 +164,17 @@ def to_markdown(res: dict[str, Any]) -> str:
         v = res["video"]
         lines += ["", f"Video `{v['video']}`: {v['frames']} frames in {v['seconds']} s = **{v['fps']} FPS** end to end "
                       f"(decode, detect at {res['imgsz']} px, {'track, ' if v['track'] else ''}write crops)."]
+    if any(r["variant"] == "cascade" for r in res["rows"]):
+        lines += ["", ("Cascade latency is end to end on one image of the split (find faces, crop, classify each), "
+                       "not a single network forward.")]
     inst = res["rows"][0]["instances"] if res["rows"] else {}
     lines += ["", "Instances in the evaluated split: " + ", ".join(f"{n} {inst.get(n, 0)}" for n in CLASS_NAMES) + "."]
     return "\n".join(lines) + "\n"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), help="the .pt; ONNX files beside it are included")
+    p.add_argument("--model", default=str(WEIGHTS_DIR / "yolov5n-facewear4.pt"),
+                   help="the .pt (ONNX files beside it are included) or a cascade FINDER+CLASSIFIER")
     p.add_argument("--data", default=str(DATASETS_DIR / "ilc-heldout.yaml"))
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--video", default=None, help="also measure end-to-end video FPS on this file")
@@ -132,3 +182,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--md", dest="md_out", default=None, help="write the markdown table here")
     p.add_argument("--iters", type=int, default=50, help="timed iterations per latency figure")
     p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--suite", choices=("detector", "cls", "cascade"), default="detector",
+                   help="detector: --model and its exports (default); cls: the classifier table over --models "
+                        "checkpoints (exports made beside them); cascade: detectors and cascades in --models "
+                        "compared on --data")
+    p.add_argument("--models", nargs="+", default=None, help="for --suite cls / cascade")
+    p.add_argument("--out", default=None, help="for --suite cls / cascade: write <out>.md, .json (and .png)")
+    p.add_argument("--crops", default=None, help="for --suite cls: crop dataset root (default build/crops)")

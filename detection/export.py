@@ -13,6 +13,10 @@ and mean absolute difference of the raw output tensor, and the share of the
 torch model's detections (conf >= 0.25) that the export reproduces (same
 class, IoU >= 0.5). Optionally it times every variant (p50/p95 at batch 1,
 1 and 2 threads, after a warm-up).
+
+A crop-classifier training checkpoint (a dict whose ``arch`` is one of
+``classification.models.ARCHS``) is recognised and handed to
+``classification.export.run`` (ONNX fp32/fp16/int8, TorchScript int8/fp16).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from typing import Any
 import numpy as np
 
 import facewear  # noqa: F401
+from classification.export import FORMATS as CLS_FORMATS
 from facewear.constants import DATASETS_DIR
 from facewear.data.layout import load_spec, split_paths
 from facewear.io import list_images, read_image, write_json
@@ -190,10 +195,38 @@ def time_variants(pt: Path, onnx_files: dict[str, Path], imgsz: int, threads: tu
     return res
 
 
-def run(model: str, formats: list[str] | tuple[str, ...] = PRECISIONS, imgsz: int = 320,
-        data: str = str(DATASETS_DIR / "facewear4.yaml"), calib: int = 200, out_dir: str | None = None,
-        check: int = 8, bench: bool = False, json_out: str | None = None) -> dict[str, Any]:
-    """Export ``model`` to the requested precisions, check each against torch, optionally time them."""
+def run(model: str, formats: list[str] | tuple[str, ...] | None = None, imgsz: int | None = None,
+        data: str = str(DATASETS_DIR / "facewear4.yaml"), calib: int | None = None, calib_dir: str | None = None,
+        out_dir: str | None = None, check: int | None = None, bench: bool = False,
+        json_out: str | None = None) -> dict[str, Any]:
+    """``facewear export``: a YOLO ``.pt`` (``export_yolo``) or a crop-classifier checkpoint
+    (``classification.export.run``), told apart by the file. ``None`` means each path's own default."""
+    pt = Path(model)
+    if pt.is_file() and pt.suffix == ".pt":
+        from classification.export import checkpoint_kind
+
+        kind = checkpoint_kind(pt)  # ValueError naming the file when torch cannot read it at all
+        if kind == "torchscript":
+            raise ValueError(f"{pt}: a TorchScript export, not a checkpoint to export from")
+        if kind == "classifier":
+            from classification.export import run as export_classifier
+
+            if imgsz is not None:
+                raise ValueError(f"{pt}: a classifier exports at its checkpoint's imgsz; drop --imgsz")
+            return export_classifier(pt, formats=formats or CLS_FORMATS, calib=calib_dir,
+                                     n_calib=256 if calib is None else calib, out_dir=out_dir,
+                                     check=64 if check is None else check, bench=bench, json_out=json_out)
+    if calib_dir is not None:
+        raise ValueError("--calib-dir is for classifier checkpoints; a detector calibrates on --data's train split")
+    return export_yolo(model, formats=PRECISIONS if formats is None else formats, imgsz=320 if imgsz is None else imgsz,
+                       data=data, calib=200 if calib is None else calib, out_dir=out_dir,
+                       check=8 if check is None else check, bench=bench, json_out=json_out)
+
+
+def export_yolo(model: str, formats: list[str] | tuple[str, ...] = PRECISIONS, imgsz: int = 320,
+                data: str = str(DATASETS_DIR / "facewear4.yaml"), calib: int = 200, out_dir: str | None = None,
+                check: int = 8, bench: bool = False, json_out: str | None = None) -> dict[str, Any]:
+    """Export a YOLO ``model`` to the requested precisions, check each against torch, optionally time them."""
     pt = Path(model)
     if not pt.is_file() or pt.suffix != ".pt":
         raise FileNotFoundError(f"{pt}: expected an existing ultralytics .pt checkpoint")
@@ -235,12 +268,22 @@ def run(model: str, formats: list[str] | tuple[str, ...] = PRECISIONS, imgsz: in
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="ultralytics .pt checkpoint")
-    p.add_argument("--formats", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
-    p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--data", default=str(DATASETS_DIR / "facewear4.yaml"), help="spec whose train split calibrates int8")
-    p.add_argument("--calib", type=int, default=200, help="calibration images")
-    p.add_argument("--out-dir", default=None, help="where the .onnx files go (default: beside the .pt)")
-    p.add_argument("--check", type=int, default=8, help="sample images for the agreement check")
-    p.add_argument("--bench", action="store_true", help="also time torch and each export (1 and 2 threads)")
-    p.add_argument("--json", dest="json_out", default=None)
+    p.add_argument("--model", required=True, help="ultralytics .pt checkpoint, or a crop-classifier checkpoint")
+    p.add_argument("--formats", nargs="+", default=None, choices=PRECISIONS + CLS_FORMATS, metavar="FORMAT",
+                   help=f"detector: {' '.join(PRECISIONS)} (default all); classifier: {' '.join(CLS_FORMATS)} "
+                        "(default all; fp32/fp16/int8 mean the ONNX ones)")
+    p.add_argument("--imgsz", type=int, default=None, help="detector input size (default 320); a classifier "
+                                                           "keeps its checkpoint's")
+    p.add_argument("--data", default=str(DATASETS_DIR / "facewear4.yaml"),
+                   help="detector: spec whose train split calibrates int8")
+    p.add_argument("--calib", type=int, default=None, help="calibration images (detector 200, classifier 256)")
+    p.add_argument("--calib-dir", default=None, metavar="DIR",
+                   help="classifier: crop folder that calibrates int8 (a crop-dataset root uses train to "
+                        "calibrate, val to check; default $FACEWEAR_BUILD/crops)")
+    p.add_argument("--out-dir", default=None, help="where the exports go (default: beside the .pt)")
+    p.add_argument("--check", type=int, default=None,
+                   help="samples for the agreement check (detector 8 images, classifier 64 crops)")
+    p.add_argument("--bench", action="store_true",
+                   help="also time each export (detector: torch too, 1 and 2 threads; classifier: batch 1, 1 thread)")
+    p.add_argument("--json", dest="json_out", default=None,
+                   help="report file (classifier default: <out-dir>/<stem>.export.json)")

@@ -358,7 +358,8 @@ def _load(model: Any, imgsz: int, conf: float, iou: float, threads: int | None) 
 
         return load_detector(model, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
     if not callable(model) or not hasattr(model, "names"):
-        raise ValueError(f"model must be a .pt/.onnx path or a Detector (callable with .names), got {type(model)}")
+        raise ValueError(f"model must be a .pt/.onnx path, a cascade spec or a Detector (callable with .names), "
+                         f"got {type(model)}")
     return model
 
 
@@ -574,7 +575,8 @@ def format_summary(s: dict) -> str:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="image, folder, glob pattern (quote it), video, rtsp/http(s) URL or webcam index")
-    p.add_argument("--model", required=True, help="detector weights: ultralytics .pt or .onnx")
+    p.add_argument("--model", required=True, help="detector weights: ultralytics .pt or .onnx, or a cascade "
+                   "FINDER+CLASSIFIER (FINDER: mtcnn, haar or a detector file; CLASSIFIER: a classifier .pt/.onnx)")
     p.add_argument("--imgsz", type=int, default=320, help="inference size (pixels)")
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")

@@ -27,7 +27,7 @@ from facewear.constants import CLASS_NAMES, DATASETS_DIR
 from facewear.data.layout import load_spec, split_paths
 from facewear.io import ImageReadError, read_image, write_json
 
-from .base import Detector, load_detector
+from .base import Detector, load_detector, model_name
 
 LOG = logging.getLogger("facewear.val")
 
@@ -49,7 +49,7 @@ def detect_split(det: Detector, spec: dict, split: str, max_images: int | None =
     keep = {im["id"] for im in imgs}
     gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
     out, t = [], 0.0
-    for im in tqdm(imgs, desc=f"val {Path(det.source).name} on {split}", unit="img"):
+    for im in tqdm(imgs, desc=f"val {model_name(det.source)} on {split}", unit="img"):
         try:
             frame = read_image(images / im["file_name"])
         except ImageReadError as e:
@@ -217,7 +217,7 @@ def run(model: str | Detector, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"
     gt, dets, spi = detect_split(det, spec, split, max_images)
     res = evaluate(gt, dets, det.names, report_conf)
     res.update(model=str(det.source), data=str(data), split=split, imgsz=imgsz, ms_per_image=round(spi * 1000, 2))
-    title = f"{Path(det.source).name} on {Path(data).stem}/{split}"
+    title = f"{model_name(det.source)} on {Path(data).stem}/{split}"
     if plots_dir:
         res["plots"] = [str(p) for p in plots(res, det.names, Path(plots_dir), title)]
     print(f"\n{title}: {res['images']} images, mAP50 {res['mAP50']:.4f}, mAP50-95 {res['mAP50-95']:.4f}, "
@@ -234,7 +234,8 @@ def run(model: str | Detector, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help=".pt or .onnx (any precision)")
+    p.add_argument("--model", required=True, help=".pt or .onnx (any precision), or a cascade FINDER+CLASSIFIER "
+                   "(FINDER: mtcnn, haar or a detector file; CLASSIFIER: a classifier .pt/.onnx)")
     p.add_argument("--data", default=str(DATASETS_DIR / "ilc-heldout.yaml"), help="dataset spec")
     p.add_argument("--split", default=None, help="split (default: test if present, else val)")
     p.add_argument("--imgsz", type=int, default=320)

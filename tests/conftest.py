@@ -17,6 +17,10 @@ import numpy as np
 import pytest
 
 from facewear import constants
+from facewear.constants import CLASS_NAMES
+from facewear.data.layout import ImageMeta, write_spec
+from facewear.formats import Box, ImageAnn, to_coco, yolo_lines
+from facewear.io import write_json, write_text
 
 #: The labels the public mask sets use, and what the default class map makes of them.
 PUBLIC_LABELS: tuple[str, ...] = ("with_mask", "without_mask", "mask_weared_incorrect")
@@ -155,3 +159,35 @@ def make_voc_folder(tmp_path: Path, n: int = 3, *, sizes=((96, 64), (64, 80), (1
 def voc_folder(tmp_path) -> VocFolder:
     """Three synthetic images with VOC XML in the public sets' labels (see :func:`make_voc_folder`)."""
     return make_voc_folder(tmp_path, 3)
+
+
+# --- a tiny detection dataset (coloured squares, one colour per class) -----------------------
+DET_COLORS = [(40, 200, 40), (200, 120, 20), (20, 60, 230), (200, 40, 200)]
+
+
+def make_det_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 64) -> Path:
+    """Images with one coloured square per class id; YOLO labels, COCO JSON, meta and a spec."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        anns, metas = [], []
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = np.full((size, size, 3), 128, np.uint8)
+            boxes = []
+            for k in range(2):
+                c = int(rng.integers(4))
+                s = int(rng.integers(14, 24))
+                x, y = int(rng.integers(0, size - s)), int(rng.integers(0, size - s))
+                cv2.rectangle(img, (x, y), (x + s, y + s), DET_COLORS[c], -1)
+                boxes.append(Box(x, y, x + s, y + s, CLASS_NAMES[c]))
+            name = f"{split}{i}.jpg"
+            cv2.imwrite(str(root / "images" / split / name), img)
+            ann = ImageAnn(name, size, size, boxes)
+            write_text(root / "labels" / split / f"{split}{i}.txt", yolo_lines(ann))
+            anns.append(ann)
+            metas.append(ImageMeta(file=name, split=split, source="gen", origin=name, group=name))
+        write_json(root / "coco" / f"{split}.json", to_coco(anns))
+        write_text(root / "meta" / f"{split}.jsonl", "".join(m.to_json() + "\n" for m in metas))
+    spec = root / "spec.yaml"
+    write_spec(spec, root, {"train": "images/train", "val": "images/val"})
+    return spec

@@ -7,42 +7,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import make_det_dataset
 
 import facewear  # noqa: F401
 from facewear.constants import CLASS_NAMES
-from facewear.formats import Box, ImageAnn, to_coco, yolo_lines
-from facewear.data.layout import ImageMeta, load_spec, write_spec
-from facewear.io import write_json, write_text
+from facewear.data.layout import load_spec
 
-COLORS = [(40, 200, 40), (200, 120, 20), (20, 60, 230), (200, 40, 200)]
-
-
-def _make_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 64) -> Path:
-    """Images with one coloured square per class id; YOLO labels, COCO JSON, meta and a spec."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("val", n_val)):
-        anns, metas = [], []
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = np.full((size, size, 3), 128, np.uint8)
-            boxes = []
-            for k in range(2):
-                c = int(rng.integers(4))
-                s = int(rng.integers(14, 24))
-                x, y = int(rng.integers(0, size - s)), int(rng.integers(0, size - s))
-                cv2.rectangle(img, (x, y), (x + s, y + s), COLORS[c], -1)
-                boxes.append(Box(x, y, x + s, y + s, CLASS_NAMES[c]))
-            name = f"{split}{i}.jpg"
-            cv2.imwrite(str(root / "images" / split / name), img)
-            ann = ImageAnn(name, size, size, boxes)
-            write_text(root / "labels" / split / f"{split}{i}.txt", yolo_lines(ann))
-            anns.append(ann)
-            metas.append(ImageMeta(file=name, split=split, source="gen", origin=name, group=name))
-        write_json(root / "coco" / f"{split}.json", to_coco(anns))
-        write_text(root / "meta" / f"{split}.jsonl", "".join(m.to_json() + "\n" for m in metas))
-    spec = root / "spec.yaml"
-    write_spec(spec, root, {"train": "images/train", "val": "images/val"})
-    return spec
+_make_dataset = make_det_dataset  # the generator lives in conftest.py (shared with the classifier tests)
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +111,8 @@ def test_coco_start_missing_falls_back_with_warning(tmp_path, monkeypatch):
 
 
 def test_coco_start_real_file(shared_data):
-    from facewear.constants import default_shared_weights
-
     from detection.yolo import COCO_STATE_DICT, build_model, load_coco
+    from facewear.constants import default_shared_weights
 
     p = default_shared_weights() / COCO_STATE_DICT
     if not p.is_file():
