@@ -24,6 +24,7 @@ import argparse
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,15 @@ HEAD_PREFIX = "/model.24/"  # ultralytics' Detect head in the exported graph (yo
 def export_fp32(pt: Path, out: Path, imgsz: int) -> Path:
     from ultralytics import YOLO  # noqa: PLC0415
 
-    produced = Path(YOLO(str(pt)).export(format="onnx", imgsz=imgsz, simplify=False, dynamic=False, half=False,
-                                         device="cpu", verbose=False))
+    # ultralytics writes <stem>.onnx beside the .pt; export a private copy so a file already there (the
+    # committed weights/<stem>.onnx when --out-dir points elsewhere) is never overwritten or moved away.
     out.parent.mkdir(parents=True, exist_ok=True)
-    if produced.resolve() != out.resolve():
-        shutil.move(str(produced), out)
+    with tempfile.TemporaryDirectory(prefix="facewear-export-", dir=out.parent) as tmp:
+        src = Path(tmp) / pt.name
+        shutil.copy2(pt, src)
+        produced = Path(YOLO(str(src)).export(format="onnx", imgsz=imgsz, simplify=False, dynamic=False,
+                                             half=False, device="cpu", verbose=False))
+        os.replace(produced, out)
     return out
 
 

@@ -195,6 +195,13 @@ def test_export_agrees_with_torch(tiny, tmp_path):
         out = det(np.full((48, 80, 3), 128, np.uint8))
         assert out.ndim == 2 and out.shape[1] == 6
         assert det.names == CLASS_NAMES
+    # --out-dir elsewhere never touches an ONNX file already beside the .pt (it once moved it away)
+    sentinel = b"committed onnx"
+    (tmp_path / "m.onnx").write_bytes(sentinel)
+    rep2 = run(str(pt), formats=["fp32"], imgsz=64, data=str(spec), out_dir=str(tmp_path / "out"), check=1)
+    assert Path(rep2["files"]["fp32"]["file"]).parent == tmp_path / "out"
+    assert (tmp_path / "m.onnx").read_bytes() == sentinel
+    assert not list(tmp_path.rglob("facewear-export-*"))
 
 
 def test_export_rejects_bad_input(tmp_path):
