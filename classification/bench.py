@@ -30,7 +30,7 @@ from facewear.constants import (
 from facewear.io import atomic_path, write_json, write_text
 
 VARIANTS: dict[str, str] = {  # variant -> suffix beside the checkpoint
-    "torch fp32": ".pt", "torch int8": "-int8.pt", "torch fp16": "-fp16.pt",
+    "torch fp32": ".pt", "torch int8": "-int8.pt", "torch int8 qat": "-int8-qat.pt", "torch fp16": "-fp16.pt",
     "onnx fp32": ".onnx", "onnx fp16": "-fp16.onnx", "onnx int8": "-int8.onnx"}
 
 

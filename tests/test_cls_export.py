@@ -261,3 +261,14 @@ def test_qat_step_then_convert_and_export(tmp_path):
     f = export_torch_int8(q, meta, tmp_path / "m-qat-int8.pt", crop_array(2))
     assert "quantized::conv2d" in str(torch.jit.load(str(f)).inlined_graph)
     assert load_classifier(f)(crop_array(2)).shape == (2, 4)
+
+
+def test_qat_format_fine_tunes_on_crop_root(tmp_path, crops_root):
+    """``torch-int8-qat``: fake-quant fine-tuning on the crop root's train split, then int8 TorchScript."""
+    pt = make_ckpt(tmp_path / "m.pt", "mobilenet_v2_050")
+    rep = run(pt, formats=["torch-int8-qat"], calib=crops_root, n_calib=8, check=8, qat_epochs=1)
+    f = Path(rep["files"]["torch-int8-qat"]["file"])
+    assert f.name == "m-int8-qat.pt" and rep["files"]["torch-int8-qat"]["precision"] == "int8"
+    assert "quantized::conv2d" in str(torch.jit.load(str(f)).inlined_graph)
+    with pytest.raises(FileNotFoundError, match="crop dataset root"):
+        run(pt, formats=["torch-int8-qat"], calib=crop_array(8), n_calib=8, check=8, out_dir=tmp_path / "o")
