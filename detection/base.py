@@ -55,8 +55,10 @@ def nms(dets: np.ndarray, iou: float, max_det: int = 300) -> np.ndarray:
 
 def load_detector(model: str | Path, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.45,
                   threads: int | None = None) -> Detector:
-    """Pick the right detector from a file path (ultralytics ``.pt`` or ``.onnx``) or a cascade spec
-    ``FINDER+CLASSIFIER`` (see :mod:`classification.cascade`)."""
+    """Pick the right detector from a file path or a cascade spec ``FINDER+CLASSIFIER`` (see
+    :mod:`classification.cascade`). A ``.pt`` holding a facewear Faster R-CNN checkpoint dict, or an ``.onnx``
+    whose metadata ``arch`` starts with ``frcnn``, goes to :mod:`detection.frcnn_detector` (``imgsz`` None: the
+    model's own size); any other ``.pt`` / ``.onnx`` to the ultralytics YOLO detectors."""
     from classification.cascade import is_cascade_spec  # noqa: PLC0415
 
     if is_cascade_spec(model):
@@ -67,10 +69,22 @@ def load_detector(model: str | Path, imgsz: int | None = None, conf: float = 0.2
     if not p.is_file():
         raise FileNotFoundError(f"{p}: model file not found")
     if p.suffix == ".onnx":
+        from .frcnn_detector import is_frcnn_onnx  # noqa: PLC0415
+
+        if is_frcnn_onnx(p):  # metadata 'arch' frcnn*
+            from .frcnn_detector import OnnxFasterRCNNDetector  # noqa: PLC0415
+
+            return OnnxFasterRCNNDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
         from .yolo_detector import OnnxYoloDetector  # noqa: PLC0415
 
         return OnnxYoloDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
     if p.suffix == ".pt":
+        from .frcnn import is_frcnn_checkpoint  # noqa: PLC0415
+
+        if is_frcnn_checkpoint(p):  # a facewear checkpoint dict with 'arch' frcnn*
+            from .frcnn_detector import FasterRCNNDetector  # noqa: PLC0415
+
+            return FasterRCNNDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
         from .yolo_detector import TorchYoloDetector  # noqa: PLC0415
 
         return TorchYoloDetector(p, imgsz=imgsz or 320, conf=conf, iou=iou, threads=threads)

@@ -16,7 +16,9 @@ class, IoU >= 0.5). Optionally it times every variant (p50/p95 at batch 1,
 
 A crop-classifier training checkpoint (a dict whose ``arch`` is one of
 ``classification.models.ARCHS``) is recognised and handed to
-``classification.export.run`` (ONNX fp32/fp16/int8, TorchScript int8/fp16).
+``classification.export.run`` (ONNX fp32/fp16/int8, TorchScript int8/fp16); a
+Faster R-CNN checkpoint (a dict whose ``arch`` starts with ``frcnn``) to
+``detection.frcnn_export.run`` (ONNX fp32 and fp16, a float16 checkpoint).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 
 import facewear  # noqa: F401
+from classification.export import ALL_FORMATS as CLS_ALL_FORMATS
 from classification.export import FORMATS as CLS_FORMATS
 from facewear.constants import DATASETS_DIR
 from facewear.data.layout import load_spec, split_paths
@@ -182,9 +185,16 @@ def time_variants(pt: Path, onnx_files: dict[str, Path], imgsz: int, threads: tu
     import torch  # noqa: PLC0415
     from ultralytics import YOLO  # noqa: PLC0415
 
+    from .frcnn import is_frcnn_checkpoint
+
     x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
     res: dict[str, dict[str, Any]] = {}
-    m = YOLO(str(pt)).model.float().eval()
+    if is_frcnn_checkpoint(pt):  # a square frame's network forward, as for YOLO
+        from .frcnn import ExportWrapper, load_checkpoint
+
+        m = ExportWrapper(load_checkpoint(pt)[0]).eval()
+    else:
+        m = YOLO(str(pt)).model.float().eval()
     for n in threads:
         torch.set_num_threads(n)
         with torch.no_grad():
@@ -203,12 +213,23 @@ def time_variants(pt: Path, onnx_files: dict[str, Path], imgsz: int, threads: tu
 def run(model: str, formats: list[str] | tuple[str, ...] | None = None, imgsz: int | None = None,
         data: str = str(DATASETS_DIR / "facewear4.yaml"), calib: int | None = None, calib_dir: str | None = None,
         out_dir: str | None = None, check: int | None = None, bench: bool = False,
-        json_out: str | None = None) -> dict[str, Any]:
-    """``facewear export``: a YOLO ``.pt`` (``export_yolo``) or a crop-classifier checkpoint
-    (``classification.export.run``), told apart by the file. ``None`` means each path's own default."""
+        json_out: str | None = None, qat_epochs: int = 1) -> dict[str, Any]:
+    """``facewear export``: a YOLO ``.pt`` (``export_yolo``), a Faster R-CNN checkpoint
+    (``detection.frcnn_export.run``) or a crop-classifier checkpoint (``classification.export.run``), told apart
+    by the file. ``None`` means each path's own default."""
     pt = Path(model)
     if pt.is_file() and pt.suffix == ".pt":
         from classification.export import checkpoint_kind
+
+        from .frcnn import is_frcnn_checkpoint
+
+        if is_frcnn_checkpoint(pt):
+            from .frcnn_export import run as export_frcnn
+
+            if calib_dir is not None or calib is not None:
+                raise ValueError(f"{pt}: a Faster R-CNN exports no int8, so it takes no --calib / --calib-dir")
+            return export_frcnn(pt, formats=formats, imgsz=imgsz, data=data, out_dir=out_dir,
+                                check=4 if check is None else check, bench=bench, json_out=json_out)
 
         kind = checkpoint_kind(pt)  # ValueError naming the file when torch cannot read it at all
         if kind == "torchscript":
@@ -220,7 +241,8 @@ def run(model: str, formats: list[str] | tuple[str, ...] | None = None, imgsz: i
                 raise ValueError(f"{pt}: a classifier exports at its checkpoint's imgsz; drop --imgsz")
             return export_classifier(pt, formats=formats or CLS_FORMATS, calib=calib_dir,
                                      n_calib=256 if calib is None else calib, out_dir=out_dir,
-                                     check=64 if check is None else check, bench=bench, json_out=json_out)
+                                     check=64 if check is None else check, bench=bench, json_out=json_out,
+                                     qat_epochs=qat_epochs)
     if calib_dir is not None:
         raise ValueError("--calib-dir is for classifier checkpoints; a detector calibrates on --data's train split")
     return export_yolo(model, formats=PRECISIONS if formats is None else formats, imgsz=320 if imgsz is None else imgsz,
@@ -273,10 +295,12 @@ def export_yolo(model: str, formats: list[str] | tuple[str, ...] = PRECISIONS, i
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="ultralytics .pt checkpoint, or a crop-classifier checkpoint")
-    p.add_argument("--formats", nargs="+", default=None, choices=PRECISIONS + CLS_FORMATS, metavar="FORMAT",
-                   help=f"detector: {' '.join(PRECISIONS)} (default all); classifier: {' '.join(CLS_FORMATS)} "
-                        "(default all; fp32/fp16/int8 mean the ONNX ones)")
+    p.add_argument("--model", required=True, help="ultralytics .pt checkpoint, a Faster R-CNN checkpoint "
+                   "(ONNX fp32/fp16; torch-fp16: a float16 checkpoint) or a crop-classifier checkpoint")
+    p.add_argument("--formats", nargs="+", default=None, choices=PRECISIONS + CLS_ALL_FORMATS,
+                   metavar="FORMAT", help=f"detector: {' '.join(PRECISIONS)} (default all); classifier: "
+                   f"{' '.join(CLS_ALL_FORMATS)} (default all but torch-int8-qat, which fine-tunes; fp32/fp16/int8 "
+                   "mean the ONNX ones)")
     p.add_argument("--imgsz", type=int, default=None, help="detector input size (default 320); a classifier "
                                                            "keeps its checkpoint's")
     p.add_argument("--data", default=str(DATASETS_DIR / "facewear4.yaml"),
@@ -290,5 +314,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="samples for the agreement check (detector 8 images, classifier 64 crops)")
     p.add_argument("--bench", action="store_true",
                    help="also time each export (detector: torch too, 1 and 2 threads; classifier: batch 1, 1 thread)")
+    p.add_argument("--qat-epochs", type=int, default=1,
+                   help="classifier torch-int8-qat: epochs of quantization-aware fine-tuning on the train crops")
     p.add_argument("--json", dest="json_out", default=None,
                    help="report file (classifier default: <out-dir>/<stem>.export.json)")

@@ -1,4 +1,4 @@
-"""``facewear train {yolo,cls}``: one verb, one sub-command per model family."""
+"""``facewear train {yolo,frcnn,cls}``: one verb, one sub-command per model family."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ from facewear.cli import add_subcommands, dispatch
 
 FAMILIES = {
     "yolo": ("detection.yolo", "train the four-class YOLOv5 detector (ultralytics)"),
+    "frcnn": ("detection.frcnn_train", "train the Faster R-CNN baseline (MobileNetV2 + FPN, torchvision)"),
     "cls": ("classification.train", "train a four-class crop classifier (behind a face detector)"),
 }
 

@@ -16,11 +16,12 @@ import sys
 VERBS: dict[str, tuple[str, str]] = {
     "data": ("facewear.data.cli", "dataset tools: convert, build, stats, inspect"),
     "demo": ("facewear.demo", "run the main job on the project's own demo media (no ../shared needed)"),
-    "train": ("detection.train", "train a model: yolo"),
+    "train": ("detection.train", "train a model: yolo, frcnn or cls (crop classifier)"),
     "val": ("detection.val", "evaluate a model (.pt/.onnx) on a dataset spec: mAP, per-class AP, P/R, plots"),
     "predict": ("detection.predict", "detect and crop faces in images, folders, videos, streams and webcams"),
     "export": ("detection.export", "export a .pt to ONNX fp32/fp16/int8, check agreement, time it"),
     "bench": ("detection.bench", "accuracy, size and latency of a model and its ONNX variants on this machine"),
+    "inspect": ("facewear.inspect_cli", "FiftyOne: ground truth and models' predictions, evaluated, worst first"),
 }
 
 

@@ -93,3 +93,20 @@ HAAR_CASCADE_FILE: str = "haarcascade_frontalface_default.xml"  # in cv2.data.ha
 HAAR_SCALE_FACTOR: float = 1.1
 HAAR_MIN_NEIGHBORS: int = 5
 HAAR_MIN_FACE: int = 20
+
+# --- Faster R-CNN baseline (detection/frcnn*.py) ------------------------------
+FRCNN_ARCH: str = "frcnn_mobilenet_v2_fpn"  # 'arch' of its checkpoints and ONNX files; every frcnn arch starts "frcnn"
+FRCNN_IMGSZ: int = 320  # default long side of the network input (frames are resized keeping the aspect ratio)
+#: anchor sides (pixels of the resized input), one tuple per FPN level: strides 8, 16, 32 and the max-pool level 64.
+#: Faces in facewear4 span ~5-310 px at 320 (held-out median ~27 px), hence a small first level.
+FRCNN_ANCHOR_SIZES: tuple[tuple[int, ...], ...] = ((12, 20), (32, 48), (64, 96), (128, 256))
+FRCNN_ASPECT_RATIOS: tuple[float, ...] = (1.0, 1.25, 1.5)  # anchor height / width: face boxes are taller (median ~1.2)
+FRCNN_FPN_CHANNELS: int = 128  # torchvision uses 256; half the FPN/RPN cost on a CPU
+FRCNN_REPR_SIZE: int = 512  # width of the box head's two-layer MLP (torchvision: 1024)
+FRCNN_FREEZE: int = 3  # frozen MobileNetV2 stages (of 6) with an ImageNet start, as torchvision's trainable_layers=3
+FRCNN_RPN_TOPN: dict[str, int] = {"pre_train": 1000, "post_train": 500, "pre_test": 500, "post_test": 200}
+FRCNN_SCORE_THRESH: float = 0.001  # the box head keeps detections from this score (mAP needs them); callers filter
+FRCNN_NMS_IOU: float = 0.5  # class-wise NMS inside the box head (torchvision's default), also in the ONNX graph
+FRCNN_MAX_DET: int = 100  # detections per image
+FRCNN_CHECK_CONF: float = 0.05  # detections from this score are compared by the export agreement check
+FRCNN_ONNX_OPSET: int = 17

@@ -28,6 +28,24 @@ PUBLIC_TO_OURS: dict[str, str] = {"with_mask": "mask", "without_mask": "face", "
 
 
 # --- environment -----------------------------------------------------------------------
+FIFTYONE_TEST_DB_NAME = "facewear-tests"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give FiftyOne the tests' own database before anything imports it.
+
+    ``FIFTYONE_DATABASE_DIR`` -> ``~/.cache/facewear/fiftyone-test-db`` (one folder, reused, so
+    MongoDB's ~300 MB of preallocated files are not left behind per run) and
+    ``FIFTYONE_DATABASE_NAME`` -> ``facewear-tests``. The name is what really isolates: FiftyOne
+    attaches to any MongoDB it already runs, whatever its folder, and then the tests still see only
+    their own database in it. A user's ``FIFTYONE_DATABASE_URI`` is kept (only the name changes).
+    """
+    if not os.environ.get("FIFTYONE_DATABASE_URI"):
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        os.environ["FIFTYONE_DATABASE_DIR"] = str(cache / "facewear" / "fiftyone-test-db")
+    os.environ["FIFTYONE_DATABASE_NAME"] = FIFTYONE_TEST_DB_NAME
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_build_dir(tmp_path_factory):
     """``$FACEWEAR_BUILD`` -> a session temp folder, restored afterwards."""

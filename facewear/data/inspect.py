@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import facewear  # noqa: F401  (sets the offline environment before fiftyone is imported)
 
@@ -69,11 +71,30 @@ def build_samples(images: Path, labels: Path, meta: dict[str, dict[str, Any]], n
         )
 
 
-def load_split(data: str | Path | None = None, split: str = "val", name: str | None = None,
-               max_samples: int | None = None) -> "fo.Dataset":
-    """Build (or replace) the persistent FiftyOne dataset of one split and return it."""
-    from tqdm import tqdm  # noqa: PLC0415
+@dataclass
+class SplitSource:
+    """Where one split's images, labels and provenance are, resolved from a spec (no FiftyOne involved)."""
 
+    spec_path: Path
+    spec: dict[str, Any]
+    split: str
+    images: Path
+    labels: Path
+    meta: dict[str, dict[str, Any]]
+    files: list[Path]
+
+    @property
+    def class_names(self) -> list[str]:
+        """The spec's class names in id order."""
+        return [self.spec["names"][i] for i in sorted(self.spec["names"])]
+
+    def samples(self) -> Iterator[Any]:
+        """One ``fo.Sample`` per image (see :func:`build_samples`)."""
+        return build_samples(self.images, self.labels, self.meta, self.spec["names"], self.files)
+
+
+def resolve_split(data: str | Path | None = None, split: str = "val", max_samples: int | None = None) -> SplitSource:
+    """Check the spec and split and list its images; errors name the missing file or folder."""
     spec_path = Path(data) if data is not None else DEFAULT_SPEC
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
@@ -84,7 +105,6 @@ def load_split(data: str | Path | None = None, split: str = "val", name: str | N
     images = split_dir(spec, split)
     if not images.is_dir():
         raise FileNotFoundError(f"{images}: images folder of split {split!r} not found (spec {spec_path})")
-    root = Path(spec["path"])
     _, labels, meta_file = split_paths(spec, split)
     if not labels.is_dir():
         LOG.warning("%s: labels folder missing; every image loads without boxes", labels)
@@ -96,17 +116,26 @@ def load_split(data: str | Path | None = None, split: str = "val", name: str | N
         if max_samples < 0:
             raise ValueError(f"--max-samples must be >= 0, got {max_samples}")
         files = files[:max_samples]
+    return SplitSource(spec_path, spec, split, images, labels, meta, files)
+
+
+def load_split(data: str | Path | None = None, split: str = "val", name: str | None = None,
+               max_samples: int | None = None) -> "fo.Dataset":
+    """Build (or replace) the persistent FiftyOne dataset of one split and return it."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    src = resolve_split(data, split, max_samples)
+    spec_path, images, files = src.spec_path, src.images, src.files
     name = name or default_name(spec_path, split)
 
     import fiftyone as fo  # noqa: PLC0415 - slow import, only when needed
 
     ds = fo.Dataset(name, persistent=True, overwrite=True)
-    ds.default_classes = [spec["names"][i] for i in sorted(spec["names"])]
-    ds.info = {"spec": str(Path(spec_path).resolve()), "split": split, "root": str(root)}
+    ds.default_classes = src.class_names
+    ds.info = {"spec": str(Path(spec_path).resolve()), "split": split, "root": str(Path(src.spec["path"]))}
     ds.save()
     batch: list[Any] = []
-    for sample in tqdm(build_samples(images, labels, meta, spec["names"], files), total=len(files),
-                       desc=f"inspect {name}", unit="img"):
+    for sample in tqdm(src.samples(), total=len(files), desc=f"inspect {name}", unit="img"):
         batch.append(sample)
         if len(batch) >= BATCH:
             ds.add_samples(batch, progress=False)
@@ -116,6 +145,23 @@ def load_split(data: str | Path | None = None, split: str = "val", name: str | N
     n_det = ds.count("ground_truth.detections") if len(ds) else 0
     print(f"inspect: dataset {name!r}: {len(ds)} samples, {n_det} boxes ({images})")
     return ds
+
+
+def serve(ds: "fo.Dataset", port: int = 5151, prefix: str = "inspect") -> None:
+    """Launch the App on 127.0.0.1:``port`` showing ``ds`` and block until it is closed or Ctrl-C."""
+    import fiftyone as fo  # noqa: PLC0415
+
+    session = fo.launch_app(ds, address="127.0.0.1", port=port, auto=False)
+    print(f"{prefix}: FiftyOne App at http://127.0.0.1:{port}/datasets/{quote(ds.name)} (Ctrl-C to stop)")
+    try:
+        session.wait()
+    except KeyboardInterrupt:
+        print(f"{prefix}: stopped")
+    finally:
+        try:
+            session.close()
+        except Exception:  # pragma: no cover - closing an already-dead server
+            pass
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -131,19 +177,6 @@ def run(data: str | Path | None = None, split: str = "val", name: str | None = N
         max_samples: int | None = None, no_launch: bool = False, port: int = 5151) -> "fo.Dataset":
     """Load the split into FiftyOne; unless ``no_launch``, serve the App until closed or Ctrl-C."""
     ds = load_split(data, split, name, max_samples)
-    if no_launch:
-        return ds
-    import fiftyone as fo  # noqa: PLC0415
-
-    session = fo.launch_app(ds, address="127.0.0.1", port=port, auto=False)
-    print(f"inspect: FiftyOne App at http://127.0.0.1:{port} (Ctrl-C to stop)")
-    try:
-        session.wait()
-    except KeyboardInterrupt:
-        print("inspect: stopped")
-    finally:
-        try:
-            session.close()
-        except Exception:  # pragma: no cover - closing an already-dead server
-            pass
+    if not no_launch:
+        serve(ds, port)
     return ds

