@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import logging
 import os
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import facewear  # noqa: F401  (offline env first)
 from facewear.constants import CLASS_NAMES
 
 from .base import EMPTY, letterbox, nms
+
+LOG = logging.getLogger("facewear.detect")
 
 
 class TorchYoloDetector:
@@ -54,6 +57,9 @@ class OnnxYoloDetector:
         self.dtype = np.float16 if "float16" in inp.type else np.float32
         shape = inp.shape
         self.imgsz = int(shape[2]) if isinstance(shape[2], int) else (imgsz or 320)
+        if imgsz and imgsz != self.imgsz:
+            LOG.warning("%s: exported with a fixed %d px input; --imgsz %d is ignored (export again with "
+                        "--imgsz %d, or use the .pt)", Path(path).name, self.imgsz, imgsz, imgsz)
         meta = self.sess.get_modelmeta().custom_metadata_map
         names = meta.get("names")
         if names:
