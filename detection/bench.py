@@ -100,8 +100,15 @@ def cascade_latency(spec: str, data: str, imgsz: int, threads: tuple[int, ...] =
 def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(DATASETS_DIR / "ilc-heldout.yaml"),
         imgsz: int = 320, video: str | None = None, json_out: str | None = None, md_out: str | None = None,
         iters: int = 50, max_images: int | None = None, command: str | None = None, suite: str = "detector",
-        models: list[str] | None = None, out: str | None = None, crops: str | None = None) -> dict[str, Any]:
-    """Benchmark ``model`` and its ONNX exports (or, by ``suite``, the classifiers / cascades in ``models``)."""
+        models: list[str] | None = None, out: str | None = None, crops: str | None = None,
+        synth_data: str | None = None, readme: bool | str | None = None) -> dict[str, Any]:
+    """Benchmark ``model`` and its ONNX exports (or, by ``suite``, the classifiers / cascades in ``models``, or
+    the model card of every shipped model: :func:`detection.card.run`)."""
+    if suite == "card":
+        from .card import run as card
+
+        return card(models=models, data=data, synth_data=synth_data, video=video, out=out, max_images=max_images,
+                    iters=iters, imgsz=imgsz, readme=readme, command=command)
     if suite in ("cls", "cascade"):
         if not models:
             raise ValueError(f"--suite {suite} needs --models")
@@ -177,15 +184,24 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="the .pt (ONNX files beside it are included) or a cascade FINDER+CLASSIFIER")
     p.add_argument("--data", default=str(DATASETS_DIR / "ilc-heldout.yaml"))
     p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--video", default=None, help="also measure end-to-end video FPS on this file")
+    p.add_argument("--video", default=None, help="also measure end-to-end video FPS on this file (--suite card: "
+                   "default ../shared/data/videos/faces_stage.mp4 when present; none: no video)")
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--md", dest="md_out", default=None, help="write the markdown table here")
     p.add_argument("--iters", type=int, default=50, help="timed iterations per latency figure")
     p.add_argument("--max-images", type=int, default=None)
-    p.add_argument("--suite", choices=("detector", "cls", "cascade"), default="detector",
+    p.add_argument("--suite", choices=("detector", "cls", "cascade", "card"), default="detector",
                    help="detector: --model and its exports (default); cls: the classifier table over --models "
                         "checkpoints (exports made beside them); cascade: detectors and cascades in --models "
-                        "compared on --data")
-    p.add_argument("--models", nargs="+", default=None, help="for --suite cls / cascade")
-    p.add_argument("--out", default=None, help="for --suite cls / cascade: write <out>.md, .json (and .png)")
+                        "compared on --data; card: the model card weights/README.md over every shipped model "
+                        "(or --models)")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="for --suite cls / cascade / card (card default: every model in weights/)")
+    p.add_argument("--out", default=None, help="for --suite cls / cascade: write <out>.md, .json (and .png); "
+                   "for --suite card: the card (default weights/README.md; card.json and plots/ beside it)")
+    p.add_argument("--synth-data", default=None,
+                   help="for --suite card: synthetic spec, val split (default datasets/facewear4.yaml; none: skip)")
+    p.add_argument("--readme", nargs="?", const=True, default=None,
+                   help="for --suite card: also write the headline table into README.md (or this file) between "
+                        "<!-- card:begin/end -->; done anyway when --out is the default")
     p.add_argument("--crops", default=None, help="for --suite cls: crop dataset root (default build/crops)")
