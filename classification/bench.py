@@ -54,8 +54,12 @@ def _latency(path: Path, imgsz: int, threads: int, iters: int) -> dict[str, floa
 
 def bench_classifiers(models: list[str], data: str | None = None, out: str | None = None, iters: int = 100,
                       sizes: tuple[int, ...] = (CLS_REF_IMGSZ, CLS_IMGSZ), threads: tuple[int, ...] = (1, 2),
-                      export: bool = True, command: str | None = None) -> dict[str, Any]:
-    """Table over ``models`` (classifier checkpoints) and their exports; writes ``<out>.md/.json/.png``."""
+                      export: bool = True, command: str | None = None,
+                      formats: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Table over ``models`` (classifier checkpoints) and their exports; writes ``<out>.md/.json/.png``.
+
+    ``export`` makes ``formats`` (default: every default format) beside each checkpoint first; any other
+    export already there (e.g. ``-int8-qat.pt``, or ``-fp16.pt`` made for one model only) is benched too."""
     from detection.bench import machine
 
     from .evaluate import evaluate
@@ -71,7 +75,7 @@ def bench_classifiers(models: list[str], data: str | None = None, out: str | Non
         if export:
             from .export import run as export_run
 
-            export_run(ckpt, calib=str(root), check=128)
+            export_run(ckpt, **({"formats": formats} if formats else {}), calib=str(root), check=128)
         base = load_classifier(ckpt)
         params = count_params(base.model)
         meta = _ckpt_meta(ckpt)
@@ -150,7 +154,7 @@ def plot_tradeoff(res: dict, path: str | Path) -> None:
         lat = r["latency"].get(key, {})
         if "p50_ms" not in lat or "heldout-real" not in r["accuracy"]:
             continue
-        prec = r["variant"].split()[-1]
+        prec = r["variant"].split()[1]  # "torch int8 qat" is int8
         face = colors[r["arch"]] if r["variant"].startswith("onnx") else "none"
         ax.scatter(lat["p50_ms"], r["accuracy"]["heldout-real"] * 100, s=30 + 12 * r["MB"], marker=marks[prec],
                    facecolors=face, edgecolors=colors[r["arch"]], linewidths=1.5)

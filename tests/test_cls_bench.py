@@ -32,11 +32,16 @@ def test_bench_classifiers_table_and_plot(tmp_path):
     ckpt = _tiny_ckpt(tmp_path / "m.pt")
     out = tmp_path / "report" / "cls"
     torch.set_num_threads(1)
+    # an export made beforehand (as release_cls does for QAT) is picked up and plotted as int8
+    from classification.export import run as export_run
+
+    q = export_run(ckpt, formats=["torch-int8"], calib=str(root), check=4)["files"]["torch-int8"]["file"]
+    shutil.move(q, tmp_path / "m-int8-qat.pt")
     assert main(["bench", "--suite", "cls", "--models", str(ckpt), "--crops", str(root), "--out", str(out),
                  "--iters", "3"]) == 0
     res = json.loads(out.with_suffix(".json").read_text())
     variants = {r["variant"] for r in res["rows"]}
-    assert {"torch fp32", "onnx fp32", "onnx int8", "torch int8"} <= variants
+    assert {"torch fp32", "onnx fp32", "onnx int8", "torch int8", "torch int8 qat"} <= variants
     for r in res["rows"]:
         assert 0.0 <= r["accuracy"]["heldout-real"] <= 1.0 and "heldout-synth" in r["accuracy"]
         assert np.asarray(r["confusion"]["heldout-real"]).sum() == 12

@@ -50,6 +50,9 @@ def main() -> int:
     ap.add_argument("--detector", default=str(WEIGHTS_DIR / "yolov5n-facewear4.onnx"))
     ap.add_argument("--max-images", type=int, default=None, help="cascade comparison on the first N images only")
     ap.add_argument("--iters", type=int, default=100)
+    ap.add_argument("--formats", nargs="+", default=None,
+                    help="exports made for every run (default all; torch-fp16 evaluates slowly on CPU, so "
+                         "make it, and torch-int8-qat, for the chosen model with `facewear export` first)")
     a = ap.parse_args()
     cmd = "python tools/release_cls.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
 
@@ -59,7 +62,7 @@ def main() -> int:
 
     ckpts = [Path(r) / "weights" / "best.pt" for r in a.runs]
     res = bench_classifiers([str(c) for c in ckpts], data=a.crops, out=str(WEIGHTS_DIR / "classifiers.bench"),
-                            iters=a.iters, command=cmd)
+                            iters=a.iters, command=cmd, formats=tuple(a.formats) if a.formats else None)
     ok = [r for r in res["rows"] if r["variant"] == "torch fp32" and _meets_bar(r)] or \
         [r for r in res["rows"] if r["variant"] == "torch fp32"]
     best = max(ok, key=lambda r: (r["accuracy"].get("heldout-real", 0), -r["MB"]))
@@ -69,7 +72,8 @@ def main() -> int:
     common = dict(task="classify", architecture=best["arch"], imgsz=best["imgsz"],
                   train_command=train_cmd or f"facewear train cls --arch {best['arch']}",
                   data="build/crops (facewear data crops, from datasets/facewear4.yaml)")
-    for variant, suffix in (("torch fp32", ".pt"), ("torch int8", "-int8.pt"), ("torch fp16", "-fp16.pt"),
+    for variant, suffix in (("torch fp32", ".pt"), ("torch int8", "-int8.pt"), ("torch int8 qat", "-int8-qat.pt"),
+                            ("torch fp16", "-fp16.pt"),
                             ("onnx fp32", ".onnx"), ("onnx fp16", "-fp16.onnx"), ("onnx int8", "-int8.onnx")):
         src = run.with_name(run.stem + suffix)
         if variant not in rows or not src.is_file():
