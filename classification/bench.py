@@ -135,6 +135,16 @@ def cls_markdown(res: dict) -> str:
              f"{res['iters']} timed runs, network only (crop and normalisation excluded).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     lines += [_row_md(r, sizes, threads) for r in res["rows"]]
+    lines += ["", "Start, epochs and per-class recall of each architecture (torch fp32; real / synthetic held-out):", "",
+              "| arch | start | epochs | " + " | ".join(f"recall {c}" for c in CLASS_NAMES) + " |",
+              "|---|---|---:|" + "---:|" * len(CLASS_NAMES)]
+    for r in res["rows"]:
+        if r["variant"] != "torch fp32":
+            continue
+        rec = r.get("recall", {})
+        cells = [f"{rec.get('heldout-real', {}).get(c, float('nan')):.3f} / "
+                 f"{rec.get('heldout-synth', {}).get(c, float('nan')):.3f}" for c in CLASS_NAMES]
+        lines.append(f"| {r['arch']} | {r.get('start', '')} | {r.get('epochs', '')} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -81,7 +81,9 @@ def write_readme(res: dict, casc: dict | None) -> None:
     rows = [r for r in res["rows"] if r["arch"] == best["arch"]]
     head = (f"Best: **{best['arch']}** ({best['start']}), committed as `weights/{NAME}.*` (chosen: highest held-out "
             f"real accuracy among the architectures with a variant within the assignment's bar). Where it stands:\n\n"
-            f"{_standing(rows)}\nAll architectures and precisions:\n\n")
+            f"{_standing(rows)}\nIts confusion matrices (rows: true class): held-out real "
+            f"![real](weights/plots/{NAME}-confusion_heldout-real.png) and synthetic "
+            f"![synthetic](weights/plots/{NAME}-confusion_heldout-synth.png)\n\nAll architectures and precisions:\n\n")
     block = (f"{begin}\n<!-- written by tools/release_cls.py; do not edit by hand -->\n{head}"
              f"{cls_markdown(res)}\n![trade-off](weights/classifiers.bench.png)\n\n"
              + (f"#### Cascades against the four-class detector\n\n{cascade_markdown(casc)}\n" if casc else "") + end)
@@ -114,10 +116,16 @@ def main() -> int:
     from classification.preprocess import ONNX_IO
     from detection import manifest
 
-    if a.readme_only:
+    if a.readme_only:  # re-render the markdown (README block, *.bench.md) from the saved measurements
+        from classification.bench import cascade_markdown, cls_markdown
+
+        res = json.loads((WEIGHTS_DIR / "classifiers.bench.json").read_text())
+        (WEIGHTS_DIR / "classifiers.bench.md").write_text(cls_markdown(res))
         cj = WEIGHTS_DIR / "cascades.bench.json"
-        write_readme(json.loads((WEIGHTS_DIR / "classifiers.bench.json").read_text()),
-                     json.loads(cj.read_text()) if cj.is_file() else None)
+        casc = json.loads(cj.read_text()) if cj.is_file() else None
+        if casc:
+            (WEIGHTS_DIR / "cascades.bench.md").write_text(cascade_markdown(casc))
+        write_readme(res, casc)
         return 0
 
     ckpts = [Path(r) / "weights" / "best.pt" for r in a.runs]
