@@ -47,6 +47,7 @@ from facewear.constants import (
     default_build_dir,
 )
 from facewear.io import ImageReadError, atomic_path, list_images, read_image, write_json
+from facewear.ort import set_metadata
 
 from .preprocess import ONNX_IO, from_context, to_input
 
@@ -221,12 +222,7 @@ def _set_meta(m: Any, meta: dict[str, Any], precision: str) -> None:
     props = {"arch": meta["arch"], "imgsz": str(meta["imgsz"]), "margin": str(meta["margin"]),
              "class_names": json.dumps(list(meta["class_names"])), "precision": precision,
              "preprocess": ONNX_IO["input"]["preprocess"]}
-    keep = [p for p in m.metadata_props if p.key not in props]
-    del m.metadata_props[:]
-    m.metadata_props.extend(keep)
-    for k, v in props.items():
-        e = m.metadata_props.add()
-        e.key, e.value = k, v
+    set_metadata(m, props)
 
 
 def export_onnx(model: nn.Module, meta: dict[str, Any], out: str | Path, opset: int = OPSET) -> Path:

@@ -119,17 +119,10 @@ class OnnxClassifier(Classifier):
     """An ``.onnx`` export (fp32, fp16 or int8) run by onnxruntime."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        import onnxruntime as ort
+        from facewear.ort import ort_session
 
         self.source = str(path)
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-        try:
-            self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ValueError(f"{path}: onnxruntime cannot load it ({e})") from None
+        self.sess = ort_session(path, threads)
         inp = self.sess.get_inputs()[0]
         self.input_name = inp.name
         self.fp16 = "float16" in inp.type

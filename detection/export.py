@@ -181,7 +181,7 @@ def latency(fn, x: np.ndarray, warmup: int = 10, iters: int = 50) -> dict[str, f
 def time_variants(pt: Path, onnx_files: dict[str, Path], imgsz: int, threads: tuple[int, ...] = (1, 2),
                   iters: int = 50) -> dict[str, dict[str, Any]]:
     """Latency of the network forward at batch 1 for torch and each ONNX file, per thread count."""
-    import onnxruntime as ort  # noqa: PLC0415
+    from facewear.ort import ort_session  # noqa: PLC0415
     import torch  # noqa: PLC0415
     from ultralytics import YOLO  # noqa: PLC0415
 
@@ -202,9 +202,7 @@ def time_variants(pt: Path, onnx_files: dict[str, Path], imgsz: int, threads: tu
     torch.set_num_threads(os.cpu_count() or 1)
     for prec, f in onnx_files.items():
         for n in threads:
-            so = ort.SessionOptions()
-            so.intra_op_num_threads, so.inter_op_num_threads = n, 1
-            s = ort.InferenceSession(str(f), so, providers=["CPUExecutionProvider"])
+            s = ort_session(f, n)
             nm = s.get_inputs()[0].name
             res.setdefault(f"onnx-{prec}", {})[f"{n}t"] = latency(lambda z: s.run(None, {nm: z}), x, iters=iters)
     return res

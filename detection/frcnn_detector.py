@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -97,16 +96,9 @@ class OnnxFasterRCNNDetector(_FasterRCNNBase):
 
     def __init__(self, path: str | Path, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.45,
                  threads: int | None = None) -> None:
-        import onnxruntime as ort
+        from facewear.ort import ort_session
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or os.cpu_count() or 1
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        try:
-            self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ValueError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
+        self.sess = ort_session(path, threads)
         meta = self.sess.get_modelmeta().custom_metadata_map
         if not meta.get("arch", "").startswith("frcnn"):
             raise ValueError(f"{path}: not a facewear Faster R-CNN export (no 'arch' frcnn* in its metadata)")

@@ -37,6 +37,7 @@ import numpy as np
 import facewear  # noqa: F401
 from facewear.constants import DATASETS_DIR, FRCNN_CHECK_CONF, FRCNN_ONNX_OPSET
 from facewear.io import ImageReadError, atomic_path, list_images, read_image, write_json
+from facewear.ort import set_metadata
 
 from .frcnn import (
     ONNX_INPUT,
@@ -73,12 +74,7 @@ def _set_meta(m: Any, meta: dict[str, Any], precision: str, imgsz: int) -> None:
     props = {"arch": meta["arch"], "class_names": json.dumps(list(meta["class_names"])), "imgsz": str(imgsz),
              "precision": precision, "preprocess": PREPROCESS,
              "outputs": "boxes (N, 4) x1y1x2y2 input pixels; scores (N,); labels (N,) int64 class ids 0-based"}
-    keep = [p for p in m.metadata_props if p.key not in props]
-    del m.metadata_props[:]
-    m.metadata_props.extend(keep)
-    for k, v in props.items():
-        e = m.metadata_props.add()
-        e.key, e.value = k, v
+    set_metadata(m, props)
 
 
 def export_onnx(model: Any, meta: dict[str, Any], out: str | Path, imgsz: int, opset: int = FRCNN_ONNX_OPSET) -> Path:
@@ -195,12 +191,9 @@ def torch_forward(model: Any) -> Callable[[np.ndarray], Outputs]:
 
 def onnx_forward(path: str | Path, threads: int = 1) -> Callable[[np.ndarray], Outputs]:
     """An onnxruntime session as a function (one thread by default: the checks need no speed)."""
-    import onnxruntime as ort
+    from facewear.ort import ort_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(path, threads)
     name = sess.get_inputs()[0].name
     return lambda x: tuple(sess.run(None, {name: x}))  # type: ignore[return-value]
 

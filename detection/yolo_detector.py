@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +44,9 @@ class OnnxYoloDetector:
 
     def __init__(self, path: str | Path, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.45,
                  threads: int | None = None) -> None:
-        import onnxruntime as ort  # noqa: PLC0415
+        from facewear.ort import ort_session
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or os.cpu_count() or 1
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.sess = ort_session(path, threads)
         inp = self.sess.get_inputs()[0]
         self.input_name = inp.name
         self.dtype = np.float16 if "float16" in inp.type else np.float32
