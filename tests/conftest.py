@@ -209,3 +209,39 @@ def make_det_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 6
     spec = root / "spec.yaml"
     write_spec(spec, root, {"train": "images/train", "val": "images/val"})
     return spec
+
+
+def make_cls_ckpt(path: Path, imgsz: int = 32, arch: str = "mobilenet_v2_050") -> Path:
+    """An untrained crop-classifier checkpoint (seeded), as `facewear train cls` writes it, minus the optimizer."""
+    import torch
+
+    from classification.models import build_model
+
+    torch.manual_seed(0)
+    model, _ = build_model(arch, pretrained=False)
+    torch.save({"arch": arch, "imgsz": imgsz, "margin": 0.15, "class_names": list(CLASS_NAMES),
+                "model": model.state_dict(), "start": "scratch", "args": {"epochs": 0}}, path)
+    return path
+
+
+@pytest.fixture
+def fake_app(monkeypatch) -> dict:
+    """Replace ``fo.launch_app`` with a session that records its arguments and stops on a simulated Ctrl-C;
+    returns the record (``closed`` once the session was closed)."""
+    import fiftyone as fo
+
+    calls: dict = {}
+
+    class FakeSession:
+        def wait(self) -> None:
+            raise KeyboardInterrupt
+
+        def close(self) -> None:
+            calls["closed"] = True
+
+    def fake_launch(dataset, **kw):
+        calls.update(kw, dataset=dataset.name)
+        return FakeSession()
+
+    monkeypatch.setattr(fo, "launch_app", fake_launch)
+    return calls

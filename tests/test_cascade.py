@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import make_det_dataset
+from conftest import make_cls_ckpt, make_det_dataset
 
 import facewear  # noqa: F401
 from classification import cascade
@@ -59,14 +59,7 @@ def noise() -> np.ndarray:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     """An untrained mobilenet_v2_050 classifier checkpoint at 32 px (fast)."""
-    from classification.models import build_model
-
-    torch.manual_seed(0)
-    model, _ = build_model("mobilenet_v2_050", pretrained=False)
-    f = tmp_path_factory.mktemp("cls") / "tiny-cls.pt"
-    torch.save({"arch": "mobilenet_v2_050", "imgsz": 32, "margin": 0.15, "class_names": list(CLASS_NAMES),
-                "model": model.state_dict()}, f)
-    return f
+    return make_cls_ckpt(tmp_path_factory.mktemp("cls") / "tiny-cls.pt")
 
 
 @pytest.fixture(scope="module")

@@ -5,20 +5,11 @@ import json
 
 import numpy as np
 import torch
-from conftest import make_det_dataset
+from conftest import make_cls_ckpt, make_det_dataset
 from test_cls_train import _crop_root
 
 from facewear.constants import CLASS_NAMES
 from facewear.data.layout import write_spec
-
-
-def _tiny_ckpt(path, imgsz: int = 32):
-    from classification.models import build_model
-
-    model, _ = build_model("mobilenet_v2_050", pretrained=False)
-    torch.save({"arch": "mobilenet_v2_050", "imgsz": imgsz, "margin": 0.15, "class_names": list(CLASS_NAMES),
-                "model": model.state_dict(), "start": "scratch", "args": {"epochs": 0}}, path)
-    return path
 
 
 def test_bench_classifiers_table_and_plot(tmp_path):
@@ -29,7 +20,7 @@ def test_bench_classifiers_table_and_plot(tmp_path):
     import shutil
 
     shutil.copytree(root / "heldout-real", root / "heldout-synth")
-    ckpt = _tiny_ckpt(tmp_path / "m.pt")
+    ckpt = make_cls_ckpt(tmp_path / "m.pt")
     out = tmp_path / "report" / "cls"
     torch.set_num_threads(1)
     # an export made beforehand (as release_cls does for QAT) is picked up and plotted as int8
@@ -58,7 +49,7 @@ def test_bench_cascades_report(tmp_path):
     make_det_dataset(tmp_path / "ds", n_train=2, n_val=3)
     held = tmp_path / "held.yaml"
     write_spec(held, tmp_path / "ds", {"val": "images/val", "test": "images/val"})
-    ckpt = _tiny_ckpt(tmp_path / "m.pt")
+    ckpt = make_cls_ckpt(tmp_path / "m.pt")
     res = bench_cascades([f"haar+{ckpt}"], data=str(held), imgsz=64, out=str(tmp_path / "casc"), iters=2)
     row = res["rows"][0]
     assert row["model"].startswith("haar+") and row["images"] == 3

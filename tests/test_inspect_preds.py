@@ -123,18 +123,10 @@ def test_field_names_are_sanitized_and_unique() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_cls(tmp_path_factory) -> Path:
-    """An untrained mobilenet_v2_050 crop classifier at 32 px (as tests/test_cascade.py)."""
-    import torch
+    """An untrained mobilenet_v2_050 crop classifier at 32 px."""
+    from conftest import make_cls_ckpt
 
-    from classification.models import build_model
-    from facewear.constants import CLASS_NAMES
-
-    torch.manual_seed(0)
-    model, _ = build_model("mobilenet_v2_050", pretrained=False)
-    f = tmp_path_factory.mktemp("cls") / "tiny-cls.pt"
-    torch.save({"arch": "mobilenet_v2_050", "imgsz": 32, "margin": 0.15, "class_names": list(CLASS_NAMES),
-                "model": model.state_dict()}, f)
-    return f
+    return make_cls_ckpt(tmp_path_factory.mktemp("cls") / "tiny-cls.pt")
 
 
 def test_cli_preds_with_a_cascade_model(squares: Path, fo_name: str, tiny_cls: Path,
@@ -176,23 +168,8 @@ def test_cli_args() -> None:
         build_parser("inspect").parse_args(["inspect", "preds"])  # --model is required
 
 
-def test_launch_serves_on_localhost_and_stops(squares: Path, fo_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import fiftyone as fo
-
-    calls: dict = {}
-
-    class FakeSession:
-        def wait(self) -> None:
-            raise KeyboardInterrupt
-
-        def close(self) -> None:
-            calls["closed"] = True
-
-    def fake_launch(dataset, **kw):
-        calls.update(kw, dataset=dataset.name)
-        return FakeSession()
-
-    monkeypatch.setattr(fo, "launch_app", fake_launch)
+def test_launch_serves_on_localhost_and_stops(squares: Path, fo_name: str, fake_app: dict) -> None:
+    calls = fake_app
     preds.run(SquaresDetector(), data=squares, name=fo_name, max_images=1, port=5998)
     assert calls == {"address": "127.0.0.1", "port": 5998, "auto": False, "dataset": fo_name, "closed": True}
 

@@ -215,25 +215,10 @@ def test_stats_default_specs_skip_missing(built: Path, tmp_path: Path, monkeypat
     assert not (tmp_path / "e.md").exists()
 
 
-def test_inspect_launch_stops_on_ctrl_c(built: Path, fo_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import fiftyone as fo
-
+def test_inspect_launch_stops_on_ctrl_c(built: Path, fo_name: str, fake_app: dict) -> None:
     from facewear.data import inspect
 
-    calls: dict = {}
-
-    class FakeSession:
-        def wait(self) -> None:
-            raise KeyboardInterrupt
-
-        def close(self) -> None:
-            calls["closed"] = True
-
-    def fake_launch(dataset, **kw):
-        calls.update(kw, dataset=dataset.name)
-        return FakeSession()
-
-    monkeypatch.setattr(fo, "launch_app", fake_launch)
+    calls = fake_app
     ds = inspect.run(data=built, split="val", name=fo_name, port=5999)
     assert len(ds) == 3
     assert calls == {"address": "127.0.0.1", "port": 5999, "auto": False, "dataset": fo_name, "closed": True}
