@@ -189,7 +189,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--md", dest="md_out", default=None, help="write the markdown table here")
     p.add_argument("--iters", type=int, default=50, help="timed iterations per latency figure")
-    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--max-images", type=int, default=None,
+                   help="evaluate on part of each split: the first N images (--suite card: N evenly spaced ones)")
     p.add_argument("--suite", choices=("detector", "cls", "cascade", "card"), default="detector",
                    help="detector: --model and its exports (default); cls: the classifier table over --models "
                         "checkpoints (exports made beside them); cascade: detectors and cascades in --models "

@@ -203,7 +203,7 @@ def evaluate_model(model: str, data: str, split: str, imgsz: int, max_images: in
     from .val import detect_split, evaluate
 
     det = load_detector(model, imgsz=imgsz, conf=0.001, iou=0.6)  # val's defaults
-    gt, dets, spi = detect_split(det, load_spec(data), split, max_images)
+    gt, dets, spi = detect_split(det, load_spec(data), split, max_images, spread=True)
     res = evaluate(gt, dets, det.names, CONF)
     nc = len(det.names)
     cm = res["confusion"]
@@ -482,8 +482,8 @@ def card_markdown(res: dict) -> str:
     lines = ["# facewear model card", "",
              "<!-- written by `facewear bench --suite card` (detection/card.py); do not edit by hand -->", "",
              f"Machine: {res['machine']}  ", f"Command: `{res['command']}`  ",
-             f"Detector input {res['imgsz']} px" + (f"; evaluated on the first {res['max_images']} images of "
-                                                    f"each split only" if res.get("max_images") else "") + ".", "",
+             f"Detector input {res['imgsz']} px" + (f"; evaluated on {res['max_images']} evenly spaced images "
+                                                    f"of each split only" if res.get("max_images") else "") + ".", "",
              ("Every model faces the same images through the one `Detector` interface and `facewear val`'s "
              "pycocotools code (score threshold 0.001, NMS IoU 0.6). A cascade finds faces first and then "
              "classifies each crop; its score is the finder's face score times the class probability."), "",

@@ -123,7 +123,7 @@ def evaluate(det: Any, data: str | Path, split: str = "val", max_images: int | N
     from .val import run as val
 
     return val(det, data=str(data), split=split, imgsz=getattr(det, "imgsz", FRCNN_IMGSZ), conf=0.001,
-               max_images=max_images, json_out=str(json_out) if json_out else None)
+               max_images=max_images, spread=True, json_out=str(json_out) if json_out else None)
 
 
 def slim(res: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +329,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="checkpoint for --test-only")
     p.add_argument("--split", default=None, help="--test-only: split to evaluate (default val, else test)")
     p.add_argument("--half", action="store_true", help="store best.pt with float16 weights (~13 MB)")
-    p.add_argument("--max-val-images", type=int, default=None, help="evaluate on the first N val images only")
+    p.add_argument("--max-val-images", type=int, default=None, help="evaluate on N evenly spaced val images only")
     p.add_argument("--seed", type=int, default=SEED)
 
 

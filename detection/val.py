@@ -40,11 +40,18 @@ def _coco_file(spec: dict, split: str) -> Path:
     return p
 
 
-def detect_split(det: Detector, spec: dict, split: str, max_images: int | None = None) -> tuple[dict, list[dict], float]:
-    """Run ``det`` on every image of the split; returns (coco gt dict, coco detections, seconds per image)."""
+def detect_split(det: Detector, spec: dict, split: str, max_images: int | None = None,
+                 spread: bool = False) -> tuple[dict, list[dict], float]:
+    """Run ``det`` on every image of the split; returns (coco gt dict, coco detections, seconds per image).
+
+    ``max_images`` keeps the first N images, or with ``spread`` N evenly spaced ones (splits sorted by source name
+    would otherwise be judged on one source only)."""
     images, _, _ = split_paths(spec, split)
     gt = json.loads(_coco_file(spec, split).read_text())
-    imgs = gt["images"][:max_images] if max_images else gt["images"]
+    imgs = gt["images"]
+    if max_images and max_images < len(imgs):
+        imgs = ([imgs[round(i)] for i in np.linspace(0, len(imgs) - 1, max_images)] if spread
+                else imgs[:max_images])
     gt["images"] = imgs
     keep = {im["id"] for im in imgs}
     gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
@@ -208,13 +215,15 @@ def plots(res: dict, names: tuple[str, ...], out_dir: Path, title: str) -> list[
 def run(model: str | Detector, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"), split: str | None = None,
         imgsz: int = 320, conf: float = 0.001, report_conf: float = 0.25, iou: float = 0.6,
         json_out: str | None = None, plots_dir: str | None = None, max_images: int | None = None,
-        threads: int | None = None) -> dict:
-    """Evaluate ``model`` (path or Detector) on ``data``'s split; prints a table and returns the metrics."""
+        threads: int | None = None, spread: bool = False) -> dict:
+    """Evaluate ``model`` (path or Detector) on ``data``'s split; prints a table and returns the metrics.
+
+    ``max_images`` evaluates the first N images, or N evenly spaced ones with ``spread``."""
     spec = load_spec(data)
     split = split or ("test" if "test" in spec else "val")
     det = model if not isinstance(model, (str, Path)) else load_detector(model, imgsz=imgsz, conf=conf, iou=iou,
                                                                           threads=threads)
-    gt, dets, spi = detect_split(det, spec, split, max_images)
+    gt, dets, spi = detect_split(det, spec, split, max_images, spread)
     res = evaluate(gt, dets, det.names, report_conf)
     res.update(model=str(det.source), data=str(data), split=split, imgsz=imgsz, ms_per_image=round(spi * 1000, 2))
     title = f"{model_name(det.source)} on {Path(data).stem}/{split}"

@@ -261,3 +261,20 @@ def test_bench_tiny_model_writes_report(tiny, tmp_path):
         assert set(r["latency"]) == {"1t", "2t"} and r["latency"]["1t"]["p50_ms"] > 0
     md = (tmp_path / "b.md").read_text()
     assert "| torch |" in md and "onnx-fp32" in md and "Machine:" in md
+
+
+def test_val_max_images_first_or_spread(tmp_path):
+    """--max-images keeps the first N images; spread=True keeps N evenly spaced ones, first and last included."""
+    from detection.val import detect_split
+
+    spec = make_det_dataset(tmp_path / "ds", n_train=1, n_val=7)
+    det = PerfectDetector(spec)
+    first, _, _ = detect_split(det, load_spec(spec), "val", max_images=3)
+    spread, _, _ = detect_split(det, load_spec(spec), "val", max_images=3, spread=True)
+    every, _, _ = detect_split(det, load_spec(spec), "val", max_images=30, spread=True)
+    names = [im["file_name"] for im in json.loads((tmp_path / "ds" / "coco" / "val.json").read_text())["images"]]
+    assert [im["file_name"] for im in first["images"]] == names[:3]
+    assert [im["file_name"] for im in spread["images"]] == [names[0], names[3], names[6]]
+    assert len(every["images"]) == 7
+    keep = {im["id"] for im in spread["images"]}
+    assert spread["annotations"] and all(a["image_id"] in keep for a in spread["annotations"])
