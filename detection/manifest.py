@@ -25,6 +25,14 @@ YOLO_ONNX_IO = {
                          "no NMS inside: threshold, then class-wise NMS (IoU 0.45), then undo the letterbox"},
 }
 
+FRCNN_ONNX_IO = {
+    "input": {"name": "images", "shape": [1, 3, "H", "W"], "dtype": "float32",
+              "preprocess": "BGR->RGB; resize so the long side is input_size (aspect kept, no padding); /255; NCHW"},
+    "output": {"names": ["boxes", "scores", "labels"], "shape": [["N", 4], ["N"], ["N"]],
+               "layout": "boxes x1y1x2y2 in the resized frame's pixels; scores; labels int64 class ids 0-based; "
+                         "score threshold 0.001, class-wise NMS (IoU 0.5) and the 100-detection cap are in the graph"},
+}
+
 
 def sha256(path: str | Path) -> str:
     h = hashlib.sha256()

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Release a trained Faster R-CNN run into ``weights/``: copy, export, validate, manifest, README block.
+
+    python tools/release_frcnn.py --run runs/frcnn/mnv2-320 --name frcnn-mnv2-facewear4 \\
+        --train-command "facewear train frcnn --epochs 2 --fraction 0.5 --imgsz 320 --half --name mnv2-320"
+
+``best.pt`` (float16 weights when trained with ``--half``) becomes ``weights/<name>.pt``; ``facewear export``
+writes ``<name>-fp16.onnx`` beside it (float16 weights, float32 compute), checked against torch. The fp32 ONNX file
+(~26 MB, over the repository's 25 MB per-file limit, and computing the same as the fp16-weight file) is not
+shipped: ``facewear export --model weights/<name>.pt --formats fp32`` makes it. ``facewear val`` measures the
+checkpoint on the held-out real set and the synthetic val split, and the ONNX file on the held-out set. When
+the run's fp32 ``last.pt`` is the same epoch as ``best.pt``, it is measured on the held-out set too, so the cost of
+storing float16 weights is a measured figure. Every number written comes from this run, on this machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from facewear.constants import DATASETS_DIR, WEIGHTS_DIR  # noqa: E402
+from facewear.io import write_json  # noqa: E402
+from release_yolo import held_table  # noqa: E402
+
+
+def _slim(m: dict) -> dict:
+    return {k: (v if k != "per_class" else {n: {kk: vv for kk, vv in pc.items() if kk != "pr50"}
+                                             for n, pc in v.items()})
+            for k, v in m.items() if k != "confusion"}
+
+
+def _head(m: dict) -> dict:
+    return {k: m[k] for k in ("mAP50", "mAP50-95", "precision", "recall")}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, help="facewear train frcnn run folder (holds weights/best.pt)")
+    ap.add_argument("--name", default="frcnn-mnv2-facewear4")
+    ap.add_argument("--train-command", required=True)
+    ap.add_argument("--max-images", type=int, default=None, help="evaluate on N evenly spaced images only (dry runs)")
+    a = ap.parse_args()
+
+    import torch
+
+    from detection import manifest, val
+    from detection.frcnn_export import run as export
+
+    run = Path(a.run)
+    best, last = run / "weights" / "best.pt", run / "weights" / "last.pt"
+    if not best.is_file():
+        raise SystemExit(f"{best}: not found")
+    ck = torch.load(best, map_location="cpu", weights_only=False)
+    imgsz, epoch = int(ck["imgsz"]), int(ck["epoch"])
+    half, arch, train_args, start = bool(ck.get("half")), ck["arch"], ck["args"], ck.get("start")
+    del ck
+    pt = WEIGHTS_DIR / f"{a.name}.pt"
+    shutil.copyfile(best, pt)
+    ex = export(str(pt), formats=["fp16"], json_out=str(WEIGHTS_DIR / f"{a.name}.export.json"))
+
+    held_data, synth_data = str(DATASETS_DIR / "ilc-heldout.yaml"), str(DATASETS_DIR / "facewear4.yaml")
+    kw = dict(imgsz=imgsz, max_images=a.max_images, spread=True)
+    held = val.run(str(pt), data=held_data, plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-heldout"), **kw)
+    synth = val.run(str(pt), data=synth_data, split="val", plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-val"),
+                    **kw)
+    metrics: dict = {"epoch": epoch, "imgsz": imgsz, "train_args": train_args,
+                     "ilc-heldout": _slim(held), "facewear4-val": _slim(synth)}
+    onnx16 = WEIGHTS_DIR / f"{a.name}-fp16.onnx"
+    held_onnx = val.run(str(onnx16), data=held_data, **kw) if onnx16.is_file() else None
+    if held_onnx:
+        metrics["ilc-heldout-onnx-fp16"] = _head(held_onnx)
+    if half and last.is_file():
+        lk = torch.load(last, map_location="cpu", weights_only=False)
+        same = int(lk["epoch"]) == epoch
+        del lk
+        if same:
+            full = val.run(str(last), data=held_data, **kw)
+            metrics["fp16_storage_cost"] = {
+                "fp32_checkpoint": str(last), "ilc-heldout-fp32": _head(full), "ilc-heldout-fp16": _head(held),
+                "mAP50_delta": round(held["mAP50"] - full["mAP50"], 4)}
+    write_json(WEIGHTS_DIR / f"{a.name}.metrics.json", metrics)
+
+    common = dict(task="detect", architecture=arch, imgsz=imgsz, train_command=a.train_command,
+                  data="datasets/facewear4.yaml", epoch=epoch, start=start)
+    manifest.add_entry(pt, name=a.name, precision="fp16 weights (checkpoint dict, loaded in fp32)" if half else "fp32",
+                       metrics={"ilc-heldout": _head(held),
+                                "ilc-heldout-AP50": {n: pc["AP50"] for n, pc in held["per_class"].items()},
+                                "facewear4-val-AP50": {n: pc["AP50"] for n, pc in synth["per_class"].items()},
+                                **({"fp16_storage_cost": metrics["fp16_storage_cost"]}
+                                   if "fp16_storage_cost" in metrics else {})},
+                       runtime="torch", **common)
+    for prec, suffix in (("fp32", ""), ("fp16 weights, fp32 compute", "-fp16")):
+        f = WEIGHTS_DIR / f"{a.name}{suffix}.onnx"
+        if not f.is_file():
+            continue
+        key = "fp16" if suffix else "fp32"
+        m = {"agreement_with_torch": {k: v for k, v in ex["files"].get(key, {}).items() if k not in ("file", "bytes")}}
+        if key == "fp16" and held_onnx:
+            m["ilc-heldout"] = _head(held_onnx)
+        manifest.add_entry(f, name=f"{a.name}{suffix}-onnx", precision=prec, metrics=m, io=manifest.FRCNN_ONNX_IO,
+                           exported_from=pt.name, runtime="onnxruntime", **common)
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    text = readme.read_text()
+    begin, end = f"<!-- {a.name}:begin -->", f"<!-- {a.name}:end -->"
+    if begin in text and end in text:
+        extra = []
+        if held_onnx:
+            extra.append(f"ONNX (fp16 weights) on the held-out set: mAP50 {held_onnx['mAP50']:.3f}, "
+                         f"mAP50-95 {held_onnx['mAP50-95']:.3f}.")
+        c = metrics.get("fp16_storage_cost")
+        if c:
+            extra.append(f"Storing float16 weights: held-out mAP50 {c['ilc-heldout-fp16']['mAP50']:.3f} vs "
+                         f"{c['ilc-heldout-fp32']['mAP50']:.3f} with the fp32 checkpoint of the same epoch.")
+        block = (f"{begin}\n<!-- written by tools/release_frcnn.py; do not edit by hand -->\n"
+                 f"{held_table(held, synth)}\n" + " ".join(extra) + f"\n{end}")
+        readme.write_text(text[:text.index(begin)] + block + text[text.index(end) + len(end):])
+    print(f"released {a.name}: held-out mAP50 {held['mAP50']:.4f}, synthetic val mAP50 {synth['mAP50']:.4f}"
+          + (f", ONNX fp16 held-out {held_onnx['mAP50']:.4f}" if held_onnx else ""))
+    print(json.dumps(metrics.get("fp16_storage_cost", {}), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
