@@ -44,7 +44,7 @@ from facewear.constants import (
     WEIGHTS_DIR,
     default_data_root,
 )
-from facewear.io import atomic_path, write_json, write_text
+from facewear.io import atomic_path, write_json, write_marked_block, write_text
 
 LOG = logging.getLogger("facewear.card")
 
@@ -545,14 +545,10 @@ def headline_markdown(res: dict, link: str) -> str:
 
 def write_readme_block(readme: str | Path, block: str) -> bool:
     """Replace the text between the card markers in ``readme``; False (with a warning) when they are missing."""
-    p = Path(readme)
-    text = p.read_text() if p.is_file() else ""
-    if BEGIN not in text or END not in text:
-        LOG.warning("%s: no %s ... %s markers; README not updated", p, BEGIN, END)
-        return False
-    new = (f"{BEGIN}\n<!-- written by `facewear bench --suite card`; do not edit by hand -->\n{block}{END}")
-    write_text(p, text[:text.index(BEGIN)] + new + text[text.index(END) + len(END):])
-    return True
+    if write_marked_block(readme, "card", block, "`facewear bench --suite card`"):
+        return True
+    LOG.warning("%s: no %s ... %s markers; README not updated", readme, BEGIN, END)
+    return False
 
 
 def plot_card(res: dict, plots_dir: str | Path) -> list[Path]:

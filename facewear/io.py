@@ -127,6 +127,20 @@ def write_text(dst: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_marked_block(path: str | os.PathLike, key: str, body: str, writer: str) -> bool:
+    """Replace the text between ``<!-- key:begin -->`` and ``<!-- key:end -->`` in ``path`` (atomically) with a
+    do-not-edit line naming ``writer`` and ``body`` (which should end with a newline); False when the file or
+    either marker is missing, and then nothing is written."""
+    p = Path(path)
+    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
+    text = p.read_text() if p.is_file() else ""
+    if begin not in text or end not in text:
+        return False
+    block = f"{begin}\n<!-- written by {writer}; do not edit by hand -->\n{body}{end}"
+    write_text(p, text[:text.index(begin)] + block + text[text.index(end) + len(end):])
+    return True
+
+
 def write_json(dst: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
     write_text(dst, json.dumps(obj, indent=indent) + "\n")
 

@@ -272,3 +272,18 @@ def test_corrupt_file_after_ultralytics_import_still_clean(tmp_path):
         read_image(bad)
     with pytest.raises(ImageReadError, match="bad.jpg"):
         image_size(bad)
+
+
+def test_write_marked_block_replaces_only_between_markers(tmp_path):
+    from facewear.io import write_marked_block
+
+    f = tmp_path / "README.md"
+    f.write_text("top\n<!-- t:begin -->\nold\n<!-- t:end -->\nbottom\n")
+    assert write_marked_block(f, "t", "new\n", "me")
+    assert f.read_text() == "top\n<!-- t:begin -->\n<!-- written by me; do not edit by hand -->\nnew\n<!-- t:end -->\nbottom\n"
+    assert write_marked_block(f, "t", "again\n", "me")  # markers survive a rewrite
+    assert "again\n<!-- t:end -->" in f.read_text() and "new" not in f.read_text()
+    before = f.read_text()
+    assert write_marked_block(f, "other", "x\n", "me") is False and f.read_text() == before
+    assert write_marked_block(tmp_path / "missing.md", "t", "x\n", "me") is False
+    assert not (tmp_path / "missing.md").exists()

@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facewear.constants import CLS_IMGSZ, WEIGHTS_DIR
+from facewear.constants import CLS_IMGSZ, REPO_ROOT, WEIGHTS_DIR
+from facewear.io import write_marked_block
 
 NAME = "facewear-cls"
 BAR = {"MB": 15.0, "accuracy": 0.90, "ms": 6.0}  # the assignment's bar
@@ -72,11 +73,6 @@ def write_readme(res: dict, casc: dict | None) -> None:
     """Rewrite the README block between the classifier markers from the bench results."""
     from classification.bench import cascade_markdown, cls_markdown
 
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    text = readme.read_text()
-    begin, end = "<!-- classifiers:begin -->", "<!-- classifiers:end -->"
-    if begin not in text or end not in text:
-        return
     best = _best(res)
     rows = [r for r in res["rows"] if r["arch"] == best["arch"]]
     head = (f"Best: **{best['arch']}** ({best['start']}), committed as `weights/{NAME}.*` (chosen: highest held-out "
@@ -84,10 +80,9 @@ def write_readme(res: dict, casc: dict | None) -> None:
             f"{_standing(rows)}\nIts confusion matrices (rows: true class): held-out real "
             f"![real](weights/plots/{NAME}-confusion_heldout-real.png) and synthetic "
             f"![synthetic](weights/plots/{NAME}-confusion_heldout-synth.png)\n\nAll architectures and precisions:\n\n")
-    block = (f"{begin}\n<!-- written by tools/release_cls.py; do not edit by hand -->\n{head}"
-             f"{cls_markdown(res)}\n![trade-off](weights/classifiers.bench.png)\n\n"
-             + (f"#### Cascades against the four-class detector\n\n{cascade_markdown(casc)}\n" if casc else "") + end)
-    readme.write_text(text[:text.index(begin)] + block + text[text.index(end) + len(end):])
+    body = (f"{head}{cls_markdown(res)}\n![trade-off](weights/classifiers.bench.png)\n\n"
+            + (f"#### Cascades against the four-class detector\n\n{cascade_markdown(casc)}\n" if casc else ""))
+    write_marked_block(REPO_ROOT / "README.md", "classifiers", body, "tools/release_cls.py")
 
 
 def _ckpt_command(ckpt: Path) -> str:

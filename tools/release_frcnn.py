@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from facewear.constants import DATASETS_DIR, WEIGHTS_DIR  # noqa: E402
-from facewear.io import write_json  # noqa: E402
+from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR  # noqa: E402
+from facewear.io import write_json, write_marked_block  # noqa: E402
 from release_yolo import held_table  # noqa: E402
 
 
@@ -105,21 +105,16 @@ def main() -> int:
         manifest.add_entry(f, name=f"{a.name}{suffix}-onnx", precision=prec, metrics=m, io=manifest.FRCNN_ONNX_IO,
                            exported_from=pt.name, runtime="onnxruntime", **common)
 
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    text = readme.read_text()
-    begin, end = f"<!-- {a.name}:begin -->", f"<!-- {a.name}:end -->"
-    if begin in text and end in text:
-        extra = []
-        if held_onnx:
-            extra.append(f"ONNX (fp16 weights) on the held-out set: mAP50 {held_onnx['mAP50']:.3f}, "
-                         f"mAP50-95 {held_onnx['mAP50-95']:.3f}.")
-        c = metrics.get("fp16_storage_cost")
-        if c:
-            extra.append(f"Storing float16 weights: held-out mAP50 {c['ilc-heldout-fp16']['mAP50']:.3f} vs "
-                         f"{c['ilc-heldout-fp32']['mAP50']:.3f} with the fp32 checkpoint of the same epoch.")
-        block = (f"{begin}\n<!-- written by tools/release_frcnn.py; do not edit by hand -->\n"
-                 f"{held_table(held, synth)}\n" + " ".join(extra) + f"\n{end}")
-        readme.write_text(text[:text.index(begin)] + block + text[text.index(end) + len(end):])
+    extra = []
+    if held_onnx:
+        extra.append(f"ONNX (fp16 weights) on the held-out set: mAP50 {held_onnx['mAP50']:.3f}, "
+                     f"mAP50-95 {held_onnx['mAP50-95']:.3f}.")
+    c = metrics.get("fp16_storage_cost")
+    if c:
+        extra.append(f"Storing float16 weights: held-out mAP50 {c['ilc-heldout-fp16']['mAP50']:.3f} vs "
+                     f"{c['ilc-heldout-fp32']['mAP50']:.3f} with the fp32 checkpoint of the same epoch.")
+    write_marked_block(REPO_ROOT / "README.md", a.name, f"{held_table(held, synth)}\n" + " ".join(extra) + "\n",
+                       "tools/release_frcnn.py")
     print(f"released {a.name}: held-out mAP50 {held['mAP50']:.4f}, synthetic val mAP50 {synth['mAP50']:.4f}"
           + (f", ONNX fp16 held-out {held_onnx['mAP50']:.4f}" if held_onnx else ""))
     print(json.dumps(metrics.get("fp16_storage_cost", {}), indent=1))

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facewear.constants import DATASETS_DIR, WEIGHTS_DIR, default_data_root  # noqa: E402
-from facewear.io import write_json  # noqa: E402
+from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR, default_data_root  # noqa: E402
+from facewear.io import write_json, write_marked_block  # noqa: E402
 
 
 def held_table(held: dict, synth: dict) -> str:
@@ -98,13 +98,8 @@ def main() -> int:
                                     "agreement_with_torch": {k: v for k, v in ex.get("files", {}).get(prec, {}).items()
                                                              if k not in ("file", "bytes")}},
                            io=manifest.YOLO_ONNX_IO, exported_from=pt.name, **common)
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    text = readme.read_text()
-    begin, end = f"<!-- {a.name}:begin -->", f"<!-- {a.name}:end -->"
-    if begin in text and end in text:
-        block = (f"{begin}\n<!-- written by tools/release_yolo.py; do not edit by hand -->\n"
-                 f"{held_table(held, synth)}\n{bench.to_markdown(b)}{end}")
-        readme.write_text(text[:text.index(begin)] + block + text[text.index(end) + len(end):])
+    write_marked_block(REPO_ROOT / "README.md", a.name, f"{held_table(held, synth)}\n{bench.to_markdown(b)}",
+                       "tools/release_yolo.py")
     print(f"released {a.name}: held-out mAP50 {held['mAP50']:.4f}, synthetic val mAP50 {synth['mAP50']:.4f}")
     return 0
 
