@@ -14,7 +14,7 @@ import torch
 from conftest import make_det_dataset
 
 import facewear  # noqa: F401
-from facewear.constants import CLASS_NAMES, FRCNN_ARCH, WEIGHTS_DIR
+from facewear.constants import CLASS_NAMES, FRCNN_ARCH, REPO_ROOT, WEIGHTS_DIR
 
 torch.set_num_threads(1)
 IMGSZ = 96
@@ -284,3 +284,27 @@ def test_errors_name_the_file(tiny, tmp_path):
     with pytest.raises(ValueError, match="int8"):
         export(model=str(best), formats=["int8"], out_dir=str(tmp_path / "exp"))
     assert not (tmp_path / "exp").exists()
+
+
+def test_release_block_renders_every_figure_from_metrics():
+    """tools/release_frcnn.py's README block comes from the metrics file alone: tables, fp16 cost, training record."""
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    from release_frcnn import block
+
+    pc = {n: {"instances": 3, "AP50": 0.5, "AP50-95": 0.25} for n in CLASS_NAMES}
+    held = {"mAP50": 0.5, "mAP50-95": 0.25, "per_class": pc}
+    hist = [{"epoch": 0, "loss": 0.9, "mAP50": 0.4, "mAP50-95": 0.2, "seconds": 600.0},
+            {"epoch": 1, "loss": 0.5, "mAP50": 0.6, "mAP50-95": 0.3, "seconds": 1200.0}]
+    m = {"ilc-heldout": held, "facewear4-val": held, "ilc-heldout-onnx-fp16": {"mAP50": 0.51, "mAP50-95": 0.26},
+         "fp16_storage_cost": {"ilc-heldout-fp16": {"mAP50": 0.5}, "ilc-heldout-fp32": {"mAP50": 0.49}},
+         "training": {"train_images": 50, "train_images_all": 100, "batch": 8, "imgsz": 320, "freeze": 3,
+                      "epochs": 2, "iterations_per_epoch": 7, "max_val_images": 40,
+                      "seconds_per_iteration_with_val": 2.5, "full_epoch_minutes_estimate": 1, "history": hist}}
+    text = block(m)
+    assert "| **all (mAP)** | | **0.500** | **0.250** |" in text
+    assert "mAP50 0.5000 vs 0.4900" in text and "ONNX (fp16 weights) on the held-out set: mAP50 0.510" in text
+    assert "50 of the 100 training images" in text and "40 evenly spaced" in text
+    assert "| 2 | 0.500 | 0.600 | 0.300 | 20 |" in text
+    assert "Training record" not in block({k: v for k, v in m.items() if k != "training"})

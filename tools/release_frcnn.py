@@ -25,24 +25,68 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR  # noqa: E402
 from facewear.io import write_json, write_marked_block  # noqa: E402
-from release_yolo import held_table  # noqa: E402
-
-
-def _slim(m: dict) -> dict:
-    return {k: (v if k != "per_class" else {n: {kk: vv for kk, vv in pc.items() if kk != "pr50"}
-                                             for n, pc in v.items()})
-            for k, v in m.items() if k != "confusion"}
+from release_yolo import held_table, slim_metrics  # noqa: E402
 
 
 def _head(m: dict) -> dict:
     return {k: m[k] for k in ("mAP50", "mAP50-95", "precision", "recall")}
 
 
+def training_record(ck: dict) -> dict:
+    """What the CPU allowed, from the checkpoint: images seen, iterations, per-epoch history and timing."""
+    import math
+
+    from detection.frcnn_train import YoloDetDataset
+    from facewear.data.layout import load_spec
+
+    a = ck["args"]
+    spec = load_spec(a["data"])
+    n = len(YoloDetDataset(spec, "train", a["imgsz"], fraction=a["fraction"], seed=a["seed"]))
+    n_all = len(YoloDetDataset(spec, "train", a["imgsz"]))
+    hist = ck["metrics"]["history"]
+    iters = math.ceil(n / a["batch"])
+    s_it = sum(h["seconds"] for h in hist) / (len(hist) * iters)
+    return {"train_images": n, "train_images_all": n_all, "batch": a["batch"], "imgsz": a["imgsz"],
+            "freeze": a["freeze"], "epochs": len(hist), "iterations_per_epoch": iters, "max_val_images":
+            a["max_val_images"], "seconds_per_iteration_with_val": round(s_it, 2),
+            "full_epoch_minutes_estimate": round(s_it * math.ceil(n_all / a["batch"]) / 60), "history": hist}
+
+
+def block(m: dict) -> str:
+    """The README block: per-class table, ONNX and fp16 figures, and the training record, all from ``m``."""
+    out = [held_table(m["ilc-heldout"], m["facewear4-val"])]
+    extra = []
+    if "ilc-heldout-onnx-fp16" in m:
+        o = m["ilc-heldout-onnx-fp16"]
+        extra.append(f"ONNX (fp16 weights) on the held-out set: mAP50 {o['mAP50']:.3f}, mAP50-95 {o['mAP50-95']:.3f}.")
+    c = m.get("fp16_storage_cost")
+    if c:
+        extra.append(f"Storing float16 weights: held-out mAP50 {c['ilc-heldout-fp16']['mAP50']:.4f} vs "
+                     f"{c['ilc-heldout-fp32']['mAP50']:.4f} with the fp32 checkpoint of the same epoch.")
+    out.append(" ".join(extra) + "\n")
+    t = m.get("training")
+    if t:
+        out.append(f"Training record (from the checkpoint; this machine): {t['train_images']} of the "
+                   f"{t['train_images_all']} training images, {t['epochs']} epochs of {t['iterations_per_epoch']} "
+                   f"iterations at batch {t['batch']}, {t['imgsz']} px, first {t['freeze']} MobileNetV2 stages frozen. "
+                   f"About {t['seconds_per_iteration_with_val']} s per iteration (val pass included), so one epoch "
+                   f"over all {t['train_images_all']} images would take about {t['full_epoch_minutes_estimate']} min.\n")
+        vn = f"{t['max_val_images']} evenly spaced" if t.get("max_val_images") else "all"
+        out.append(f"| epoch | train loss | val mAP50 ({vn} synthetic val images) | val mAP50-95 | minutes |\n"
+                   "|---:|---:|---:|---:|---:|\n"
+                   + "".join(f"| {h['epoch'] + 1} | {h['loss']:.3f} | {h['mAP50']:.3f} | {h['mAP50-95']:.3f} | "
+                             f"{h['seconds'] / 60:.0f} |\n" for h in t["history"]))
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="facewear train frcnn run folder (holds weights/best.pt)")
     ap.add_argument("--name", default="frcnn-mnv2-facewear4")
-    ap.add_argument("--train-command", required=True)
+    ap.add_argument("--train-command", default=None, help="the training command (required unless --readme-only)")
+    ap.add_argument("--readme-only", action="store_true",
+                    help="re-render the README block from weights/<name>.metrics.json (adding the training record "
+                         "from --run's best.pt when missing); measures nothing")
     ap.add_argument("--max-images", type=int, default=None, help="evaluate on N evenly spaced images only (dry runs)")
     a = ap.parse_args()
 
@@ -53,9 +97,22 @@ def main() -> int:
 
     run = Path(a.run)
     best, last = run / "weights" / "best.pt", run / "weights" / "last.pt"
+    mfile = WEIGHTS_DIR / f"{a.name}.metrics.json"
+    if a.readme_only:
+        if not mfile.is_file():
+            raise SystemExit(f"{mfile}: not found (release first)")
+        metrics = json.loads(mfile.read_text())
+        if "training" not in metrics and best.is_file():
+            metrics["training"] = training_record(torch.load(best, map_location="cpu", weights_only=False))
+            write_json(mfile, metrics)
+        write_marked_block(REPO_ROOT / "README.md", a.name, block(metrics), "tools/release_frcnn.py")
+        return 0
+    if not a.train_command:
+        raise SystemExit("--train-command is required")
     if not best.is_file():
         raise SystemExit(f"{best}: not found")
     ck = torch.load(best, map_location="cpu", weights_only=False)
+    record = training_record(ck)
     imgsz, epoch = int(ck["imgsz"]), int(ck["epoch"])
     half, arch, train_args, start = bool(ck.get("half")), ck["arch"], ck["args"], ck.get("start")
     del ck
@@ -69,7 +126,7 @@ def main() -> int:
     synth = val.run(str(pt), data=synth_data, split="val", plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-val"),
                     **kw)
     metrics: dict = {"epoch": epoch, "imgsz": imgsz, "train_args": train_args,
-                     "ilc-heldout": _slim(held), "facewear4-val": _slim(synth)}
+                     "ilc-heldout": slim_metrics(held), "facewear4-val": slim_metrics(synth), "training": record}
     onnx16 = WEIGHTS_DIR / f"{a.name}-fp16.onnx"
     held_onnx = val.run(str(onnx16), data=held_data, **kw) if onnx16.is_file() else None
     if held_onnx:
@@ -83,7 +140,7 @@ def main() -> int:
             metrics["fp16_storage_cost"] = {
                 "fp32_checkpoint": str(last), "ilc-heldout-fp32": _head(full), "ilc-heldout-fp16": _head(held),
                 "mAP50_delta": round(held["mAP50"] - full["mAP50"], 4)}
-    write_json(WEIGHTS_DIR / f"{a.name}.metrics.json", metrics)
+    write_json(mfile, metrics)
 
     common = dict(task="detect", architecture=arch, imgsz=imgsz, train_command=a.train_command,
                   data="datasets/facewear4.yaml", epoch=epoch, start=start)
@@ -105,16 +162,7 @@ def main() -> int:
         manifest.add_entry(f, name=f"{a.name}{suffix}-onnx", precision=prec, metrics=m, io=manifest.FRCNN_ONNX_IO,
                            exported_from=pt.name, runtime="onnxruntime", **common)
 
-    extra = []
-    if held_onnx:
-        extra.append(f"ONNX (fp16 weights) on the held-out set: mAP50 {held_onnx['mAP50']:.3f}, "
-                     f"mAP50-95 {held_onnx['mAP50-95']:.3f}.")
-    c = metrics.get("fp16_storage_cost")
-    if c:
-        extra.append(f"Storing float16 weights: held-out mAP50 {c['ilc-heldout-fp16']['mAP50']:.3f} vs "
-                     f"{c['ilc-heldout-fp32']['mAP50']:.3f} with the fp32 checkpoint of the same epoch.")
-    write_marked_block(REPO_ROOT / "README.md", a.name, f"{held_table(held, synth)}\n" + " ".join(extra) + "\n",
-                       "tools/release_frcnn.py")
+    write_marked_block(REPO_ROOT / "README.md", a.name, block(metrics), "tools/release_frcnn.py")
     print(f"released {a.name}: held-out mAP50 {held['mAP50']:.4f}, synthetic val mAP50 {synth['mAP50']:.4f}"
           + (f", ONNX fp16 held-out {held_onnx['mAP50']:.4f}" if held_onnx else ""))
     print(json.dumps(metrics.get("fp16_storage_cost", {}), indent=1))

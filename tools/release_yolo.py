@@ -23,6 +23,13 @@ from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR, default_dat
 from facewear.io import write_json, write_marked_block  # noqa: E402
 
 
+def slim_metrics(m: dict) -> dict:
+    """``facewear val`` metrics without the confusion matrix and PR curves (for metrics files)."""
+    return {k: (v if k != "per_class" else {n: {kk: vv for kk, vv in pc.items() if kk != "pr50"}
+                                             for n, pc in v.items()})
+            for k, v in m.items() if k != "confusion"}
+
+
 def held_table(held: dict, synth: dict) -> str:
     """Per-class AP on the held-out set and the synthetic val split, side by side."""
     lines = ["| class | held-out n | held-out AP50 | held-out AP50-95 | facewear4 val n | facewear4 val AP50 | "
@@ -64,10 +71,7 @@ def main() -> int:
                    plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-heldout"), max_images=a.max_images)
     synth = val.run(str(pt), data=str(DATASETS_DIR / "facewear4.yaml"), split="val", imgsz=a.imgsz,
                     plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-val"), max_images=a.max_images)
-    slim = lambda m: {k: (v if k != "per_class" else {n: {kk: vv for kk, vv in pc.items() if kk != "pr50"}  # noqa: E731
-                                                      for n, pc in v.items()})
-                      for k, v in m.items() if k not in ("confusion",)}
-    metrics = {"ilc-heldout": slim(held), "facewear4-val": slim(synth)}
+    metrics = {"ilc-heldout": slim_metrics(held), "facewear4-val": slim_metrics(synth)}
     video = a.video
     root = default_data_root()
     if video is None and root is not None and (root / "videos" / "faces_stage.mp4").is_file():
