@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from facewear.constants import CLASS_NAMES, WEIGHTS_DIR
+from facewear.constants import CLASS_NAMES, FRCNN_MAX_DET, FRCNN_NMS_IOU, FRCNN_SCORE_THRESH, WEIGHTS_DIR
 from facewear.io import write_json
 
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -29,8 +29,9 @@ FRCNN_ONNX_IO = {
     "input": {"name": "images", "shape": [1, 3, "H", "W"], "dtype": "float32",
               "preprocess": "BGR->RGB; resize so the long side is input_size (aspect kept, no padding); /255; NCHW"},
     "output": {"names": ["boxes", "scores", "labels"], "shape": [["N", 4], ["N"], ["N"]],
-               "layout": "boxes x1y1x2y2 in the resized frame's pixels; scores; labels int64 class ids 0-based; "
-                         "score threshold 0.001, class-wise NMS (IoU 0.5) and the 100-detection cap are in the graph"},
+               "layout": f"boxes x1y1x2y2 in the resized frame's pixels; scores; labels int64 class ids 0-based; "
+                         f"score threshold {FRCNN_SCORE_THRESH:g}, class-wise NMS (IoU {FRCNN_NMS_IOU:g}) and the "
+                         f"{FRCNN_MAX_DET}-detection cap are in the graph"},
 }
 
 

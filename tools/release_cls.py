@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facewear.constants import CLS_IMGSZ, REPO_ROOT, WEIGHTS_DIR
-from facewear.io import write_marked_block
+from facewear.io import write_marked_block, write_text
 
 NAME = "facewear-cls"
 BAR = {"MB": 15.0, "accuracy": 0.90, "ms": 6.0}  # the assignment's bar
@@ -115,11 +115,11 @@ def main() -> int:
         from classification.bench import cascade_markdown, cls_markdown
 
         res = json.loads((WEIGHTS_DIR / "classifiers.bench.json").read_text())
-        (WEIGHTS_DIR / "classifiers.bench.md").write_text(cls_markdown(res))
+        write_text(WEIGHTS_DIR / "classifiers.bench.md", cls_markdown(res))
         cj = WEIGHTS_DIR / "cascades.bench.json"
         casc = json.loads(cj.read_text()) if cj.is_file() else None
         if casc:
-            (WEIGHTS_DIR / "cascades.bench.md").write_text(cascade_markdown(casc))
+            write_text(WEIGHTS_DIR / "cascades.bench.md", cascade_markdown(casc))
         write_readme(res, casc)
         return 0
 

@@ -128,7 +128,8 @@ def main() -> int:
     metrics: dict = {"epoch": epoch, "imgsz": imgsz, "train_args": train_args,
                      "ilc-heldout": slim_metrics(held), "facewear4-val": slim_metrics(synth), "training": record}
     onnx16 = WEIGHTS_DIR / f"{a.name}-fp16.onnx"
-    held_onnx = val.run(str(onnx16), data=held_data, **kw) if onnx16.is_file() else None
+    exported = "fp16" in ex["files"]  # False when the export was skipped (the report says why)
+    held_onnx = val.run(str(onnx16), data=held_data, **kw) if exported else None
     if held_onnx:
         metrics["ilc-heldout-onnx-fp16"] = _head(held_onnx)
     if half and last.is_file():
@@ -151,16 +152,12 @@ def main() -> int:
                                 **({"fp16_storage_cost": metrics["fp16_storage_cost"]}
                                    if "fp16_storage_cost" in metrics else {})},
                        runtime="torch", **common)
-    for prec, suffix in (("fp32", ""), ("fp16 weights, fp32 compute", "-fp16")):
-        f = WEIGHTS_DIR / f"{a.name}{suffix}.onnx"
-        if not f.is_file():
-            continue
-        key = "fp16" if suffix else "fp32"
-        m = {"agreement_with_torch": {k: v for k, v in ex["files"].get(key, {}).items() if k not in ("file", "bytes")}}
-        if key == "fp16" and held_onnx:
+    if exported:
+        m = {"agreement_with_torch": {k: v for k, v in ex["files"]["fp16"].items() if k not in ("file", "bytes")}}
+        if held_onnx:
             m["ilc-heldout"] = _head(held_onnx)
-        manifest.add_entry(f, name=f"{a.name}{suffix}-onnx", precision=prec, metrics=m, io=manifest.FRCNN_ONNX_IO,
-                           exported_from=pt.name, runtime="onnxruntime", **common)
+        manifest.add_entry(onnx16, name=f"{a.name}-fp16-onnx", precision="fp16 weights, fp32 compute", metrics=m,
+                           io=manifest.FRCNN_ONNX_IO, exported_from=pt.name, runtime="onnxruntime", **common)
 
     write_marked_block(REPO_ROOT / "README.md", a.name, block(metrics), "tools/release_frcnn.py")
     print(f"released {a.name}: held-out mAP50 {held['mAP50']:.4f}, synthetic val mAP50 {synth['mAP50']:.4f}"
