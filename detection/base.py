@@ -32,7 +32,8 @@ def letterbox(img: np.ndarray, size: int, color: int = 114) -> tuple[np.ndarray,
 
     h, w = img.shape[:2]
     r = min(size / h, size / w)
-    nh, nw = round(h * r), round(w * r)
+    # a very thin image (4x3000) would round its short side to 0 px, which cv2.resize refuses: keep >= 1 px
+    nh, nw = max(1, min(size, round(h * r))), max(1, min(size, round(w * r)))
     out = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else img
     top, left = (size - nh) / 2, (size - nw) / 2
     t, l_ = round(top - 0.1), round(left - 0.1)
@@ -41,24 +42,70 @@ def letterbox(img: np.ndarray, size: int, color: int = 114) -> tuple[np.ndarray,
     return out, r, (float(l_), float(t))
 
 
-def nms(dets: np.ndarray, iou: float, max_det: int = 300) -> np.ndarray:
-    """Class-wise NMS on ``(N, 6)`` detections (torchvision's batched_nms)."""
+def nms(dets: np.ndarray, iou: float, max_det: int = 300, agnostic: bool = False) -> np.ndarray:
+    """NMS on ``(N, 6)`` detections: class-wise (torchvision's ``batched_nms``), or class-agnostic with
+    ``agnostic`` (ultralytics' ``agnostic_nms``: overlapping boxes of different classes compete too, so one
+    object keeps one box, the highest-scoring one)."""
     import torch  # noqa: PLC0415
     from torchvision.ops import batched_nms  # noqa: PLC0415
+    from torchvision.ops import nms as tv_nms  # noqa: PLC0415
 
     if len(dets) == 0:
         return EMPTY
+    dets = np.asarray(dets, np.float32)
     t = torch.from_numpy(np.ascontiguousarray(dets))
-    keep = batched_nms(t[:, :4], t[:, 4], t[:, 5].long(), iou)[:max_det]
+    if agnostic:
+        keep = tv_nms(t[:, :4], t[:, 4], iou)[:max_det]
+    else:
+        keep = batched_nms(t[:, :4], t[:, 4], t[:, 5].long(), iou)[:max_det]
     return dets[keep.numpy()]
 
 
+class AgnosticNMS:
+    """Wraps any :class:`Detector` and applies class-agnostic NMS at ``iou`` to its output.
+
+    Used for detectors that only run class-wise NMS themselves (Faster R-CNN, any object given to predict);
+    on output that is already agnostic it changes nothing."""
+
+    def __init__(self, detector: Detector, iou: float = 0.45) -> None:
+        self.detector, self.iou = detector, iou
+        self.names = tuple(getattr(detector, "names", ()) or ())
+        self.source = getattr(detector, "source", type(detector).__name__)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        dets = np.asarray(self.detector(frame), np.float32).reshape(-1, 6)
+        if len(dets) < 2:
+            return dets
+        import torch  # noqa: PLC0415
+        from torchvision.ops import nms as tv_nms  # noqa: PLC0415
+
+        t = torch.from_numpy(np.ascontiguousarray(dets))
+        keep = np.sort(tv_nms(t[:, :4], t[:, 4], self.iou).numpy())  # only removes boxes: the order stays
+        return dets[keep]
+
+    def __getattr__(self, name: str):  # imgsz, conf, meta ... of the wrapped detector
+        if name == "detector":
+            raise AttributeError(name)
+        return getattr(self.detector, name)
+
+
 def load_detector(model: str | Path, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.45,
-                  threads: int | None = None) -> Detector:
+                  threads: int | None = None, agnostic: bool = False) -> Detector:
     """Pick the right detector from a file path or a cascade spec ``FINDER+CLASSIFIER`` (see
     :mod:`classification.cascade`). A ``.pt`` holding a facewear Faster R-CNN checkpoint dict, or an ``.onnx``
     whose metadata ``arch`` starts with ``frcnn``, goes to :mod:`detection.frcnn_detector` (``imgsz`` None: the
-    model's own size); any other ``.pt`` / ``.onnx`` to the ultralytics YOLO detectors."""
+    model's own size); any other ``.pt`` / ``.onnx`` to the ultralytics YOLO detectors.
+
+    ``agnostic``: class-agnostic NMS (one box per object whatever its class) instead of class-wise NMS; the YOLO
+    detectors run it in place of their own NMS, other detectors get an :class:`AgnosticNMS` pass on top."""
+    det = _load_detector(model, imgsz, conf, iou, threads, agnostic)
+    if agnostic and not getattr(det, "agnostic", False):
+        det = AgnosticNMS(det, iou)
+    return det
+
+
+def _load_detector(model: str | Path, imgsz: int | None, conf: float, iou: float, threads: int | None,
+                   agnostic: bool) -> Detector:
     from classification.cascade import is_cascade_spec  # noqa: PLC0415
 
     if is_cascade_spec(model):
@@ -77,7 +124,7 @@ def load_detector(model: str | Path, imgsz: int | None = None, conf: float = 0.2
             return OnnxFasterRCNNDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
         from .yolo_detector import OnnxYoloDetector  # noqa: PLC0415
 
-        return OnnxYoloDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
+        return OnnxYoloDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads, agnostic=agnostic)
     if p.suffix == ".pt":
         from .frcnn import is_frcnn_checkpoint  # noqa: PLC0415
 
@@ -87,7 +134,7 @@ def load_detector(model: str | Path, imgsz: int | None = None, conf: float = 0.2
             return FasterRCNNDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
         from .yolo_detector import TorchYoloDetector  # noqa: PLC0415
 
-        return TorchYoloDetector(p, imgsz=imgsz or 320, conf=conf, iou=iou, threads=threads)
+        return TorchYoloDetector(p, imgsz=imgsz or 320, conf=conf, iou=iou, threads=threads, agnostic=agnostic)
     raise ValueError(f"{p}: unknown model type {p.suffix!r} (expected .pt or .onnx)")
 
 
@@ -103,6 +150,18 @@ def model_name(model: str | Path) -> str:
     return Path(model).name
 
 
+def model_files(model: str | Path) -> list[Path]:
+    """The weight files a model spec reads: the file itself, or a cascade's finder and classifier files."""
+    from classification.cascade import is_cascade_spec, spec_files  # noqa: PLC0415
+
+    if is_cascade_spec(model):
+        try:
+            return [Path(f) for f in spec_files(model)]
+        except (ValueError, FileNotFoundError):
+            return []
+    return [Path(model)]
+
+
 def model_bytes(model: str | Path) -> int:
     """Size on disk of a model file, or the sum of a cascade's weight files."""
     from classification.cascade import is_cascade_spec, spec_files  # noqa: PLC0415
@@ -111,4 +170,4 @@ def model_bytes(model: str | Path) -> int:
     return sum(f.stat().st_size for f in files)
 
 
-__all__ = ["Detector", "EMPTY", "letterbox", "nms", "load_detector", "model_bytes", "model_name", "CLASS_NAMES"]
+__all__ = ["AgnosticNMS", "Detector", "EMPTY", "letterbox", "nms", "load_detector", "model_bytes", "model_files", "model_name", "CLASS_NAMES"]

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from facewear.constants import CLASS_NAMES, FRCNN_MAX_DET, FRCNN_NMS_IOU, FRCNN_SCORE_THRESH, WEIGHTS_DIR
+from facewear.constants import CLASS_NAMES, DEFAULT_DETECTOR, FRCNN_MAX_DET, FRCNN_NMS_IOU, FRCNN_SCORE_THRESH, WEIGHTS_DIR
 from facewear.io import write_json
 
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -62,6 +62,22 @@ def add_entry(file: str | Path, *, name: str, task: str, architecture: str, imgs
     man["models"] = [m for m in man["models"] if m["name"] != name] + [entry]
     write_json(MANIFEST, man)
     return entry
+
+
+def default_model(name: str = DEFAULT_DETECTOR) -> Path:
+    """The file of the released model ``name`` in ``weights/manifest.json`` (default: the released detector).
+
+    Resolved from the package's own ``weights/`` folder, so it works from any current directory. Raises
+    :class:`FileNotFoundError` naming the manifest or the file when either is missing."""
+    if not MANIFEST.is_file():
+        raise FileNotFoundError(f"{MANIFEST}: model manifest not found; pass --model")
+    entry = next((m for m in load()["models"] if m["name"] == name), None)
+    if entry is None:
+        raise FileNotFoundError(f"{MANIFEST}: no model named {name!r}; pass --model")
+    f = WEIGHTS_DIR / entry["file"]
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: released model {name!r} listed in {MANIFEST.name} is missing; pass --model")
+    return f
 
 
 def verify() -> list[str]:

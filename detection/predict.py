@@ -5,12 +5,26 @@ an RTSP/HTTP(S) stream URL or a webcam index (``0``); see
 :mod:`detection.sources`. Outputs, all optional:
 
 * ``--save-crops DIR``: each detected face, with a margin, as
-  ``DIR/<class>/<stem>_f<frame>_d<det>.jpg`` (``_t<track>`` with ``--track``);
-  never overwrites a file (``-1``, ``-2`` ... suffixes);
+  ``DIR/<class>/<sub/folders>/<stem>_f<frame>_d<det>.jpg`` (``_t<track>`` with
+  ``--track``): the sub-folders of the file below SOURCE are kept and Unicode
+  letters stay in the stem, so every crop traces back to its file; never
+  overwrites a file (``-1``, ``-2`` ... suffixes);
 * ``--save-json FILE``: a list of ``{"file_name", "frame", "bbox": [x, y, w, h],
-  "category_id", "category", "score"}`` (+ ``"track_id"`` with ``--track``);
+  "category_id", "category", "score"}`` (+ ``"track_id"`` with ``--track``),
+  plus ``"crop"``, the crop file written for that detection (with ``--track``:
+  on the track's best frame);
 * ``--save DIR``: annotated images (same relative names) and one annotated
-  ``.mp4`` per video or stream.
+  ``.mp4`` per video or stream (H.264 when imageio-ffmpeg is installed, else
+  mp4v with a warning).
+
+No output may replace a file the run reads: ``--save`` or ``--save-json``
+naming a source file is refused before anything is written. An image or
+frame that cannot be processed (size, shape, pixel count) is skipped with
+its reason, counted in the summary, and the run goes on.
+
+NMS is class-agnostic by default (ultralytics' ``agnostic_nms``): one face
+gets one box, of its highest-scoring class, so it is cropped once.
+``--no-agnostic-nms`` keeps class-wise NMS.
 
 ``--track`` follows faces through videos and streams with ultralytics'
 ByteTrack and saves one crop per track: the frame where it scored highest,
@@ -39,10 +53,10 @@ import cv2
 import numpy as np
 
 import facewear  # noqa: F401  (offline env before ultralytics)
-from facewear.constants import CLASS_COLORS_BGR
-from facewear.io import write_image, write_json
+from facewear.constants import CLASS_COLORS_BGR, VIDEO_SUFFIXES
+from facewear.io import check_not_inputs, write_image, write_json
 
-from .sources import Item, Source
+from .sources import Item, Source, _rel
 
 LOG = logging.getLogger("facewear.predict")
 CROP_EXT = ".jpg"
@@ -50,13 +64,30 @@ FALLBACK_FPS = 25.0
 
 
 # --- small helpers ---------------------------------------------------------------------
+MAX_STEM = 100  # characters kept of a stem (file names are limited to 255 bytes; CJK takes 3 bytes a letter)
+
+
+def _safe_part(text: str) -> str:
+    """Letters (any script), digits, ``.``, ``_`` and ``-`` kept; every other run of characters -> ``_``."""
+    return re.sub(r"[^\w.-]+", "_", text).strip("._")[:MAX_STEM]
+
+
 def safe_stem(name: str) -> str:
-    """A file-system safe stem for a relative name or a stream URL (``a/b.jpg`` -> ``b``)."""
+    """A file-system safe stem for a relative name or a stream URL (``a/b.jpg`` -> ``b``, ``照片.jpg`` -> ``照片``)."""
     if "://" in name:
         stem = name.split("://", 1)[1]
     else:
         stem = Path(name).stem
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "frame"
+    return _safe_part(stem) or "frame"
+
+
+def crop_base(name: str) -> str:
+    """The crop name's base for a SOURCE-relative ``name``: its sub-folders kept, each made safe
+    (``cam1/img1.jpg`` -> ``cam1/img1``; a stream URL -> one safe stem)."""
+    if "://" in name:
+        return safe_stem(name)
+    parts = [q for q in (_safe_part(p) for p in Path(name).parent.parts) if q]
+    return "/".join([*parts, safe_stem(name)])
 
 
 def crop_box(frame: np.ndarray, box: np.ndarray, margin: float = 0.1) -> np.ndarray | None:
@@ -74,8 +105,12 @@ def crop_box(frame: np.ndarray, box: np.ndarray, margin: float = 0.1) -> np.ndar
 def unique_path(folder: Path, base: str, ext: str = CROP_EXT) -> Path:
     """``folder/base.ext``, or ``base-1.ext``, ``base-2.ext`` ... : the first name not taken.
 
-    The name is reserved with an exclusive create, so two writers never pick the same one.
+    ``base`` may hold ``/`` (sub-folders below ``folder``). The name is reserved with an exclusive create, so two
+    writers never pick the same one.
     """
+    if "/" in base:
+        sub, base = base.rsplit("/", 1)
+        folder = folder / sub
     folder.mkdir(parents=True, exist_ok=True)
     k = 0
     while True:
@@ -124,6 +159,7 @@ def draw_detections(frame: np.ndarray, dets: np.ndarray, names: tuple[str, ...],
 
 def json_record(name: str, frame: int, det: np.ndarray, names: tuple[str, ...],
                 track_id: int | None = None, tracking: bool = False) -> dict:
+    """One ``--save-json`` record: file, frame, ``bbox`` as COCO ``[x, y, w, h]``, class and score."""
     x1, y1, x2, y2 = (float(v) for v in det[:4])
     cls = int(det[5])
     rec = {"file_name": name, "frame": int(frame),
@@ -208,9 +244,12 @@ class TrackRecord:
     best_score: float = -1.0
     best_frame: int = -1
     best_crop: np.ndarray | None = None
+    best_record: dict | None = None  # the JSON record of the best frame's detection: gets the crop path
     frames: int = 0
 
-    def add(self, frame_idx: int, det: np.ndarray, frame: np.ndarray, margin: float) -> None:
+    def add(self, frame_idx: int, det: np.ndarray, frame: np.ndarray, margin: float,
+            record: dict | None = None) -> None:
+        """Count one detection of this track; keep its crop when it is the best so far."""
         score, cls = float(det[4]), int(det[5])
         self.votes[cls] += score
         self.frames += 1
@@ -218,6 +257,7 @@ class TrackRecord:
             crop = crop_box(frame, det, margin)
             if crop is not None:
                 self.best_score, self.best_frame, self.best_crop = score, frame_idx, crop
+                self.best_record = record
 
     @property
     def cls(self) -> int:
@@ -234,8 +274,10 @@ class TrackCrops:
         self.active: dict[int, TrackRecord] = {}
         self.ended: list[TrackRecord] = []
 
-    def update(self, frame_idx: int, frame: np.ndarray, dets: np.ndarray) -> list[int | None]:
-        """Feed one frame's detections; returns the track id of each detection (``None``: not tracked)."""
+    def update(self, frame_idx: int, frame: np.ndarray, dets: np.ndarray,
+               records: list[dict] | None = None) -> list[int | None]:
+        """Feed one frame's detections (and their JSON records, which get ``track_id``); returns the track id of
+        each detection (``None``: not tracked)."""
         from ultralytics.engine.results import Boxes  # noqa: PLC0415
 
         out = self.tracker.update(Boxes(dets.astype(np.float32), frame.shape[:2]), frame)
@@ -245,7 +287,8 @@ class TrackCrops:
             if not 0 <= idx < len(dets):
                 continue
             ids[idx] = tid
-            self.active.setdefault(tid, TrackRecord(tid)).add(frame_idx, dets[idx], frame, self.owner.margin)
+            self.active.setdefault(tid, TrackRecord(tid)).add(frame_idx, dets[idx], frame, self.owner.margin,
+                                                              records[idx] if records is not None else None)
         alive = {t.track_id for t in (*self.tracker.tracked_stracks, *self.tracker.lost_stracks)}
         for tid in [t for t in self.active if t not in alive]:
             self._finish(self.active.pop(tid))
@@ -260,7 +303,9 @@ class TrackCrops:
         self.ended.append(rec)
         self.owner.count_track(rec)
         if rec.best_crop is not None:
-            self.owner.write_crop(rec.best_crop, rec.cls, f"{safe_stem(self.name)}_t{rec.track_id}")
+            path = self.owner.write_crop(rec.best_crop, rec.cls, f"{crop_base(self.name)}_t{rec.track_id}")
+            if path is not None and rec.best_record is not None:
+                rec.best_record["crop"] = str(path)
 
 
 # --- video writers -----------------------------------------------------------------------
@@ -299,6 +344,8 @@ class VideoOut:
 
 # --- the run -----------------------------------------------------------------------------
 class _Predictor:
+    """The state of one predict run: detector, outputs, counts and skipped files or frames."""
+
     def __init__(self, detector: Any, conf: float, margin: float, save_crops: Path | None,
                  save: Path | None, tracking: bool, tracker_cfg: str | Path | None) -> None:
         self.det = detector
@@ -311,9 +358,25 @@ class _Predictor:
         self.crops = 0
         self.images = self.videos = self.frames = 0
         self.outputs: list[str] = []
+        self.skipped: list[tuple[str, str]] = []  # (file or "file frame N", reason): images/frames not processed
+
+    def skip(self, what: str, reason: str) -> None:
+        """Record an image or frame that could not be processed; the run goes on."""
+        self.skipped.append((what, reason))
+        LOG.warning("%s: skipped: %s", what, reason)
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
-        dets = np.asarray(self.det(frame), dtype=np.float32).reshape(-1, 6)
+        """The detector's boxes at or above ``conf``; :class:`FrameError` when this frame cannot be processed."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or min(frame.shape[:2]) < 1:
+            raise FrameError(f"cannot process a frame of shape {frame.shape}")
+        try:
+            dets = np.asarray(self.det(frame), dtype=np.float32).reshape(-1, 6)
+        except (KeyboardInterrupt, FileNotFoundError):
+            raise
+        except Exception as e:  # noqa: BLE001 - one bad image (size, shape, pixels) must not stop the run
+            h, w = frame.shape[:2]
+            raise FrameError(f"{w}x{h} frame could not be processed ({type(e).__name__}: "
+                             f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''})") from e
         return dets[dets[:, 4] >= self.conf] if len(dets) else dets
 
     def write_crop(self, crop: np.ndarray, cls: int, base: str) -> Path | None:
@@ -335,16 +398,20 @@ class _Predictor:
                tracks: TrackCrops | None) -> tuple[np.ndarray, list[int | None] | None]:
         """Detect, count, record JSON and crops for one frame; returns (dets, track ids or None)."""
         dets = self.detect(frame)
-        ids = tracks.update(idx, frame, dets) if tracks is not None else None
+        recs = [json_record(name, idx, d, self.names, None, tracks is not None) for d in dets]
+        ids = tracks.update(idx, frame, dets, recs) if tracks is not None else None
         for i, d in enumerate(dets):
             cls = int(d[5])
             self.det_counts[cls] += 1
-            self.records.append(json_record(name, idx, d, self.names, ids[i] if ids is not None else None,
-                                            tracks is not None))
+            if ids is not None:
+                recs[i]["track_id"] = ids[i]
+            self.records.append(recs[i])
             if tracks is None and self.save_crops is not None:
                 crop = crop_box(frame, d, self.margin)
                 if crop is not None:
-                    self.write_crop(crop, cls, f"{safe_stem(name)}_f{idx:06d}_d{i}")
+                    path = self.write_crop(crop, cls, f"{crop_base(name)}_f{idx:06d}_d{i}")
+                    if path is not None:
+                        recs[i]["crop"] = str(path)
         self.frames += 1
         return dets, ids
 
@@ -352,15 +419,43 @@ class _Predictor:
         return draw_detections(frame, result[0], self.names, result[1])
 
 
-def _load(model: Any, imgsz: int, conf: float, iou: float, threads: int | None) -> Any:
-    if isinstance(model, (str, os.PathLike)):
-        from .base import load_detector  # noqa: PLC0415
+class FrameError(ValueError):
+    """One image or frame that the detector could not process; it is skipped, the run goes on."""
 
-        return load_detector(model, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
+
+def _load(model: Any, imgsz: int, conf: float, iou: float, threads: int | None, agnostic: bool = False) -> Any:
+    from .base import AgnosticNMS, load_detector  # noqa: PLC0415
+
+    if isinstance(model, (str, os.PathLike)):
+        return load_detector(model, imgsz=imgsz, conf=conf, iou=iou, threads=threads, agnostic=agnostic)
     if not callable(model) or not hasattr(model, "names"):
         raise ValueError(f"model must be a .pt/.onnx path, a cascade spec or a Detector (callable with .names), "
                          f"got {type(model)}")
-    return model
+    return AgnosticNMS(model, iou) if agnostic and not getattr(model, "agnostic", False) else model
+
+
+def _model_files(model: Any) -> list[Path]:
+    """The weight files a model spec reads (none for a Detector object)."""
+    if not isinstance(model, (str, os.PathLike)):
+        return []
+    from .base import model_files  # noqa: PLC0415
+
+    return model_files(model)
+
+
+def check_outputs(src: Source, model: Any, save: str | os.PathLike | None,
+                  save_json: str | os.PathLike | None) -> None:
+    """Refuse (:class:`~facewear.io.OverwriteError`) before anything is written when ``--save`` would replace a
+    source image or video with its annotated copy, or ``--save-json`` names a file the run reads."""
+    inputs = [*src.files, *_model_files(model)]
+    if save is not None:
+        outs = []
+        for f in src.files:
+            name = f.name if src.single else _rel(f, src.root)
+            outs.append(Path(save) / (Path(name).with_suffix(".mp4") if f.suffix.lower() in VIDEO_SUFFIXES else name))
+        check_not_inputs(outs, inputs, "--save")
+    if save_json is not None:
+        check_not_inputs([save_json], inputs, "--save-json")
 
 
 def _progress(**kw: Any) -> Any:
@@ -369,18 +464,23 @@ def _progress(**kw: Any) -> Any:
     return tqdm(dynamic_ncols=True, **kw)
 
 
-def run(source: str, model: Any, imgsz: int = 320, conf: float = 0.25, iou: float = 0.45,
+def run(source: str, model: Any = None, imgsz: int = 320, conf: float = 0.25, iou: float = 0.45,
         save_crops: str | None = None, save_json: str | None = None, save: str | None = None,
         track: bool = False, max_frames: int | None = None, threads: int | None = None,
         margin: float = 0.1, retries: int = 10, stream_timeout: float | None = None,
-        progress: bool = True, *, capture_factory: Callable[[Any], Any] | None = None,
+        progress: bool = True, agnostic_nms: bool = True, *, capture_factory: Callable[[Any], Any] | None = None,
         backoff: float = 0.5, max_backoff: float = 8.0, tracker_cfg: str | Path | None = None) -> dict:
     """Detect faces in every frame of ``source``; returns (and prints) a summary dict.
 
-    ``model`` is a ``.pt``/``.onnx`` path or a ready Detector (anything callable
-    with ``.names``). ``capture_factory``, ``backoff`` and ``max_backoff`` tune
-    stream reading (see :class:`detection.sources.StreamReader`).
+    ``model`` is a ``.pt``/``.onnx`` path, a cascade spec or a ready Detector (anything callable with ``.names``);
+    ``None`` means the released detector of ``weights/manifest.json``. ``agnostic_nms`` (default) keeps one box
+    per face across classes. ``capture_factory``, ``backoff`` and ``max_backoff`` tune stream reading (see
+    :class:`detection.sources.StreamReader`).
     """
+    if model is None:
+        from .manifest import default_model  # noqa: PLC0415
+
+        model = str(default_model())
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"--max-frames must be >= 1 (got {max_frames})")
     if not 0 <= margin < 5:
@@ -389,11 +489,12 @@ def run(source: str, model: Any, imgsz: int = 320, conf: float = 0.25, iou: floa
         cv2.setNumThreads(threads)
     src = Source(source, capture_factory=capture_factory, backoff=backoff, max_backoff=max_backoff,
                  retries=retries, timeout=stream_timeout)
+    check_outputs(src, model, save, save_json)
     if track:
         new_tracker(tracker_cfg)  # import ultralytics' tracker and read its settings before a stream starts
     items = src.items()
     first = next(items, None)  # open the source (a video, a stream) before the slower model load
-    detector = _load(model, imgsz, conf, iou, threads)
+    detector = _load(model, imgsz, conf, iou, threads, agnostic_nms)
     pred = _Predictor(detector, conf, margin, Path(save_crops) if save_crops else None,
                       Path(save) if save else None, track, tracker_cfg)
     stream_info: dict[str, Any] = {}
@@ -418,9 +519,13 @@ def run(source: str, model: Any, imgsz: int = 320, conf: float = 0.25, iou: floa
             stop = False
             for item in itertools.chain([first] if first is not None else [], items):
                 if item.kind == "image":
-                    pred.images += 1
                     for name, idx, frame in item:
-                        res = pred.handle(name, idx, frame, None)
+                        try:
+                            res = pred.handle(name, idx, frame, None)
+                        except FrameError as e:
+                            pred.skip(name, str(e))
+                            continue
+                        pred.images += 1
                         if pred.save is not None:
                             _save_image(pred.save / name, pred.annotated(frame, res))
                     bar.update(1)
@@ -485,7 +590,11 @@ def _run_frames(pred: _Predictor, item: Item, bar: Any, kind: str, max_frames: i
     hit_max = False
     try:
         for name, idx, frame in item:
-            res = pred.handle(name, idx, frame, tracks)
+            try:
+                res = pred.handle(name, idx, frame, tracks)
+            except FrameError as e:
+                pred.skip(f"{name} frame {idx}", str(e))
+                continue
             if out is not None:
                 out.write(pred.annotated(frame, res))
             inner.update(1)
@@ -526,7 +635,8 @@ def _summary(source: str, src: Source, pred: _Predictor, seconds: float, interru
     summary: dict[str, Any] = {
         "source": str(source), "kind": src.kind, "model": str(getattr(pred.det, "source", type(pred.det).__name__)),
         "images": pred.images, "videos": pred.videos, "frames": pred.frames,
-        "skipped": len(src.skipped), "skipped_files": [{"file": f, "reason": r} for f, r in src.skipped],
+        "skipped": len(src.skipped) + len(pred.skipped),
+        "skipped_files": [{"file": f, "reason": r} for f, r in (*src.skipped, *pred.skipped)],
         "detections": per_class, "crops": pred.crops,
         "seconds": round(seconds, 3), "fps": round(pred.frames / seconds, 2) if seconds > 0 else 0.0,
         "interrupted": interrupted,
@@ -546,6 +656,7 @@ def _summary(source: str, src: Source, pred: _Predictor, seconds: float, interru
 
 
 def format_summary(s: dict) -> str:
+    """The summary dict as the lines ``facewear predict`` prints."""
     lines = [f"predict {s['source']} ({s['kind']})" + ("  [interrupted]" if s["interrupted"] else "")]
     lines.append(f"  processed: {s['images']} image(s), {s['videos']} video(s), {s['frames']} frame(s) "
                  f"in {s['seconds']:.2f} s ({s['fps']:.1f} fps)")
@@ -559,7 +670,10 @@ def format_summary(s: dict) -> str:
         lines.append("  skipped:   0")
     lines.append("  detections: " + ", ".join(f"{k} {v}" for k, v in s["detections"].items()))
     if "tracks" in s:
-        lines.append("  tracks:     " + (", ".join(f"{k} {v}" for k, v in s["tracks"].items()) or "none"))
+        n_tracks = sum(s["tracks"].values())
+        lines.append("  tracks:     " + (", ".join(f"{k} {v}" for k, v in s["tracks"].items()) or "none")
+                     + (f"  ({n_tracks} face(s) followed; detections count every frame, tracks each face once, "
+                        f"under the class voted over its frames)" if n_tracks else ""))
     if "stream" in s:
         st = s["stream"]
         lines.append(f"  stream: {st.get('received', 0)} frame(s) received, {st.get('dropped', 0)} dropped (stale), "
@@ -574,15 +688,23 @@ def format_summary(s: dict) -> str:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
+    """``facewear predict`` options (the keyword arguments of :func:`run`)."""
+    from facewear.constants import DEFAULT_DETECTOR  # noqa: PLC0415
+
     p.add_argument("source", help="image, folder, glob pattern (quote it), video, rtsp/http(s) URL or webcam index")
-    p.add_argument("--model", required=True, help="detector weights: ultralytics .pt or .onnx, or a cascade "
-                   "FINDER+CLASSIFIER (FINDER: mtcnn, haar or a detector file; CLASSIFIER: a classifier .pt/.onnx)")
-    p.add_argument("--imgsz", type=int, default=320, help="inference size (pixels)")
-    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
-    p.add_argument("--save-crops", metavar="DIR", help="write each face to DIR/<class>/ (10%% margin)")
-    p.add_argument("--save-json", metavar="FILE", help="write detections as a JSON list")
-    p.add_argument("--save", metavar="DIR", help="write annotated images / one .mp4 per video or stream")
+    p.add_argument("--model", default=None, help="detector weights: ultralytics .pt or .onnx, or a cascade "
+                   "FINDER+CLASSIFIER (FINDER: mtcnn, haar or a detector file; CLASSIFIER: a classifier .pt/.onnx); "
+                   f"default: the released detector {DEFAULT_DETECTOR!r} of weights/manifest.json")
+    p.add_argument("--imgsz", type=int, default=320, help="inference size in pixels (default 320)")
+    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
+    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
+    p.add_argument("--agnostic-nms", action=argparse.BooleanOptionalAction, default=True,
+                   help="class-agnostic NMS: one box per face, of its best class (default); --no-agnostic-nms runs "
+                        "NMS per class, so one face may get boxes of two classes and two crops")
+    p.add_argument("--save-crops", metavar="DIR", help="write each face to DIR/<class>/<sub-folders>/ (10%% margin)")
+    p.add_argument("--save-json", metavar="FILE", help="write detections (and each one's crop file) as a JSON list")
+    p.add_argument("--save", metavar="DIR", help="write annotated images / one .mp4 per video or stream "
+                   "(never into the source: a --save that would replace a source file is refused)")
     p.add_argument("--track", action="store_true",
                    help="ByteTrack faces in videos/streams; one crop per track (best frame, voted class)")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames in all")
@@ -594,5 +716,5 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
-__all__ = ["add_args", "run", "crop_box", "draw_detections", "format_summary", "json_record", "new_tracker",
+__all__ = ["add_args", "run", "check_outputs", "crop_base", "crop_box", "FrameError", "draw_detections", "format_summary", "json_record", "new_tracker",
            "safe_stem", "tracker_args", "unique_path", "TrackRecord", "TrackCrops", "VideoOut"]

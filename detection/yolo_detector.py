@@ -19,7 +19,7 @@ class TorchYoloDetector:
     """An ultralytics checkpoint run through torch on CPU."""
 
     def __init__(self, path: str | Path, imgsz: int = 320, conf: float = 0.25, iou: float = 0.45,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, agnostic: bool = False) -> None:
         import torch  # noqa: PLC0415
         from ultralytics import YOLO  # noqa: PLC0415
 
@@ -28,10 +28,11 @@ class TorchYoloDetector:
         self.source = str(path)
         self.model = YOLO(str(path), task="detect")
         self.names = tuple(self.model.names[i] for i in range(len(self.model.names)))
-        self.imgsz, self.conf, self.iou = imgsz, conf, iou
+        self.imgsz, self.conf, self.iou, self.agnostic = imgsz, conf, iou, agnostic
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        r = self.model.predict(frame, imgsz=self.imgsz, conf=self.conf, iou=self.iou, device="cpu", verbose=False)[0]
+        r = self.model.predict(frame, imgsz=self.imgsz, conf=self.conf, iou=self.iou, device="cpu", verbose=False,
+                               agnostic_nms=self.agnostic)[0]
         return r.boxes.data.cpu().numpy().astype(np.float32) if len(r.boxes) else EMPTY
 
 
@@ -43,7 +44,7 @@ class OnnxYoloDetector:
     """
 
     def __init__(self, path: str | Path, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.45,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, agnostic: bool = False) -> None:
         from facewear.ort import ort_session
 
         self.sess = ort_session(path, threads)
@@ -66,7 +67,7 @@ class OnnxYoloDetector:
         else:
             self.names = CLASS_NAMES
         self.source = str(path)
-        self.conf, self.iou = conf, iou
+        self.conf, self.iou, self.agnostic = conf, iou, agnostic
 
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
         img, r, pad = letterbox(frame, self.imgsz)
@@ -90,4 +91,4 @@ class OnnxYoloDetector:
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, W)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, H)
         dets = np.concatenate([boxes, conf[m, None], cls[m, None].astype(np.float32)], 1).astype(np.float32)
-        return nms(dets, self.iou)
+        return nms(dets, self.iou, agnostic=self.agnostic)

@@ -44,6 +44,9 @@ WEIGHTS_DIR: Path = REPO_ROOT / "weights"
 BUILD_DIR_ENV = "FACEWEAR_BUILD"  # where built datasets go (git-ignored)
 DATA_ROOT_ENV = "FACEWEAR_DATA"  # the public raw data (../shared/data)
 SHARED_WEIGHTS_ENV = "FACEWEAR_SHARED_WEIGHTS"
+#: the released detector that ``facewear predict`` / ``val`` use without ``--model``: its name in
+#: ``weights/manifest.json`` (resolved from the installed package's ``weights/``, not the current folder)
+DEFAULT_DETECTOR: str = "yolov5n-facewear4-onnx"
 
 SEED: int = 0
 

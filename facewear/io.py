@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,18 @@ from .constants import IMAGE_SUFFIXES
 
 class ImageReadError(ValueError):
     """An image file that cannot be decoded; the message names the file."""
+
+
+class OverwriteError(ValueError):
+    """An output path that is one of the command's inputs; the message names both."""
+
+
+def _too_many_pixels(path: Path, w: int, h: int) -> None:
+    """Raise :class:`ImageReadError` when ``w x h`` is above Pillow's decompression-bomb limit."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and w * h > limit:
+        raise ImageReadError(f"{path}: {w}x{h} = {w * h} pixels is above the decompression-bomb limit of "
+                             f"{limit} pixels (PIL.Image.MAX_IMAGE_PIXELS)")
 
 
 # ultralytics patches PIL.Image.open: on a file Pillow cannot identify it tries to load the
@@ -57,14 +69,23 @@ def read_image(path: str | os.PathLike, *, rgb: bool = False) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                im = ImageOps.exif_transpose(im)
-            arr = _to_uint8_rgb(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _too_many_pixels(path, *im.size)  # before decoding: never allocate a bomb's pixels
+                im.load()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    im = ImageOps.exif_transpose(im)
+                arr = _to_uint8_rgb(im)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: too many pixels ({e})") from None
+    except MemoryError:
+        raise ImageReadError(f"{path}: not enough memory to decode this image") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from None
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
@@ -73,18 +94,63 @@ def read_image(path: str | os.PathLike, *, rgb: bool = False) -> np.ndarray:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) after EXIF orientation, without decoding pixels."""
+    """(width, height) after EXIF orientation, without decoding pixels.
+
+    Raises :class:`ImageReadError` naming the file when it cannot be opened, or when its pixel count is above
+    Pillow's decompression-bomb limit (the same images :func:`read_image` refuses)."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            try:
-                orient = im.getexif().get(0x0112, 1)
-            except Exception:
-                orient = 1
-    except (UnidentifiedImageError, OSError, ImportError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                try:
+                    orient = im.getexif().get(0x0112, 1)
+                except Exception:
+                    orient = 1
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: too many pixels ({e})") from None
+    except (UnidentifiedImageError, OSError, ImportError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from None
+    _too_many_pixels(path, w, h)
     return (h, w) if orient in (5, 6, 7, 8) else (w, h)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name the same file (resolved paths, or the same inode when both exist)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """True when ``path`` is ``folder`` or lies below it (after resolving links and ``..``)."""
+    p, f = Path(path).resolve(), Path(folder).resolve()
+    return p == f or f in p.parents
+
+
+def check_not_inputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike],
+                     option: str = "output") -> None:
+    """Refuse to write over a file the command reads.
+
+    Raises :class:`OverwriteError` naming the first ``output`` that is the same file as one of ``inputs``
+    (``option`` names the command-line option that chose it). Called before anything is written, so a refused
+    run leaves every file as it was.
+    """
+    ins = [Path(p) for p in inputs]
+    resolved = {p.resolve(): p for p in ins}
+    for out in outputs:
+        o = Path(out)
+        hit = resolved.get(o.resolve())
+        if hit is None and o.exists():
+            hit = next((i for i in ins if i.exists() and same_file(o, i)), None)
+        if hit is not None:
+            raise OverwriteError(f"{o}: {option} would overwrite the input {hit}; facewear never writes over a "
+                                 f"file it reads: choose another {option}")
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -123,8 +189,9 @@ def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_text(dst: str | os.PathLike, text: str) -> None:
+    """Write ``text`` as UTF-8, atomically."""
     with atomic_path(dst) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_marked_block(path: str | os.PathLike, key: str, body: str, writer: str) -> bool:
@@ -142,6 +209,7 @@ def write_marked_block(path: str | os.PathLike, key: str, body: str, writer: str
 
 
 def write_json(dst: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
+    """Write ``obj`` as JSON (non-ASCII escaped, so any reader decodes it), atomically."""
     write_text(dst, json.dumps(obj, indent=indent) + "\n")
 
 

@@ -378,7 +378,8 @@ def test_real_tiny_yolo_checkpoint(tmp_path):
     recs = json.loads(out.read_text())
     assert isinstance(recs, list)
     for r in recs:
-        assert set(r) == {"file_name", "frame", "bbox", "category_id", "category", "score"}
+        assert set(r) - {"crop"} == {"file_name", "frame", "bbox", "category_id", "category", "score"}
+        assert "crop" not in r or Path(r["crop"]).is_file()
         assert r["category"] == CLASS_NAMES[r["category_id"]] and r["score"] >= 0.001
     assert s["crops"] <= len(recs)
 
@@ -454,3 +455,195 @@ def test_real_http_mjpeg_stream_that_drops_reconnects(tmp_path):
     assert s["stream"]["reconnects"] >= 1
     recs = json.loads((tmp_path / "d.json").read_text())
     assert recs and all(r["category"] == "face" for r in recs)
+
+
+# --- issue 13: inputs never overwritten, bad images skipped, one box per face, traceable crops ---------
+RELEASED_ONNX = Path(__file__).resolve().parent.parent / "weights" / "yolov5n-facewear4.onnx"
+
+
+@pytest.mark.parametrize("h, w", [(4, 3000), (3000, 3), (1, 1), (2, 1000)])
+def test_letterbox_degenerate_aspect_ratios(h, w):
+    from detection.base import letterbox
+
+    out, r, (px, py) = letterbox(np.full((h, w, 3), 128, np.uint8), 320)
+    assert out.shape == (320, 320, 3)
+    assert r > 0 and 0 <= px < 320 and 0 <= py < 320
+
+
+def test_thin_and_tiny_images_with_released_model_do_not_stop_the_run(tmp_path, capsys):
+    if not RELEASED_ONNX.is_file():
+        pytest.skip("released ONNX detector not in weights/")
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a_good.png"), scene([(10, 20, 50, 60, 1)]))
+    for name, (h, w) in {"b_strip.png": (4, 3000), "c_strip.png": (3000, 3), "d_dot.png": (1, 1)}.items():
+        cv2.imwrite(str(src / name), np.full((h, w, 3), 90, np.uint8))
+    s = run(src, model=str(RELEASED_ONNX), save_crops=tmp_path / "crops")
+    assert s["images"] == 4 and s["skipped"] == 0
+    assert "processed: 4 image(s)" in capsys.readouterr().out
+
+
+class PickyDetector(FakeDetector):
+    """Fails (like cv2.resize on a 0-px side) on frames narrower than 8 px and on its ``fail_calls``-th calls."""
+
+    def __init__(self, fail_calls=()) -> None:
+        super().__init__()
+        self.fail_calls = set(fail_calls)
+
+    def __call__(self, frame):
+        if min(frame.shape[:2]) < 8 or self.calls + 1 in self.fail_calls:
+            self.calls += 1
+            raise ValueError("inv_scale_x > 0 in function 'resize'")
+        return super().__call__(frame)
+
+
+def test_image_the_detector_cannot_handle_is_skipped_named_and_counted(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), scene([(10, 20, 50, 60, 0)]))
+    cv2.imwrite(str(src / "b_strip.png"), np.zeros((4, 3000, 3), np.uint8))
+    cv2.imwrite(str(src / "c.png"), scene([(10, 20, 50, 60, 2)]))
+    s = run(src, model=PickyDetector(), save_json=tmp_path / "d.json")
+    assert s["images"] == 2 and s["skipped"] == 1
+    [skip] = s["skipped_files"]
+    assert skip["file"] == "b_strip.png" and "3000x4" in skip["reason"] and "resize" in skip["reason"]
+    assert "b_strip.png" in capsys.readouterr().out  # named in the printed summary
+    assert sorted(r["file_name"] for r in json.loads((tmp_path / "d.json").read_text())) == ["a.png", "c.png"]
+
+
+def test_video_frame_that_fails_is_skipped_and_the_video_goes_on(tmp_path):
+    vid = moving_video(tmp_path / "clip.mp4")
+    s = run(vid, model=PickyDetector(fail_calls={3, 4}), save=tmp_path / "ann")
+    assert s["frames"] == 18 and s["skipped"] == 2
+    assert [d["file"] for d in s["skipped_files"]] == ["clip.mp4 frame 2", "clip.mp4 frame 3"]
+
+
+def test_image_above_the_decompression_bomb_limit_is_skipped(tmp_path, monkeypatch):
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "small.png"), scene([(10, 20, 50, 60, 0)], w=40, h=30))
+    cv2.imwrite(str(src / "big.png"), scene([(10, 20, 50, 60, 0)], w=200, h=100))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # 40x30 passes, 200x100 is "a bomb"
+    s = run(src)
+    assert s["images"] == 1 and s["skipped"] == 1
+    [skip] = s["skipped_files"]
+    assert skip["file"] == "big.png" and "decompression-bomb limit" in skip["reason"]
+
+
+def test_save_into_the_source_folder_is_refused_and_nothing_changes(tmp_path, capsys):
+    src = tmp_path / "photos"
+    src.mkdir()
+    cv2.imwrite(str(src / "p.png"), scene([(10, 20, 50, 60, 0)]))
+    before = (src / "p.png").read_bytes()
+    with pytest.raises(ValueError, match=r"p\.png: --save would overwrite the input"):
+        run(src, save=src)
+    assert cli.main(["predict", str(src), "--model", "x.onnx", "--save", str(src)]) == 2
+    assert "never writes over a file it reads" in capsys.readouterr().err
+    # a single file, and --save-json naming the input
+    with pytest.raises(ValueError, match="--save would overwrite"):
+        run(src / "p.png", save=src)
+    with pytest.raises(ValueError, match="--save-json would overwrite"):
+        run(src, save_json=src / "p.png")
+    assert (src / "p.png").read_bytes() == before and files_under(src) == ["p.png"]
+    # into a sub-folder of the source is fine: no source file is replaced
+    s = run(src / "p.png", save=src / "annotated")
+    assert s["images"] == 1 and (src / "annotated" / "p.png").is_file() and (src / "p.png").read_bytes() == before
+
+
+def test_save_over_a_source_video_is_refused(tmp_path):
+    vid = moving_video(tmp_path / "clip.mp4", n=4)
+    before = vid.read_bytes()
+    with pytest.raises(ValueError, match=r"clip\.mp4: --save would overwrite"):
+        run(tmp_path, save=tmp_path)
+    assert vid.read_bytes() == before
+
+
+class TwoClassDetector:
+    """One face seen as ``face 0.59`` and ``mask 0.31`` (IoU ~0.95): what class-wise NMS lets through."""
+
+    names = CLASS_NAMES
+    source = "two-class"
+
+    def __call__(self, frame):
+        return np.array([[10, 10, 60, 70, 0.59, 0], [11, 11, 60, 71, 0.31, 1],
+                         [80, 10, 120, 50, 0.8, 2]], np.float32)
+
+
+def test_agnostic_nms_by_default_one_face_one_box_one_crop(tmp_path):
+    img = tmp_path / "one.png"
+    cv2.imwrite(str(img), scene([]))
+    s = run(img, model=TwoClassDetector(), save_crops=tmp_path / "crops", save_json=tmp_path / "d.json")
+    assert s["detections"] == {"face": 1, "mask": 0, "sunglasses": 1, "mask_sunglasses": 0}
+    assert files_under(tmp_path / "crops") == ["face/one_f000000_d0.jpg", "sunglasses/one_f000000_d1.jpg"]
+    s = run(img, model=TwoClassDetector(), save_crops=tmp_path / "crops2", agnostic_nms=False)
+    assert s["detections"]["face"] == 1 and s["detections"]["mask"] == 1
+    assert len(files_under(tmp_path / "crops2")) == 3
+
+
+def test_nms_agnostic_and_classwise():
+    from detection.base import nms
+
+    d = TwoClassDetector()(None)
+    assert len(nms(d, 0.45)) == 3
+    kept = nms(d, 0.45, agnostic=True)
+    assert kept[:, 5].tolist() == [2, 0]
+
+
+def test_cli_agnostic_flag():
+    p = cli.build_parser("predict")
+    assert p.parse_args(["predict", "x.jpg"]).agnostic_nms is True
+    assert p.parse_args(["predict", "x.jpg", "--no-agnostic-nms"]).agnostic_nms is False
+    assert p.parse_args(["predict", "x.jpg"]).model is None
+
+
+def test_crop_names_keep_unicode_and_sub_folders_and_json_has_crop_paths(tmp_path):
+    src = tmp_path / "photos"
+    for rel in ("照片.png", "фото.png", "宇航员 é 1.png", "cam1/img1.png", "cam2/img1.png"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        ok, buf = cv2.imencode(".png", scene([(10, 20, 50, 60, 0)]))
+        (src / rel).write_bytes(buf.tobytes())
+    crops, out = tmp_path / "crops", tmp_path / "d.json"
+    run(src, save_crops=crops, save_json=out)
+    assert files_under(crops) == sorted(["face/照片_f000000_d0.jpg", "face/фото_f000000_d0.jpg",
+                                         "face/宇航员_é_1_f000000_d0.jpg", "face/cam1/img1_f000000_d0.jpg",
+                                         "face/cam2/img1_f000000_d0.jpg"])
+    recs = json.loads(out.read_text())
+    by_file = {r["file_name"]: r["crop"] for r in recs}
+    assert by_file["cam1/img1.png"] == str(crops / "face" / "cam1" / "img1_f000000_d0.jpg")
+    assert by_file["cam2/img1.png"] == str(crops / "face" / "cam2" / "img1_f000000_d0.jpg")
+    assert all(Path(c).is_file() for c in by_file.values())
+
+
+def test_crop_base_names():
+    assert predict.crop_base("a/b c/照片.jpg") == "a/b_c/照片"
+    assert predict.crop_base("rtsp://u:***@cam:554/live") == "u_cam_554_live"
+    assert predict.safe_stem("....jpg") == "frame"
+
+
+def test_track_crop_path_recorded_on_its_best_frame(tmp_path):
+    vid = moving_video(tmp_path / "clip.mp4")
+    out, crops = tmp_path / "t.json", tmp_path / "crops"
+    run(vid, save_json=out, save_crops=crops, track=True)
+    recs = json.loads(out.read_text())
+    with_crop = [r for r in recs if "crop" in r]
+    assert sorted(Path(r["crop"]).relative_to(crops).as_posix() for r in with_crop) == \
+        ["face/clip_t1.jpg", "sunglasses/clip_t2.jpg"]
+    for r in with_crop:  # the crop's record is the track's best-scoring detection
+        assert r["score"] == max(q["score"] for q in recs if q["track_id"] == r["track_id"])
+
+
+def test_default_model_is_the_released_detector_from_any_folder(tmp_path, monkeypatch):
+    from detection.manifest import default_model
+    from facewear.constants import WEIGHTS_DIR
+
+    monkeypatch.chdir(tmp_path)
+    m = default_model()
+    assert m.is_absolute() and m.parent == WEIGHTS_DIR
+    if not m.is_file():
+        pytest.skip("released detector missing")
+    img = tmp_path / "one.png"
+    cv2.imwrite(str(img), scene([]))
+    s = predict.run(str(img), progress=False)
+    assert s["model"] == str(m) and s["images"] == 1
