@@ -401,3 +401,124 @@ def test_convert_to_coco_folder_gets_default_name(tmp_path, voc_folder):
     convert("voc", "coco", voc_folder.images, voc_folder.labels, tmp_path / "coco_out")
     coco = json.loads((tmp_path / "coco_out" / "annotations.json").read_text())
     assert sorted(im["file_name"] for im in coco["images"]) == sorted(voc_folder.truth)
+
+
+# --- issue 13: label problems per file, duplicates, difficult/iscrowd, inputs never overwritten ---------
+def _yolo_folder(tmp_path: Path, rows: dict[str, str], size=(100, 80)) -> tuple[Path, Path]:
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    labels.mkdir(parents=True, exist_ok=True)
+    for stem, text in rows.items():
+        write_synth_image(images / f"{stem}.jpg", *size)
+        (labels / f"{stem}.txt").write_text(text)
+    return images, labels
+
+
+def test_duplicate_yolo_row_removed_and_reported_for_its_file(tmp_path):
+    txt = tmp_path / "img0.txt"
+    txt.write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2 0.2\n")
+    rep = Report()
+    ann = read_yolo(txt, 100, 100, report=rep)
+    assert [b.label for b in ann.boxes] == ["face", "mask"]  # same box, other class: kept
+    assert rep.duplicates == 1 and rep.files == {str(txt): {"duplicate box(es) removed": 1}}
+
+
+def test_convert_yolo_to_coco_removes_duplicates_with_a_warning_naming_the_file(tmp_path, caplog):
+    images, labels = _yolo_folder(tmp_path, {"img0": "0 0.4 0.2 0.18 0.22\n0 0.4 0.2 0.18 0.22\n",
+                                             "img1": "1 0.4 0.2 0.18 0.22\n"})
+    with caplog.at_level("WARNING", logger="facewear"):
+        rep = convert("yolo", "coco", images, labels, tmp_path / "c.json")
+    coco = json.loads((tmp_path / "c.json").read_text())
+    assert len(coco["annotations"]) == 2 and rep.duplicates == 1
+    assert f"{labels / 'img0.txt'}: 1 duplicate box(es) removed" in caplog.text
+
+
+def test_every_label_problem_is_reported_per_file(tmp_path, caplog):
+    images, labels = _yolo_folder(tmp_path, {
+        "a_outside": "0 0.95 0.5 0.2 0.2\n",          # x2 = 1.05: outside [0, 1], clipped
+        "b_zero": "0 0.5 0.5 0 0.2\n1 0.5 0.5 -0.1 0.2\n0 0.3 0.3 0.2 0.2\n",  # zero and negative width
+        "c_unknown": "7 0.5 0.5 0.2 0.2\n0 0.3 0.3 0.2 0.2\n",                  # class id 7 of 4 names
+        "d_badrow": "0 0.5 0.5 0.2\n",                                           # unreadable row
+        "e_fine": "0 0.5 0.5 0.2 0.2\n",
+    })
+    with caplog.at_level("WARNING", logger="facewear"):
+        rep = convert("yolo", "yolo", images, labels, tmp_path / "out")
+    f = {Path(k).name: dict(v) for k, v in rep.files.items()}
+    assert f["a_outside.txt"] == {"YOLO row(s) with coordinates outside [0, 1]": 1, "box(es) clipped to the image": 1}
+    assert f["b_zero.txt"] == {"degenerate box(es) dropped (zero size, or side < 1 px after clipping)": 2}
+    assert f["c_unknown.txt"] == {"box(es) of unknown class 'id 7' dropped": 1}
+    assert "e_fine.txt" not in f
+    assert len(rep.skipped) == 1 and f"{labels / 'd_badrow.txt'}:1" in rep.skipped[0]
+    for name in ("a_outside.txt", "b_zero.txt", "c_unknown.txt", "d_badrow.txt"):
+        assert name in caplog.text
+    assert (tmp_path / "out" / "b_zero.txt").read_text().count("\n") == 1
+
+
+def test_duplicate_voc_objects_and_coco_annotations_removed_per_file(tmp_path):
+    xml = tmp_path / "a.xml"
+    xml.write_text(voc_xml("a.jpg", 50, 50, [("with_mask", (1, 1, 20, 20)), ("with_mask", (1, 1, 20, 20))]))
+    rep = Report()
+    assert len(read_voc(xml, report=rep).boxes) == 1
+    assert rep.files == {str(xml): {"duplicate box(es) removed": 1}}
+    coco = {"images": [{"id": 3, "file_name": "x.jpg", "width": 50, "height": 50}],
+            "categories": [{"id": 1, "name": "face"}],
+            "annotations": [{"id": i, "image_id": 3, "category_id": 1, "bbox": [1, 1, 10, 10]} for i in (1, 2)]}
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps(coco))
+    rep = Report()
+    (ann,) = from_coco(f, report=rep)
+    assert len(ann.boxes) == 1 and rep.files == {f"{f}: x.jpg": {"duplicate box(es) removed": 1}}
+
+
+def _difficult_voc(tmp_path: Path) -> tuple[Path, Path]:
+    images, ann = tmp_path / "images", tmp_path / "ann"
+    ann.mkdir(parents=True)
+    write_synth_image(images / "a.jpg", 100, 80)
+    xml = voc_xml("a.jpg", 100, 80, [("with_mask", (10, 10, 40, 50)), ("without_mask", (50, 10, 90, 60))])
+    (ann / "a.xml").write_text(xml.replace("<difficult>0</difficult>", "<difficult>1</difficult>", 1))
+    return images, ann
+
+
+def test_voc_difficult_survives_voc_and_coco_round_trips(tmp_path):
+    images, ann = _difficult_voc(tmp_path)
+    box = read_voc(ann / "a.xml").boxes[0]
+    assert box.meta == {"difficult": True} and box.ignored
+    convert("voc", "voc", images, ann, tmp_path / "voc")
+    assert [b.meta.get("difficult", False) for b in read_voc(tmp_path / "voc" / "a.xml").boxes] == [True, False]
+    convert("voc", "coco", images, ann, tmp_path / "c.json")
+    a0, a1 = json.loads((tmp_path / "c.json").read_text())["annotations"]
+    assert (a0["iscrowd"], a0.get("difficult"), a1["iscrowd"]) == (1, 1, 0)
+    convert("coco", "voc", images, tmp_path / "c.json", tmp_path / "voc2")
+    assert "<difficult>1</difficult>" in (tmp_path / "voc2" / "a.xml").read_text()
+    # COCO iscrowd survives COCO -> COCO, and becomes VOC difficult
+    (back,) = from_coco(tmp_path / "c.json")
+    assert [b.ignored for b in back.boxes] == [True, False]
+
+
+def test_difficult_box_left_out_of_yolo_with_a_count_per_file(tmp_path):
+    images, ann = _difficult_voc(tmp_path)
+    rep = convert("voc", "yolo", images, ann, tmp_path / "yolo")
+    rows = (tmp_path / "yolo" / "a.txt").read_text().splitlines()
+    assert len(rows) == 1 and rows[0].startswith("0 ")  # only the face; the difficult mask is not a normal box
+    assert rep.flags_dropped == 1
+    assert rep.files == {"a.jpg": {"difficult/iscrowd box(es) left out (the format cannot mark them)": 1}}
+
+
+@pytest.mark.parametrize("fmt", ["voc", "yolo", "coco"])
+def test_convert_refuses_to_overwrite_its_inputs(tmp_path, fmt):
+    from facewear.io import OverwriteError
+
+    if fmt == "voc":
+        images, labels = _difficult_voc(tmp_path)
+        out = labels
+    elif fmt == "yolo":
+        images, labels = _yolo_folder(tmp_path, {"a": "0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n"})
+        out = labels
+    else:
+        images, ann = _difficult_voc(tmp_path)
+        labels = tmp_path / "c.json"
+        convert("voc", "coco", images, ann, labels)
+        out = labels
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(OverwriteError, match="--out would overwrite the input"):
+        convert(fmt, fmt, images, labels, out)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -30,11 +30,13 @@ def parse_class_map(spec: str | None) -> dict[str, str] | None:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
+    """``facewear data convert`` options (the keyword arguments of :func:`run`)."""
     p.add_argument("--from", dest="src_fmt", choices=FORMATS, required=True, help="input format")
     p.add_argument("--to", dest="dst_fmt", choices=FORMATS, required=True, help="output format")
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("--labels", required=True, help="input labels: folder (voc, yolo) or JSON file (coco)")
-    p.add_argument("--out", required=True, help="output labels: folder (voc, yolo) or JSON file (coco)")
+    p.add_argument("--out", required=True, help="output labels: folder (voc, yolo) or JSON file (coco); "
+                   "never an input (an --out that would replace an input file is refused)")
     p.add_argument("--class-map", default=None,
                    help="source=target pairs ('with_mask=mask,without_mask=face') or a YAML file; "
                         "default maps the public sets' names onto the four classes")
@@ -48,6 +50,13 @@ def run(src_fmt: str, dst_fmt: str, images: str, labels: str, out: str, class_ma
     cmap = parse_class_map(class_map) if isinstance(class_map, str) or class_map is None else class_map
     names_l = names.split(",") if isinstance(names, str) else list(names)
     rep = convert(src_fmt, dst_fmt, images, labels, out, cmap, names_l, strict)
+    extra = ""
+    if rep.duplicates:
+        extra += f", removed {rep.duplicates} duplicate(s)"
+    if rep.flags_dropped:
+        extra += f", left out {rep.flags_dropped} difficult/iscrowd box(es)"
+    if rep.files:
+        extra += f"; label problems in {len(rep.files)} file(s), listed above"
     print(f"converted {src_fmt} -> {dst_fmt}: {out} (clipped {rep.clipped}, dropped {rep.degenerate} degenerate, "
-          f"skipped {len(rep.skipped)} file(s))")
+          f"skipped {len(rep.skipped)} file(s){extra})")
     return rep
