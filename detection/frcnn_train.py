@@ -102,8 +102,8 @@ def collate(batch: list) -> tuple:
 
 
 def _check_spec(data: str | Path) -> dict:
-    """Load the spec and check that it has the four classes, a train split and the val split's COCO JSON."""
-    from .val import _coco_file
+    """Load the spec and check that it has the four classes, a train split and images in the val split."""
+    from facewear.data.layout import split_image_files
 
     spec = load_spec(data)
     names = tuple(spec["names"][i] for i in sorted(spec["names"]))
@@ -112,7 +112,8 @@ def _check_spec(data: str | Path) -> dict:
     for split in ("train", "val"):
         if split not in spec:
             raise ValueError(f"{data}: has no {split!r} split (Faster R-CNN training needs train and val)")
-    _coco_file(spec, "val")  # fail now, not after the first epoch
+    if not split_image_files(spec, "val"):  # fail now, not after the first epoch
+        raise ValueError(f"{data}: the val split holds no images")
     return spec
 
 

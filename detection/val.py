@@ -1,12 +1,24 @@
 """``facewear val``: evaluate any ``Detector`` on a spec split with pycocotools.
 
 Every model goes through the same path: the detector runs on each image of
-the split, detections are scored against the split's COCO JSON (written by
-``facewear data build``) with ``COCOeval``, and the report holds mAP50,
+the split, detections are scored against the split's ground truth with
+``COCOeval``, and the report holds mAP50,
 mAP50-95, per-class AP50 and AP50-95, precision and recall at the
 detector's confidence threshold (IoU 0.5), a confusion matrix PNG and PR
 curves. The same numbers therefore mean the same thing for YOLO (.pt or
 .onnx, any precision), Faster R-CNN and the cascades.
+
+Ground truth (:func:`load_ground_truth`): the COCO JSON beside the labels
+(``<path>/coco/<images folder>.json``, as ``facewear data build`` writes it)
+when there is one, else the YOLO labels of a plain ultralytics spec, whose
+split may be an images folder, a ``.txt`` list of images or a list of
+folders (built in memory each run, nothing is written into the dataset).
+Classes are matched to the model's **by name** (COCO category ids may start
+at 1 or have gaps); names the model does not know fail with both lists.
+Duplicate boxes are removed with a warning per file, boxes flagged
+``iscrowd`` (or VOC ``difficult``, converted to ``iscrowd``) are ignored as
+pycocotools ignores them, and an image that cannot be read or processed is
+left out of both sides, named and counted.
 """
 from __future__ import annotations
 
@@ -24,20 +36,111 @@ from tqdm import tqdm
 
 import facewear  # noqa: F401
 from facewear.constants import CLASS_NAMES, DATASETS_DIR
-from facewear.data.layout import load_spec, split_paths
-from facewear.io import ImageReadError, read_image, write_json
+from facewear.data.layout import label_file, load_spec, split_image_files
+from facewear.formats import AnnotationError, Report, from_coco, read_yolo, to_coco
+from facewear.io import ImageReadError, check_not_inputs, image_size, read_image, write_json
 
-from .base import Detector, load_detector, model_name
+from .base import AgnosticNMS, Detector, load_detector, model_files, model_name
 
 LOG = logging.getLogger("facewear.val")
 
 
+class _SameName(dict):
+    """A class map that keeps every name as it is (ground truth is matched to the model by name)."""
+
+    def get(self, key, default=None):  # noqa: ANN001, ANN201
+        return key
+
+
+def coco_file(spec: dict, split: str) -> Path | None:
+    """``<path>/coco/<images folder name>.json`` of a one-folder split when it exists (what ``facewear data build``
+    writes), else ``None``."""
+    value = spec.get(split)
+    if not isinstance(value, str) or value.endswith(".txt"):
+        return None
+    p = Path(spec["path"]) / "coco" / f"{Path(value).name}.json"
+    return p if p.is_file() else None
+
+
 def _coco_file(spec: dict, split: str) -> Path:
-    images, _, _ = split_paths(spec, split)
-    p = Path(spec["path"]) / "coco" / f"{images.name}.json"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: COCO ground truth missing (rebuild with `facewear data build`)")
+    """The split's COCO ground truth file; :class:`FileNotFoundError` when there is none."""
+    p = coco_file(spec, split)
+    if p is None:
+        raise FileNotFoundError(f"{spec.get('yaml_file', 'spec')}: split {split!r} has no COCO ground truth "
+                                f"(coco/<images folder>.json)")
     return p
+
+
+def check_names(gt_names: list[str] | tuple[str, ...], model_names: tuple[str, ...], where: str) -> None:
+    """Raise :class:`ValueError` listing both sides when a ground-truth class name is not a model class."""
+    missing = [n for n in gt_names if n not in model_names]
+    if missing:
+        raise ValueError(f"{where}: ground-truth classes {list(gt_names)} do not match the model's classes "
+                         f"{list(model_names)} (not in the model: {missing}); classes are matched by name: rename "
+                         f"them (facewear data convert --class-map old=new) or evaluate a model trained on them")
+
+
+def load_ground_truth(spec: dict, split: str, names: tuple[str, ...],
+                      report: Report | None = None) -> dict:
+    """The split's ground truth as a COCO dict whose category ids are the model's class indices (``names``).
+
+    From ``coco/<images folder>.json`` when present (any category ids, matched by name), else from the YOLO
+    labels of every image of the split (a folder, a ``.txt`` list or a list of folders; labels found by
+    ultralytics' ``images`` -> ``labels`` rule, classes named by the spec's ``names``). ``file_name`` is relative
+    to ``gt["images_root"]``. Label problems go to ``report`` per file; unreadable images are left out and
+    listed in ``gt["skipped"]``."""
+    report = report if report is not None else Report()
+    where = spec.get("yaml_file", "spec")
+    cf = coco_file(spec, split)
+    if cf is not None:
+        try:
+            cats = [c["name"] for c in json.loads(cf.read_text(encoding="utf-8")).get("categories", [])]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise AnnotationError(f"{cf}: not a readable COCO JSON file ({e})") from None
+        check_names(cats, names, str(cf))
+        anns = from_coco(cf, _SameName(), report)
+        gt = to_coco(anns, names)
+        gt["images_root"] = str(Path(spec["path"]) / spec[split])
+        gt["skipped"] = []
+        return gt
+    files = split_image_files(spec, split)
+    if not files:
+        raise FileNotFoundError(f"{where}: split {split!r} ({spec[split]}) holds no images")
+    spec_names = [spec["names"][i] for i in sorted(spec["names"])]
+    check_names(spec_names, names, where)
+    value = spec[split]
+    one_root = Path(spec["path"]) / value if isinstance(value, str) and not value.endswith(".txt") else None
+    anns, skipped = [], []
+    for f in files:
+        rel = str(f.relative_to(one_root)) if one_root is not None else str(f.resolve())
+        try:
+            w, h = image_size(f)
+            anns.append(read_yolo(label_file(f), w, h, spec_names, _SameName(), report, rel))
+        except (ImageReadError, AnnotationError) as e:
+            skipped.append(str(e))
+            LOG.warning("%s (left out of the evaluation)", e)
+    gt = to_coco(anns, names)
+    gt["images_root"] = str(one_root) if one_root is not None else "/"
+    gt["skipped"] = skipped
+    return gt
+
+
+def align_categories(gt: dict, names: tuple[str, ...]) -> dict:
+    """``gt`` with category ids re-numbered to the model's class indices, matched **by name** (COCO files often
+    number from 1 or have gaps); a copy when anything changes. :class:`ValueError` lists both sides when a
+    ground-truth name is not a model class."""
+    cats = {c["id"]: c["name"] for c in gt.get("categories", [])}
+    if not cats:
+        return gt
+    want = {i: n for i, n in enumerate(names)}
+    if all(want.get(i) == n for i, n in cats.items()):
+        return gt
+    check_names(list(cats.values()), names, "ground truth")
+    idx = {n: i for i, n in enumerate(names)}
+    out = dict(gt)
+    out["categories"] = [{"id": i, "name": n, "supercategory": "face"} for i, n in enumerate(names)]
+    out["annotations"] = [{**a, "category_id": idx[cats[a["category_id"]]]} for a in gt.get("annotations", [])]
+    return out
 
 
 def detect_split(det: Detector, spec: dict, split: str, max_images: int | None = None,
@@ -45,29 +148,44 @@ def detect_split(det: Detector, spec: dict, split: str, max_images: int | None =
     """Run ``det`` on every image of the split; returns (coco gt dict, coco detections, seconds per image).
 
     ``max_images`` keeps the first N images, or with ``spread`` N evenly spaced ones (splits sorted by source name
-    would otherwise be judged on one source only)."""
-    images, _, _ = split_paths(spec, split)
-    gt = json.loads(_coco_file(spec, split).read_text())
+    would otherwise be judged on one source only). Images that cannot be read or processed are left out of the
+    ground truth too and listed in ``gt["skipped"]`` (``file: reason``)."""
+    report = Report()
+    gt = load_ground_truth(spec, split, tuple(det.names), report)
+    report.warn(f"val ground truth {Path(spec.get('yaml_file', 'spec')).name}/{split}")
+    images = Path(gt.pop("images_root"))
+    skipped: list[str] = gt.pop("skipped", [])
     imgs = gt["images"]
     if max_images and max_images < len(imgs):
         imgs = ([imgs[round(i)] for i in np.linspace(0, len(imgs) - 1, max_images)] if spread
                 else imgs[:max_images])
-    gt["images"] = imgs
-    keep = {im["id"] for im in imgs}
-    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
-    out, t = [], 0.0
+    out, t, done = [], 0.0, []
     for im in tqdm(imgs, desc=f"val {model_name(det.source)} on {split}", unit="img"):
+        path = images / im["file_name"]
         try:
-            frame = read_image(images / im["file_name"])
+            frame = read_image(path)
+            t0 = time.perf_counter()
+            d = np.asarray(det(frame), np.float32).reshape(-1, 6)
+            t += time.perf_counter() - t0
         except ImageReadError as e:
-            LOG.warning("%s (skipped)", e)
+            skipped.append(str(e))
+            LOG.warning("%s (left out of the evaluation)", e)
             continue
-        t0 = time.perf_counter()
-        d = det(frame)
-        t += time.perf_counter() - t0
+        except (KeyboardInterrupt, FileNotFoundError):
+            raise
+        except Exception as e:  # noqa: BLE001 - one image the model cannot process must not stop the evaluation
+            msg = f"{path}: could not be processed ({type(e).__name__}: {e})"
+            skipped.append(msg)
+            LOG.warning("%s (left out of the evaluation)", msg)
+            continue
+        done.append(im)
         for x1, y1, x2, y2, s, c in d.tolist():
             out.append({"image_id": im["id"], "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s})
-    return gt, out, t / max(len(imgs), 1)
+    gt["images"] = done
+    keep = {im["id"] for im in done}
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
+    gt["skipped"] = skipped
+    return gt, out, t / max(len(done), 1)
 
 
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -92,18 +210,24 @@ def confusion(gt: dict, dets: list[dict], nc: int, conf: float, iou: float = 0.5
     for d in dets:
         if d["score"] >= conf:
             by_img_dt.setdefault(d["image_id"], []).append(d)
+    xyxy = lambda rows: np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],  # noqa: E731
+                                   a["bbox"][1] + a["bbox"][3]] for a in rows]).reshape(-1, 4)
     for im in gt["images"]:
-        g = by_img_gt.get(im["id"], [])
+        every = by_img_gt.get(im["id"], [])
+        g = [a for a in every if not a.get("iscrowd")]
+        crowd = [a for a in every if a.get("iscrowd")]  # "do not score": neither missed nor a false positive
         d = sorted(by_img_dt.get(im["id"], []), key=lambda z: -z["score"])
-        gb = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in g]).reshape(-1, 4)
-        db = np.array([[z["bbox"][0], z["bbox"][1], z["bbox"][0] + z["bbox"][2], z["bbox"][1] + z["bbox"][3]] for z in d]).reshape(-1, 4)
+        gb, db = xyxy(g), xyxy(d)
         ious = _iou_matrix(db, gb)
+        cious = _iou_matrix(db, xyxy(crowd))
         used = set()
         for i, z in enumerate(d):
             j = int(np.argmax(ious[i])) if len(g) else -1
             if j >= 0 and ious[i, j] >= iou and j not in used:
                 used.add(j)
                 m[z["category_id"], g[j]["category_id"]] += 1
+            elif len(crowd) and cious[i].max() >= iou:
+                continue
             else:
                 m[z["category_id"], nc] += 1
         for j, a in enumerate(g):
@@ -118,14 +242,18 @@ def evaluate(gt: dict, dets: list[dict], names: tuple[str, ...] = CLASS_NAMES, c
     from pycocotools.cocoeval import COCOeval  # noqa: PLC0415
 
     nc = len(names)
+    gt = align_categories(gt, tuple(names))
     with contextlib.redirect_stdout(io.StringIO()):
         cg = COCO()
-        cg.dataset = gt
+        cg.dataset = {k: v for k, v in gt.items() if k != "skipped"}
         cg.createIndex()
         cd = cg.loadRes(dets) if dets else None
-    res: dict[str, Any] = {"images": len(gt["images"]), "instances": {n: 0 for n in names}}
+    res: dict[str, Any] = {"images": len(gt["images"]), "instances": {n: 0 for n in names},
+                           "ignored": sum(1 for a in gt["annotations"] if a.get("iscrowd")),
+                           "skipped": list(gt.get("skipped", []))}
     for a in gt["annotations"]:
-        res["instances"][names[a["category_id"]]] += 1
+        if not a.get("iscrowd"):  # boxes marked "do not score" are not instances
+            res["instances"][names[a["category_id"]]] += 1
     if cd is None:
         nan = float("nan")
         res.update({"mAP50": 0.0, "mAP50-95": 0.0, "precision": 0.0, "recall": 0.0, "conf": conf,
@@ -212,20 +340,34 @@ def plots(res: dict, names: tuple[str, ...], out_dir: Path, title: str) -> list[
     return [p1, p2]
 
 
-def run(model: str | Detector, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"), split: str | None = None,
-        imgsz: int = 320, conf: float = 0.001, report_conf: float = 0.25, iou: float = 0.6,
+def run(model: str | Detector | None = None, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"),
+        split: str | None = None, imgsz: int = 320, conf: float = 0.001, report_conf: float = 0.25, iou: float = 0.6,
         json_out: str | None = None, plots_dir: str | None = None, max_images: int | None = None,
-        threads: int | None = None, spread: bool = False) -> dict:
-    """Evaluate ``model`` (path or Detector) on ``data``'s split; prints a table and returns the metrics.
+        threads: int | None = None, spread: bool = False, agnostic_nms: bool = False) -> dict:
+    """Evaluate ``model`` (path or Detector; ``None``: the released detector of ``weights/manifest.json``) on
+    ``data``'s split; prints a table and returns the metrics.
 
-    ``max_images`` evaluates the first N images, or N evenly spaced ones with ``spread``."""
+    ``max_images`` evaluates the first N images, or N evenly spaced ones with ``spread``. ``agnostic_nms``
+    evaluates with class-agnostic NMS, as ``facewear predict`` runs by default (mAP is usually reported with
+    class-wise NMS, the default here)."""
+    if model is None:
+        from .manifest import default_model  # noqa: PLC0415
+
+        model = str(default_model())
     spec = load_spec(data)
     split = split or ("test" if "test" in spec else "val")
-    det = model if not isinstance(model, (str, Path)) else load_detector(model, imgsz=imgsz, conf=conf, iou=iou,
-                                                                          threads=threads)
+    if json_out:
+        ins = [Path(spec["yaml_file"])] + ([cf] if (cf := coco_file(spec, split)) else [])
+        ins += model_files(model) if isinstance(model, (str, Path)) else []
+        check_not_inputs([json_out], ins, "--json")
+    if isinstance(model, (str, Path)):
+        det = load_detector(model, imgsz=imgsz, conf=conf, iou=iou, threads=threads, agnostic=agnostic_nms)
+    else:
+        det = AgnosticNMS(model, iou) if agnostic_nms and not getattr(model, "agnostic", False) else model
     gt, dets, spi = detect_split(det, spec, split, max_images, spread)
     res = evaluate(gt, dets, det.names, report_conf)
-    res.update(model=str(det.source), data=str(data), split=split, imgsz=imgsz, ms_per_image=round(spi * 1000, 2))
+    res.update(model=str(det.source), data=str(data), split=split, imgsz=imgsz, ms_per_image=round(spi * 1000, 2),
+               agnostic_nms=agnostic_nms)
     title = f"{model_name(det.source)} on {Path(data).stem}/{split}"
     if plots_dir:
         res["plots"] = [str(p) for p in plots(res, det.names, Path(plots_dir), title)]
@@ -235,6 +377,12 @@ def run(model: str | Detector, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"
     for n, pc in res.get("per_class", {}).items():
         print(f"{n:<17}{pc['instances']:>6}{pc['AP50']:>8.4f}{pc['AP50-95']:>9.4f}{pc.get('precision', 0):>7.3f}"
               f"{pc.get('recall', 0):>7.3f}")
+    if res.get("ignored"):
+        print(f"ignored (iscrowd / VOC difficult, not scored): {res['ignored']} box(es)")
+    if res.get("skipped"):
+        print(f"skipped: {len(res['skipped'])} image(s) left out of the evaluation")
+        for line in res["skipped"][:20]:
+            print(f"  {line}")
     if json_out:
         slim = {k: v for k, v in res.items()}
         slim["per_class"] = {n: {k: v for k, v in pc.items() if k != "pr50"} for n, pc in res.get("per_class", {}).items()}
@@ -243,15 +391,24 @@ def run(model: str | Detector, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help=".pt or .onnx (any precision), or a cascade FINDER+CLASSIFIER "
-                   "(FINDER: mtcnn, haar or a detector file; CLASSIFIER: a classifier .pt/.onnx)")
-    p.add_argument("--data", default=str(DATASETS_DIR / "ilc-heldout.yaml"), help="dataset spec")
+    """``facewear val`` options (the keyword arguments of :func:`run`)."""
+    from facewear.constants import DEFAULT_DETECTOR  # noqa: PLC0415
+
+    p.add_argument("--model", default=None, help=".pt or .onnx (any precision), or a cascade FINDER+CLASSIFIER "
+                   "(FINDER: mtcnn, haar or a detector file; CLASSIFIER: a classifier .pt/.onnx); default: the "
+                   f"released detector {DEFAULT_DETECTOR!r} of weights/manifest.json")
+    p.add_argument("--data", default=str(DATASETS_DIR / "ilc-heldout.yaml"),
+                   help="dataset spec (YAML, ultralytics style: val/test as an images folder, a .txt list of images "
+                        "or a list of folders; ground truth from coco/<folder>.json or the YOLO labels)")
     p.add_argument("--split", default=None, help="split (default: test if present, else val)")
-    p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--conf", type=float, default=0.001, help="detection threshold for mAP")
-    p.add_argument("--report-conf", type=float, default=0.25, help="threshold for P, R and the confusion matrix")
-    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU")
+    p.add_argument("--imgsz", type=int, default=320, help="inference size in pixels (default 320)")
+    p.add_argument("--conf", type=float, default=0.001, help="detection threshold for mAP (default 0.001)")
+    p.add_argument("--report-conf", type=float, default=0.25,
+                   help="threshold for P, R and the confusion matrix (default 0.25)")
+    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (default 0.6)")
+    p.add_argument("--agnostic-nms", action="store_true",
+                   help="class-agnostic NMS, as facewear predict runs by default (default here: NMS per class)")
     p.add_argument("--json", dest="json_out", default=None, help="write the metrics as JSON")
     p.add_argument("--plots-dir", default=None, help="write confusion_matrix.png and pr_curves.png here")
-    p.add_argument("--max-images", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--max-images", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference")

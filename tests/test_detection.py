@@ -278,3 +278,132 @@ def test_val_max_images_first_or_spread(tmp_path):
     assert len(every["images"]) == 7
     keep = {im["id"] for im in spread["images"]}
     assert spread["annotations"] and all(a["image_id"] in keep for a in spread["annotations"])
+
+
+# --- issue 13: val takes plain ultralytics specs, matches classes by name, ignores iscrowd, skips bad images ---
+def _plain_spec(root: Path, name: str, val, names=CLASS_NAMES) -> Path:
+    import yaml
+
+    p = root / name
+    p.write_text(yaml.safe_dump({"path": ".", "val": val, "names": list(names)}))
+    return p
+
+
+@pytest.fixture
+def yolo_only(tmp_path):
+    """The tiny dataset with its COCO JSON removed (YOLO labels only) and a detector that knows its truth."""
+    import shutil
+
+    spec = _make_dataset(tmp_path / "ds")
+    det = PerfectDetector(spec)
+    shutil.rmtree(tmp_path / "ds" / "coco")
+    return tmp_path / "ds", det
+
+
+@pytest.mark.parametrize("form", ["folder", "txt", "list"])
+def test_val_plain_ultralytics_spec_without_coco(yolo_only, form):
+    from detection.val import run
+
+    root, det = yolo_only
+    if form == "txt":
+        (root / "val.txt").write_text("".join(f"./images/val/{p.name}\n" for p in sorted((root / "images/val").iterdir())))
+    val = {"folder": "images/val", "txt": "val.txt", "list": ["images/val"]}[form]
+    res = run(det, data=str(_plain_spec(root, f"{form}.yaml", val)))
+    assert res["images"] == 4 and res["mAP50"] == pytest.approx(1.0)
+    assert not (root / "coco").exists()  # nothing written into the user's dataset
+
+
+def _rewrite_coco(root: Path, ids: dict[int, int], names=CLASS_NAMES, extra=()) -> None:
+    f = root / "coco" / "val.json"
+    coco = json.loads(f.read_text())
+    coco["categories"] = [{"id": ids[i], "name": n} for i, n in enumerate(names)][::-1]
+    for a in coco["annotations"]:
+        a["category_id"] = ids[a["category_id"]]
+    coco["annotations"] += list(extra)
+    f.write_text(json.dumps(coco))
+
+
+@pytest.mark.parametrize("ids", [{0: 1, 1: 2, 2: 3, 3: 4}, {0: 10, 1: 30, 2: 20, 3: 45}])
+def test_val_coco_category_ids_matched_by_name(tmp_path, ids):
+    from detection.val import run
+
+    spec = _make_dataset(tmp_path / "ds")
+    det = PerfectDetector(spec)
+    _rewrite_coco(tmp_path / "ds", ids)
+    res = run(det, data=str(spec), split="val")
+    assert res["mAP50"] == pytest.approx(1.0) and res["recall"] == pytest.approx(1.0)
+    assert sum(pc["instances"] for pc in res["per_class"].values()) > 0
+
+
+def test_val_class_names_that_do_not_match_fail_listing_both(tmp_path, capsys):
+    from detection.val import run
+
+    spec = _make_dataset(tmp_path / "ds")
+    det = PerfectDetector(spec)
+    _rewrite_coco(tmp_path / "ds", {0: 1, 1: 2, 2: 3, 3: 4}, names=("without_mask", "with_mask", "sunglasses", "x"))
+    with pytest.raises(ValueError, match=r"\['x', 'sunglasses', 'with_mask', 'without_mask'\].*"
+                                         r"\['face', 'mask', 'sunglasses', 'mask_sunglasses'\]"):
+        run(det, data=str(spec), split="val")
+    (tmp_path / "ds" / "coco" / "val.json").unlink()  # YOLO labels, named by the spec
+    ys = _plain_spec(tmp_path / "ds", "other.yaml", "images/val", names=("a", "b", "c", "d"))
+    with pytest.raises(ValueError, match=r"not in the model: \['a', 'b', 'c', 'd'\]"):
+        run(det, data=str(ys))
+
+
+def test_val_duplicate_label_rows_removed_with_a_warning(yolo_only, caplog):
+    from detection.val import run
+
+    root, det = yolo_only
+    lab = sorted((root / "labels" / "val").iterdir())[0]
+    lab.write_text(lab.read_text() + lab.read_text().splitlines()[0] + "\n")  # the first row twice
+    with caplog.at_level("WARNING", logger="facewear"):
+        res = run(det, data=str(_plain_spec(root, "dup.yaml", "images/val")))
+    assert res["mAP50"] == pytest.approx(1.0) and res["recall"] == pytest.approx(1.0)
+    assert f"{lab}: 1 duplicate box(es) removed" in caplog.text
+
+
+def test_val_ignores_iscrowd_boxes_like_pycocotools(tmp_path):
+    from detection.val import run
+
+    spec = _make_dataset(tmp_path / "ds")
+    det = PerfectDetector(spec)
+    original = (tmp_path / "ds" / "coco" / "val.json").read_text()
+    crowd = {"id": 999, "image_id": 0, "category_id": 0, "bbox": [40, 40, 20, 20], "area": 400, "iscrowd": 1}
+    _rewrite_coco(tmp_path / "ds", {0: 0, 1: 1, 2: 2, 3: 3}, extra=[crowd])
+    res = run(det, data=str(spec), split="val")
+    assert res["mAP50"] == pytest.approx(1.0) and res["recall"] == pytest.approx(1.0) and res["ignored"] == 1
+    (tmp_path / "ds" / "coco" / "val.json").write_text(original)
+    _rewrite_coco(tmp_path / "ds", {0: 0, 1: 1, 2: 2, 3: 3}, extra=[{**crowd, "iscrowd": 0}])
+    assert run(det, data=str(spec), split="val")["recall"] < 1.0  # the same box, scored: a miss
+
+
+def test_val_unreadable_image_left_out_and_named(yolo_only, capsys):
+    from detection.val import run
+
+    root, det = yolo_only
+    bad = root / "images" / "val" / "zz_bad.jpg"
+    bad.write_bytes(b"not an image")
+    (root / "labels" / "val" / "zz_bad.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    res = run(det, data=str(_plain_spec(root, "bad.yaml", "images/val")))
+    assert res["images"] == 4 and res["mAP50"] == pytest.approx(1.0)
+    assert len(res["skipped"]) == 1 and str(bad) in res["skipped"][0]
+    assert "zz_bad.jpg" in capsys.readouterr().out
+
+
+def test_val_json_never_overwrites_its_inputs(tmp_path):
+    from detection.val import run
+    from facewear.io import OverwriteError
+
+    spec = _make_dataset(tmp_path / "ds")
+    before = spec.read_bytes()
+    with pytest.raises(OverwriteError, match="--json would overwrite"):
+        run(PerfectDetector(spec), data=str(spec), split="val", json_out=str(spec))
+    assert spec.read_bytes() == before
+
+
+def test_split_dir_names_the_spec_for_a_list_split(tmp_path):
+    from facewear.data.layout import split_dir
+
+    spec = _plain_spec(tmp_path, "l.yaml", ["images/val"])
+    with pytest.raises(ValueError, match=r"l\.yaml: split 'val' is \['images/val'\], not one images folder"):
+        split_dir(load_spec(spec), "val")

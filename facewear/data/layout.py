@@ -91,10 +91,69 @@ def load_spec(spec_path: str | Path) -> dict:
 
 
 def split_dir(spec: dict, split: str) -> Path:
-    """Absolute images folder of ``split`` in a loaded spec."""
+    """Absolute images folder of ``split`` in a loaded spec.
+
+    Raises :class:`ValueError` naming the spec when the split is missing or is not one folder (an ultralytics
+    ``.txt`` list of images or a list of folders: see :func:`split_image_files`, which ``facewear val`` uses)."""
     if split not in spec:
         raise ValueError(f"{spec.get('yaml_file', 'spec')}: has no split {split!r} (has {[k for k in ('train', 'val', 'test') if k in spec]})")
-    return Path(spec["path"]) / spec[split]
+    value = spec[split]
+    if not isinstance(value, (str, os.PathLike)) or str(value).endswith(".txt"):
+        raise ValueError(f"{spec.get('yaml_file', 'spec')}: split {split!r} is {value!r}, not one images folder; "
+                         f"this command needs a folder (facewear val also reads .txt lists and lists of folders)")
+    return Path(spec["path"]) / value
+
+
+def label_file(image: str | os.PathLike) -> Path:
+    """The YOLO label file of an image, by ultralytics' rule: the last ``images`` folder of its path becomes
+    ``labels`` and the suffix ``.txt`` (``d/images/val/a.jpg`` -> ``d/labels/val/a.txt``)."""
+    p = Path(image)
+    parts = list(p.parts)
+    idx = max((i for i, q in enumerate(parts[:-1]) if q == "images"), default=None)
+    if idx is None:
+        return p.with_suffix(".txt")
+    parts[idx] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def split_image_files(spec: dict, split: str) -> list[Path]:
+    """Every image of ``split`` in a loaded spec, the ultralytics way: the value is an images folder (searched
+    recursively), a ``.txt`` file listing images (``./x`` lines relative to the list's folder, other relative
+    lines to the dataset root), one image, or a list of any of those. Paths are relative to ``path``.
+
+    Raises :class:`FileNotFoundError` naming what is missing, :class:`ValueError` when the split is absent."""
+    from ..io import is_image_file, list_images  # noqa: PLC0415
+
+    where = spec.get("yaml_file", "spec")
+    if split not in spec:
+        raise ValueError(f"{where}: has no split {split!r} (has {[k for k in ('train', 'val', 'test') if k in spec]})")
+    root = Path(spec["path"])
+    value = spec[split]
+    entries = value if isinstance(value, (list, tuple)) else [value]
+    files: list[Path] = []
+    for e in entries:
+        p = Path(str(e))
+        p = p if p.is_absolute() else root / p
+        if p.is_dir():
+            files += list_images(p)
+        elif p.is_file() and p.suffix.lower() == ".txt":
+            for ln, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                q = Path(line)
+                if line.startswith("./"):
+                    q = p.parent / line[2:]
+                elif not q.is_absolute():
+                    q = root / q if (root / q).exists() or not (p.parent / q).exists() else p.parent / q
+                if not q.is_file():
+                    raise FileNotFoundError(f"{p}:{ln}: image {line!r} not found (looked for {q})")
+                files.append(q)
+        elif p.is_file() and is_image_file(p):
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{where}: split {split!r}: {p} is not an images folder, a .txt list or an image")
+    return files
 
 
 def resolved_spec_file(spec_path: str | Path, dst: str | Path | None = None) -> Path:
