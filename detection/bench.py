@@ -104,6 +104,12 @@ def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(
         synth_data: str | None = None, readme: bool | str | None = None) -> dict[str, Any]:
     """Benchmark ``model`` and its ONNX exports (or, by ``suite``, the classifiers / cascades in ``models``, or
     the model card of every shipped model: :func:`detection.card.run`)."""
+    from facewear.io import check_not_inputs  # noqa: PLC0415
+
+    ins = [Path(m) for m in (model, data, video, synth_data, *(models or ())) if m and "+" not in str(m)]
+    for opt, out_file in (("--json", json_out), ("--md", md_out), ("--out", out)):
+        if out_file:
+            check_not_inputs([out_file], ins, opt)
     if suite == "card":
         from .card import run as card
 

@@ -214,8 +214,13 @@ def run(model: str, formats: list[str] | tuple[str, ...] | None = None, imgsz: i
         json_out: str | None = None, qat_epochs: int = 1) -> dict[str, Any]:
     """``facewear export``: a YOLO ``.pt`` (``export_yolo``), a Faster R-CNN checkpoint
     (``detection.frcnn_export.run``) or a crop-classifier checkpoint (``classification.export.run``), told apart
-    by the file. ``None`` means each path's own default."""
+    by the file. ``None`` means each path's own default. A ``--json`` naming the model or the data spec is
+    refused before anything is written."""
     pt = Path(model)
+    if json_out:
+        from facewear.io import check_not_inputs  # noqa: PLC0415
+
+        check_not_inputs([json_out], [pt, Path(data)], "--json")
     if pt.is_file() and pt.suffix == ".pt":
         from classification.export import checkpoint_kind
 

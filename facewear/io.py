@@ -153,6 +153,15 @@ def check_not_inputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str 
                                  f"file it reads: choose another {option}")
 
 
+def check_dir_apart(out_dir: str | os.PathLike, inputs: Iterable[str | os.PathLike], option: str = "--out") -> None:
+    """Refuse a folder that will be written or replaced as a whole (:func:`atomic_dir`) when it is one of the
+    input folders, lies inside one, or holds one: :class:`OverwriteError` names both."""
+    for i in inputs:
+        if is_within(out_dir, i) or is_within(i, out_dir):
+            raise OverwriteError(f"{out_dir}: {option} overlaps the input {i}; facewear never writes over what it "
+                                 f"reads: choose a folder apart from the inputs")
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 

@@ -407,3 +407,19 @@ def test_split_dir_names_the_spec_for_a_list_split(tmp_path):
     spec = _plain_spec(tmp_path, "l.yaml", ["images/val"])
     with pytest.raises(ValueError, match=r"l\.yaml: split 'val' is \['images/val'\], not one images folder"):
         split_dir(load_spec(spec), "val")
+
+
+def test_export_and_bench_never_write_a_report_over_an_input(tmp_path):
+    from detection import bench, export
+    from facewear.io import OverwriteError
+
+    pt = tmp_path / "m.pt"
+    pt.write_bytes(b"weights")
+    spec = _make_dataset(tmp_path / "ds")
+    with pytest.raises(OverwriteError, match="--json would overwrite"):
+        export.run(str(pt), json_out=str(pt))
+    with pytest.raises(OverwriteError, match="--json would overwrite"):
+        export.run(str(pt), data=str(spec), json_out=str(spec))
+    with pytest.raises(OverwriteError, match="--md would overwrite"):
+        bench.run(str(pt), data=str(spec), md_out=str(spec))
+    assert pt.read_bytes() == b"weights"

@@ -287,3 +287,49 @@ def test_write_marked_block_replaces_only_between_markers(tmp_path):
     assert write_marked_block(f, "other", "x\n", "me") is False and f.read_text() == before
     assert write_marked_block(tmp_path / "missing.md", "t", "x\n", "me") is False
     assert not (tmp_path / "missing.md").exists()
+
+
+# --- issue 13: never write over an input; images above Pillow's bomb limit are refused by name ---------------
+def test_check_not_inputs_names_output_and_input(tmp_path):
+    from facewear.io import OverwriteError, check_not_inputs
+
+    a = tmp_path / "a.jpg"
+    a.write_bytes(b"x")
+    check_not_inputs([tmp_path / "out" / "a.jpg"], [a], "--save")  # elsewhere: fine
+    with pytest.raises(OverwriteError, match=r"a\.jpg: --save would overwrite the input"):
+        check_not_inputs([tmp_path / "sub" / ".." / "a.jpg"], [a], "--save")
+    link = tmp_path / "link.jpg"
+    link.symlink_to(a)
+    with pytest.raises(OverwriteError):
+        check_not_inputs([link], [a], "--save")
+
+
+def test_check_dir_apart(tmp_path):
+    from facewear.io import OverwriteError, check_dir_apart
+
+    data = tmp_path / "data"
+    data.mkdir()
+    check_dir_apart(tmp_path / "build" / "facewear4", [data])
+    for bad in (data, data / "facewear4", tmp_path):
+        with pytest.raises(OverwriteError, match="overlaps the input"):
+            check_dir_apart(bad, [data])
+
+
+def test_image_above_the_bomb_limit_is_refused_naming_the_file(tmp_path, monkeypatch):
+    from PIL import Image
+
+    p = tmp_path / "big.png"
+    cv2.imwrite(str(p), np.zeros((100, 200, 3), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 15_000)  # between 1x and 2x: only a Pillow warning
+    for fn in (read_image, image_size):
+        with pytest.raises(ImageReadError, match=re.escape(str(p)) + r".*200x100 = 20000 pixels.*limit of 15000"):
+            fn(p)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2_000)  # > 2x the limit: Pillow's own DecompressionBombError
+    with pytest.raises(ImageReadError, match=re.escape(str(p))):
+        read_image(p)
+
+
+def test_one_pixel_image_reads(tmp_path):
+    p = tmp_path / "dot.png"
+    cv2.imwrite(str(p), np.full((1, 1, 3), 7, np.uint8))
+    assert read_image(p).shape == (1, 1, 3) and image_size(p) == (1, 1)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR  # noqa: E402
-from facewear.io import write_json, write_marked_block  # noqa: E402
+from facewear.io import OverwriteError, check_not_inputs, write_json, write_marked_block  # noqa: E402
 from release_yolo import held_table, slim_metrics  # noqa: E402
 
 
@@ -117,6 +117,10 @@ def main() -> int:
     half, arch, train_args, start = bool(ck.get("half")), ck["arch"], ck["args"], ck.get("start")
     del ck
     pt = WEIGHTS_DIR / f"{a.name}.pt"
+    try:
+        check_not_inputs([pt], [best], "--name")  # a run inside weights/ must not be copied onto itself
+    except OverwriteError as e:
+        raise SystemExit(str(e)) from None
     shutil.copyfile(best, pt)
     ex = export(str(pt), formats=["fp16"], json_out=str(WEIGHTS_DIR / f"{a.name}.export.json"))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR, default_data_root  # noqa: E402
-from facewear.io import write_json, write_marked_block  # noqa: E402
+from facewear.io import OverwriteError, check_not_inputs, write_json, write_marked_block  # noqa: E402
 
 
 def slim_metrics(m: dict) -> dict:
@@ -63,6 +63,10 @@ def main() -> int:
     if not best.is_file():
         raise SystemExit(f"{best}: not found")
     pt = WEIGHTS_DIR / f"{a.name}.pt"
+    try:
+        check_not_inputs([pt], [best], "--name")  # a run inside weights/ must not be copied onto itself
+    except OverwriteError as e:
+        raise SystemExit(str(e)) from None
     WEIGHTS_DIR.mkdir(exist_ok=True)
     shutil.copyfile(best, pt)
     if not a.skip_export:
