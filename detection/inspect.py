@@ -199,14 +199,25 @@ def predict_field(ds: "fo.Dataset", det: Detector, field: str, desc: str) -> Non
     names = tuple(getattr(det, "names", None) or ())
     ids, fps = ds.values(["id", "filepath"])
     values: dict[str, Any] = {}
+    skipped = 0
     for i, fp in tqdm(list(zip(ids, fps)), desc=desc, unit="img"):
         try:
             frame = read_image(fp)
+            dets = det(frame)
         except ImageReadError as e:
             LOG.warning("%s (no predictions stored)", e)
+            skipped += 1
+            continue
+        except (KeyboardInterrupt, FileNotFoundError):
+            raise
+        except Exception as e:  # noqa: BLE001 - one image the model cannot process must not stop the run
+            LOG.warning("%s: could not be processed (%s: %s; no predictions stored)", fp, type(e).__name__, e)
+            skipped += 1
             continue
         h, w = frame.shape[:2]
-        values[i] = to_fo_detections(det(frame), w, h, names or ds.default_classes)
+        values[i] = to_fo_detections(dets, w, h, names or ds.default_classes)
+    if skipped:
+        LOG.warning("%s: %d image(s) skipped (named above)", desc, skipped)
     ds.set_values(field, values, key_field="id")
 
 

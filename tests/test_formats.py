@@ -522,3 +522,15 @@ def test_convert_refuses_to_overwrite_its_inputs(tmp_path, fmt):
     with pytest.raises(OverwriteError, match="--out would overwrite the input"):
         convert(fmt, fmt, images, labels, out)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_convert_skips_an_image_above_the_bomb_limit_and_names_it(tmp_path, monkeypatch):
+    from PIL import Image
+
+    images, labels = _yolo_folder(tmp_path, {"small": "0 0.5 0.5 0.2 0.2\n"}, size=(40, 30))
+    write_synth_image(images / "big.jpg", 300, 200)
+    (labels / "big.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)  # 300x200 = 60000: above the limit
+    rep = convert("yolo", "coco", images, labels, tmp_path / "c.json")
+    assert [im["file_name"] for im in json.loads((tmp_path / "c.json").read_text())["images"]] == ["small.jpg"]
+    assert len(rep.skipped) == 1 and str(images / "big.jpg") in rep.skipped[0] and "limit" in rep.skipped[0]
