@@ -309,31 +309,72 @@ class TrackCrops:
 
 
 # --- video writers -----------------------------------------------------------------------
+#: ``FACEWEAR_VIDEO_CODEC=mp4v`` forces OpenCV's mp4v writer (default ``h264``: libx264 through imageio-ffmpeg)
+VIDEO_CODEC_ENV = "FACEWEAR_VIDEO_CODEC"
+
+
+class _H264Writer:
+    """H.264 (libx264, yuv420p, ``+faststart``) through the ffmpeg binary that imageio-ffmpeg ships: browsers
+    play it, unlike mp4v. Odd frame sides are padded up to even (``macro_block_size=2``)."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        import imageio_ffmpeg  # noqa: PLC0415
+
+        self.gen = imageio_ffmpeg.write_frames(str(path), size, fps=fps, codec="libx264", pix_fmt_in="bgr24",
+                                               pix_fmt_out="yuv420p", macro_block_size=2, quality=7,
+                                               output_params=["-movflags", "+faststart"], ffmpeg_log_level="error")
+        self.gen.send(None)  # starts ffmpeg: fails here, not on the first frame, when it cannot run
+
+    def write(self, frame: np.ndarray) -> None:
+        self.gen.send(np.ascontiguousarray(frame))
+
+    def release(self) -> None:
+        self.gen.close()
+
+
 class VideoOut:
-    """An mp4v writer to a hidden partial file, renamed into place on close (also after Ctrl-C)."""
+    """An annotated-video writer to a hidden partial file, renamed into place on close (also after Ctrl-C).
+
+    H.264 through imageio-ffmpeg when it is installed (see :class:`_H264Writer`); otherwise, or when ffmpeg
+    fails to start, OpenCV's mp4v with a warning (mp4v plays in VLC and OpenCV, not in browsers)."""
 
     def __init__(self, dst: Path, fps: float | None) -> None:
         self.dst, self.fps = dst, fps or FALLBACK_FPS
         self.tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
-        self.writer: cv2.VideoWriter | None = None
+        self.writer: Any = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
+        self.codec: str | None = None
+
+    def _open(self) -> None:
+        if os.environ.get(VIDEO_CODEC_ENV, "h264").lower() != "mp4v":
+            try:
+                self.writer, self.codec = _H264Writer(self.tmp, self.fps, self.size), "h264"
+                return
+            except Exception as e:  # noqa: BLE001 - no imageio-ffmpeg, or its ffmpeg cannot run here
+                self.tmp.unlink(missing_ok=True)
+                LOG.warning("%s: H.264 writer unavailable (%s: %s); writing mp4v, which browsers do not play "
+                            "(pip install imageio-ffmpeg for H.264)", self.dst, type(e).__name__, e)
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+        if not self.writer.isOpened():
+            self.writer = None
+            raise ValueError(f"{self.dst}: cannot open a video writer (mp4v)")
+        self.codec = "mp4v"
 
     def write(self, frame: np.ndarray) -> None:
+        """Append one BGR frame (resized to the first frame's size if a stream changed size)."""
         if self.writer is None:
             self.dst.parent.mkdir(parents=True, exist_ok=True)
             h, w = frame.shape[:2]
             self.size = (w, h)
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
-            if not self.writer.isOpened():
-                self.writer = None
-                raise ValueError(f"{self.dst}: cannot open a video writer (mp4v)")
+            self._open()
         if (frame.shape[1], frame.shape[0]) != self.size:  # a stream may come back at another size
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(frame)
         self.frames += 1
 
     def close(self) -> Path | None:
+        """Finish the file and rename it into place; the final path, or None when no frame was written."""
         if self.writer is None:
             return None
         self.writer.release()

@@ -647,3 +647,38 @@ def test_default_model_is_the_released_detector_from_any_folder(tmp_path, monkey
     cv2.imwrite(str(img), scene([]))
     s = predict.run(str(img), progress=False)
     assert s["model"] == str(m) and s["images"] == 1
+
+
+def _fourcc(path: Path) -> str:
+    cap = cv2.VideoCapture(str(path))
+    code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    return "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)).lower() + f":{n}"
+
+
+def test_annotated_video_is_h264(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    frames = [scene([(10 + i, 20, 50 + i, 61, 0)], w=127, h=95) for i in range(6)]  # odd sides: padded to even
+    vid = write_video(tmp_path / "odd.mp4", frames)
+    run(vid, save=tmp_path / "ann")
+    assert _fourcc(tmp_path / "ann" / "odd.mp4") in ("avc1:6", "h264:6")
+    assert files_under(tmp_path / "ann") == ["odd.mp4"]
+
+
+def test_annotated_video_falls_back_to_mp4v_with_a_warning(tmp_path, monkeypatch, caplog):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_imageio_ffmpeg(name, *a, **kw):
+        if name == "imageio_ffmpeg":
+            raise ImportError("No module named 'imageio_ffmpeg'")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_imageio_ffmpeg)
+    vid = moving_video(tmp_path / "clip.mp4", n=5)
+    with caplog.at_level("WARNING", logger="facewear.predict"):
+        run(vid, save=tmp_path / "ann")
+    assert _fourcc(tmp_path / "ann" / "clip.mp4") in ("mp4v:5", "fmp4:5")  # MPEG-4 part 2, not H.264
+    assert "H.264 writer unavailable" in caplog.text and "mp4v" in caplog.text
