@@ -241,32 +241,34 @@ def train(arch: str = "mobilenet_v2", data: str | None = None, imgsz: int = CLS_
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="mobilenet_v2", choices=ARCHS)
-    p.add_argument("--data", default=None, help="crop dataset root (default: build/crops; `facewear data crops`)")
-    p.add_argument("--imgsz", type=int, default=CLS_IMGSZ)
-    p.add_argument("--margin", type=float, default=CLS_MARGIN)
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--arch", default="mobilenet_v2", choices=ARCHS, help="architecture (default mobilenet_v2)")
+    p.add_argument("--data", default=None, help="crop dataset root (default: build/crops, made by facewear data crops)")
+    p.add_argument("--imgsz", type=int, default=CLS_IMGSZ, help=f"input size in pixels (default {CLS_IMGSZ})")
+    p.add_argument("--margin", type=float, default=CLS_MARGIN,
+                   help=f"crop margin around the face box, fraction of its side (default {CLS_MARGIN})")
+    p.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    p.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
     p.add_argument("--lr", type=float, default=None, help="AdamW peak lr (default 1e-3 pretrained, 3e-3 scratch)")
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
+    p.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing (default 0.1)")
     p.add_argument("--init", default="imagenet", choices=("imagenet", "none"),
                    help="ImageNet start where an offline file exists (mobilenet_v2, efficientnet_lite0)")
     p.add_argument("--distill", default=None, help="teacher checkpoint (.pt) for knowledge distillation")
-    p.add_argument("--distill-alpha", type=float, default=0.7)
-    p.add_argument("--distill-t", type=float, default=2.0)
-    p.add_argument("--project", default="runs/cls")
+    p.add_argument("--distill-alpha", type=float, default=0.7,
+                   help="with --distill: weight of the teacher's soft labels in the loss (default 0.7)")
+    p.add_argument("--distill-t", type=float, default=2.0, help="with --distill: softmax temperature (default 2.0)")
+    p.add_argument("--project", default="runs/cls", help="folder of runs (default runs/cls)")
     p.add_argument("--name", default=None, help="run name (default: the arch)")
-    p.add_argument("--exist-ok", action="store_true")
+    p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder instead of stopping")
     p.add_argument("--resume", action="store_true", help="continue <project>/<name>/weights/last.pt")
     p.add_argument("--test-only", action="store_true", help="evaluate --weights (default best.pt) and stop")
     p.add_argument("--weights", default=None, help="checkpoint for --test-only")
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train crops per class")
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data loader processes (default 0: in the main process)")
     p.add_argument("--bn-batches", type=int, default=20,
                    help="training batches that re-estimate BatchNorm statistics before each evaluation (0: off)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
 
 
 def run(**kwargs) -> dict:

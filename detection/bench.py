@@ -188,11 +188,12 @@ def to_markdown(res: dict[str, Any]) -> str:
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=str(WEIGHTS_DIR / "yolov5n-facewear4.pt"),
                    help="the .pt (ONNX files beside it are included) or a cascade FINDER+CLASSIFIER")
-    p.add_argument("--data", default=str(DATASETS_DIR / "ilc-heldout.yaml"))
-    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--data", default=str(DATASETS_DIR / "ilc-heldout.yaml"),
+                   help="dataset spec for accuracy (default datasets/ilc-heldout.yaml)")
+    p.add_argument("--imgsz", type=int, default=320, help="inference size in pixels (default 320)")
     p.add_argument("--video", default=None, help="also measure end-to-end video FPS on this file (--suite card: "
                    "default ../shared/data/videos/faces_stage.mp4 when present; none: no video)")
-    p.add_argument("--json", dest="json_out", default=None)
+    p.add_argument("--json", dest="json_out", default=None, help="write the report as JSON here")
     p.add_argument("--md", dest="md_out", default=None, help="write the markdown table here")
     p.add_argument("--iters", type=int, default=50, help="timed iterations per latency figure")
     p.add_argument("--max-images", type=int, default=None,

@@ -101,17 +101,18 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=str(DATASETS_DIR / "facewear4.yaml"), help="dataset spec")
-    p.add_argument("--cfg", default="yolov5n.yaml", choices=("yolov5n.yaml", "yolov5s.yaml"))
+    p.add_argument("--cfg", default="yolov5n.yaml", choices=("yolov5n.yaml", "yolov5s.yaml"),
+                   help="model size: ultralytics YOLOv5n or YOLOv5s yaml (default yolov5n.yaml)")
     p.add_argument("--init", default="coco", help="'coco' (../shared/weights), 'none', or a state_dict path")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--project", default=str(REPO_ROOT / "runs" / "yolo"))
-    p.add_argument("--name", default="train")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    p.add_argument("--imgsz", type=int, default=320, help="training image size in pixels (default 320)")
+    p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, 0, 0,1 ... (default cpu)")
+    p.add_argument("--project", default=str(REPO_ROOT / "runs" / "yolo"), help="folder of runs (default runs/yolo)")
+    p.add_argument("--name", default="train", help="run name: the run folder is PROJECT/NAME (default train)")
     p.add_argument("--resume", action="store_true", help="continue <project>/<name>/weights/last.pt")
-    p.add_argument("--exist-ok", action="store_true")
+    p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder instead of stopping")
     p.add_argument("--cache", default=False, help="ram | disk | False")
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train split to use")
 

@@ -14,7 +14,7 @@ import sys
 
 # verb -> (module, help). Modules are imported lazily so `facewear --help` is fast.
 VERBS: dict[str, tuple[str, str]] = {
-    "data": ("facewear.data.cli", "dataset tools: convert, build, stats, inspect"),
+    "data": ("facewear.data.cli", "dataset tools: convert, build, review, stats, crops, inspect"),
     "demo": ("facewear.demo", "run the main job on the project's own demo media (no ../shared needed)"),
     "train": ("detection.train", "train a model: yolo, frcnn or cls (crop classifier)"),
     "val": ("detection.val", "evaluate a model (.pt/.onnx) on a dataset spec: mAP, per-class AP, P/R, plots"),
@@ -27,7 +27,9 @@ VERBS: dict[str, tuple[str, str]] = {
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     """The CLI parser. Only the chosen verb's module is imported (``None``: all of them)."""
-    p = argparse.ArgumentParser(prog="facewear", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="facewear", description=__doc__.splitlines()[0].replace("``", ""),
+                                epilog="Run facewear VERB --help for a verb's options. Without an activated venv, "
+                                       "call .venv/bin/facewear.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name, (mod, help_) in VERBS.items():
@@ -38,12 +40,21 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def configure_logging(verbose: bool = False) -> None:
+    """facewear's log format on the root logger. FiftyOne prints its messages (the welcome banner, "App
+    launched") through a stdout handler of its own, so its logger must not propagate to the root one as well:
+    each message would be printed twice."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("fiftyone").propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``facewear VERB ...``: parse, call the verb's ``run(**kwargs)``; exit 2 with one line on a bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in argv if not a.startswith("-")), "")
     args = build_parser(verb if verb in VERBS else "").parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     kwargs = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("verb", "verbose")}
     mod = importlib.import_module(args._module)
     try:

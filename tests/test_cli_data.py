@@ -114,3 +114,38 @@ def test_build_dir_is_isolated(build_dir):
 
     assert default_build_dir() == build_dir.resolve()
     assert REPO_ROOT not in default_build_dir().parents
+
+
+def test_fiftyone_messages_are_printed_once():
+    """FiftyOne logs its banner through its own stdout handler; the CLI's root handler must not print it again."""
+    import subprocess
+    import sys
+
+    code = ("import logging; from facewear.cli import configure_logging; configure_logging(); import fiftyone; "
+            "logging.getLogger('fiftyone.core.session.session').info('BANNER-LINE')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (out.stdout + out.stderr).count("BANNER-LINE") == 1
+
+
+def test_help_texts_have_no_raw_backticks_and_every_option_is_explained(capsys):
+    """``facewear --help`` and each verb's help: no Markdown backticks, every option has a help text."""
+    import argparse
+
+    from facewear import cli
+
+    p = cli.build_parser()
+    texts = [p.format_help()]
+    missing = []
+
+    def walk(parser, path):
+        for act in parser._actions:
+            if isinstance(act, argparse._SubParsersAction):
+                for name, sp in act.choices.items():
+                    texts.append(sp.format_help())
+                    walk(sp, f"{path} {name}")
+            elif act.option_strings and act.help in (None, "") and act.dest != "help":
+                missing.append(f"{path} {act.option_strings[0]}")
+    walk(p, "facewear")
+    assert not [t for t in texts if "`" in t]
+    assert missing == [], missing
