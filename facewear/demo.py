@@ -17,6 +17,8 @@ Everything goes under ``build/demo`` (git-ignored) or ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 from pathlib import Path
 
@@ -138,9 +140,6 @@ def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128, sy
     write_image(out, np.vstack(lines))
 
 
-DEFAULT_MODEL = "yolov5n-facewear4.onnx"
-
-
 def make_demo_video(built: Path, out: Path, fps: int = 10, size: tuple[int, int] = (640, 360)) -> Path:
     """A short 640x360 video from the demo dataset's images (each held for half a second)."""
     from .io import list_images  # noqa: PLC0415
@@ -191,9 +190,10 @@ def run(out: str | None = None, workers: int = 1, model: str | None = None) -> d
     convert.run("coco", "voc", str(src / "images"), str(conv / "coco.json"), str(conv / "voc"))
     recipe = out_dir / "demo.recipe.yaml"
     write_text(recipe, yaml.safe_dump(DEMO_RECIPE, sort_keys=False))
-    summary = build.run(data_root=str(raw), out=str(out_dir / "built"), specs=str(out_dir), recipe=str(recipe),
-                        corrections=str(out_dir / "no-corrections.csv"), workers=workers,
-                        skip_heldout=True, sources=[DEMO_SOURCE])
+    with contextlib.redirect_stdout(io.StringIO()):  # build prints its summary as JSON; the demo prints a table
+        summary = build.run(data_root=str(raw), out=str(out_dir / "built"), specs=str(out_dir), recipe=str(recipe),
+                            corrections=str(out_dir / "no-corrections.csv"), workers=workers,
+                            skip_heldout=True, sources=[DEMO_SOURCE])
     stats.run(data=[str(out_dir / "facewear4.yaml")], out=str(out_dir / "stats.md"), plot=str(out_dir / "stats.png"))
     contact_sheet(out_dir / "built" / "facewear4", out_dir / "contact_sheet.png")
     counts = summary["facewear4"]["train+val"]
@@ -203,9 +203,18 @@ def run(out: str | None = None, workers: int = 1, model: str | None = None) -> d
         print(f"{name:<18}{counts.get(name, 0):>7}")
     print(f"\n{len(anns)} demo photos -> {out_dir}\n  spec: {out_dir / 'facewear4.yaml'}\n"
           f"  contact sheet: {out_dir / 'contact_sheet.png'}\n  stats: {out_dir / 'stats.md'}")
-    from .constants import WEIGHTS_DIR, default_data_root  # noqa: PLC0415
+    from .constants import default_data_root  # noqa: PLC0415
 
-    mpath = Path(model) if model else WEIGHTS_DIR / DEFAULT_MODEL
+    if model:
+        mpath = Path(model)
+    else:
+        from detection.manifest import default_model  # noqa: PLC0415
+
+        try:
+            mpath = default_model()
+        except FileNotFoundError as e:
+            print(f"\n(no released detector: {e}; skipped the detection part of the demo)")
+            return summary
     if not mpath.is_file():
         print(f"\n(no detector at {mpath}: skipped the detection part of the demo)")
         return summary
@@ -217,11 +226,16 @@ def run(out: str | None = None, workers: int = 1, model: str | None = None) -> d
         media += sorted((root / "videos").glob("*.mp4"))
     det = detect_demo(mpath, out_dir / "detect", [m for m in media if m.exists()])
     print(f"\nfacewear demo: detections by {mpath.name} (crops in {out_dir / 'detect' / 'crops'})")
-    print(f"{'source':<22}{'frames':>7}" + "".join(f"{n:>17}" for n in CLASS_NAMES))
+    print(f"{'source':<22}{'frames':>7}" + "".join(f"{n:>17}" for n in CLASS_NAMES) + f"{'tracks':>8}{'crops':>7}")
     for name, sm in det.items():
         per = sm.get("detections", {})
         frames = sm.get("frames", 0) or sm.get("images", 0)
-        print(f"{name:<22}{frames:>7}" + "".join(f"{per.get(n, 0):>17}" for n in CLASS_NAMES))
+        tracks = str(sum(sm["tracks"].values())) if "tracks" in sm else "-"
+        print(f"{name:<22}{frames:>7}" + "".join(f"{per.get(n, 0):>17}" for n in CLASS_NAMES)
+              + f"{tracks:>8}{sm.get('crops', 0):>7}")
+    print("Class columns count detections in every frame. Videos are tracked (ByteTrack): one crop per track, under\n"
+          "the class voted over its frames. demo_video shows one astronaut at one place in every frame, with masks\n"
+          "and sunglasses drawn on in turn, so it is one face followed through the video: one track, one crop.")
     summary["detect"] = det
     return summary
 
@@ -229,4 +243,5 @@ def run(out: str | None = None, workers: int = 1, model: str | None = None) -> d
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (default: build/demo)")
     p.add_argument("--workers", type=int, default=1, help="processes for the build")
-    p.add_argument("--model", default=None, help=f"detector (default: weights/{DEFAULT_MODEL} when present)")
+    p.add_argument("--model", default=None,
+                   help="detector (default: the released detector of weights/manifest.json, when present)")

@@ -71,6 +71,10 @@ def test_cli_demo_returns_0_and_is_deterministic(demo_run, tmp_path, monkeypatch
     for name in CLASS_NAMES:
         [line] = [ln for ln in printed.splitlines() if ln.split()[:1] == [name]]
         assert int(line.split()[1]) > 0, line
+    assert '"train+val"' not in printed and "{\n" not in printed  # no raw JSON blob from the build
+    if "detections by" in printed:  # the released detector is there: tracks and crops stand beside detections
+        [video] = [ln for ln in printed.splitlines() if ln.startswith("demo_video")]
+        assert int(video.split()[-2]) >= 1 and int(video.split()[-1]) == int(video.split()[-2])
     assert (out / "facewear4.yaml").is_file() and (out / "contact_sheet.png").is_file()
     # same labels and provenance as the Python run
     first = demo_run[0] / "built" / "facewear4"
