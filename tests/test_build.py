@@ -565,7 +565,7 @@ def test_make_composite_relabels_as_actions_say(lib, variant, want):
         assert len(a["overlays"]) == (2 if a["action"] == "mask+sunglasses" else 1)
     touched = {a["box"] for a in applied}
     assert touched == {i for i, (b, w) in enumerate(zip(ann.boxes, want)) if b.label != w}
-    ch = _changed(out, img)
+    ch = _changed(out, img, thr=40)  # the whole image is JPEG re-compressed: small changes everywhere
     for i, b in enumerate(ann.boxes):
         x1, y1, x2, y2 = _grow(b.xyxy(), 0.1, img.shape)
         assert (ch[y1:y2, x1:x2].sum() > 500) == (i in touched), i
@@ -598,7 +598,8 @@ def test_make_composite_failed_step_leaves_no_trace(lib, monkeypatch):
     assert [b.label for b in new.boxes] == ["mask_sunglasses", "face"]
     assert [a["box"] for a in applied] == [0]
     x1, y1, x2, y2 = _grow(ann.boxes[1].xyxy(), 0.35, img.shape)
-    assert np.array_equal(out[y1:y2, x1:x2], img[y1:y2, x1:x2])  # no mask left on a "face"
+    # no mask left on a "face" (the JPEG re-compression of the whole image changes pixels only slightly)
+    assert _changed(out[y1:y2, x1:x2], img[y1:y2, x1:x2], thr=40).sum() < 500  # a mask changes thousands
 
 
 # --- bad input ---------------------------------------------------------------------------------

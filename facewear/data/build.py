@@ -47,7 +47,11 @@ from .layout import ImageMeta, write_spec
 LOG = logging.getLogger("facewear.build")
 
 HELDOUT = "ilc2021-heldout"
-TRAIN_SOURCES = ("kaggle-facemask", "ytf-landmarks", "chandrika-faces")
+#: Real photos boxed by `facewear data autobox` and reviewed by eye (datasets/real-labels.csv).
+REVIEWED_SOURCES = ("rmfd-part1", "karan-scenes/masked", "karan-scenes/bare")
+TRAIN_SOURCES = ("kaggle-facemask", "ytf-landmarks", "chandrika-faces", *REVIEWED_SOURCES)
+CHECK_SOURCES = ("cmu-faces/sunglasses", "cmu-faces/open")  # real checks: never training data
+DEFAULT_REAL_LABELS = DATASETS_DIR / "real-labels.csv"
 DEFAULT_RECIPE = DATASETS_DIR / "facewear4.recipe.yaml"
 DEFAULT_CORRECTIONS = DATASETS_DIR / "corrections.csv"
 
@@ -64,6 +68,7 @@ class RawItem:
     landmarks: list[list[list[float]] | None] = field(default_factory=list)  # per box, optional
     corrections: list[dict[str, Any]] = field(default_factory=list)
     split: str = ""
+    background: dict[str, Any] | None = None  # a face-free image to make: {"kind": "uniform"|"crop", ...}
 
 
 def _safe(name: str) -> str:
@@ -190,6 +195,102 @@ def collect_folders(root: Path, source: str, report: Report, strict: bool, cache
     return items
 
 
+def collect_reviewed(root: Path, source: str, rows: list[dict[str, Any]], report: Report) -> list[RawItem]:
+    """Photos of ``source`` with their reviewed boxes (``datasets/real-labels.csv``).
+
+    Boxes decided ``keep`` or ``relabel`` are used; ``drop-box`` rows are left out; a photo with any
+    ``drop-image`` or ``drop-crowd`` row is left out whole (missed faces would teach the model that a
+    face is background).
+    """
+    by_img: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["source"] == source:
+            by_img.setdefault(r["image"], []).append(r)
+    items = []
+    for rel, rs in sorted(by_img.items()):
+        if any(r["decision"] in ("drop-image", "drop-crowd") for r in rs):
+            continue
+        keep = [r for r in rs if r["decision"] in ("keep", "relabel")]
+        if not keep:
+            continue
+        img = root / source / rel
+        try:
+            w, h = image_size(img)
+        except ImageReadError as e:
+            report.skipped.append(str(e))
+            continue
+        ann = sanitize(ImageAnn(rel, w, h, [Box(r["x1"], r["y1"], r["x2"], r["y2"], r["class"]) for r in keep]), report)
+        if ann.boxes:
+            items.append(RawItem(source, f"{source}/{rel}", img, ann, group=f"{source}/{Path(rel).stem}"))
+    return items
+
+
+def load_real_labels(path: Path) -> list[dict[str, Any]]:
+    """The reviewed label rows, or [] (with a warning) when the file does not exist."""
+    from .realbox import read_labels  # noqa: PLC0415
+
+    if not path.is_file():
+        LOG.warning("%s: no reviewed labels; the unboxed real sources are left out", path)
+        return []
+    return read_labels(path)
+
+
+# --- background images ---------------------------------------------------------------------------
+def make_uniform_background(spec: dict[str, Any]) -> np.ndarray:
+    """A face-free frame from ``{"seed", "w", "h"}``: uniform, near-uniform (gradient, vignette, noise) or
+    a blurred colour field, as camera start-up frames, walls and fades look. Deterministic per seed."""
+    rng = np.random.default_rng(spec["seed"])
+    h, w = int(spec["h"]), int(spec["w"])
+    base = rng.integers(0, 256, 3).astype(np.float32)
+    style = spec.get("style") or ["uniform", "gradient", "noise", "field"][int(rng.integers(4))]
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = base
+    if style == "gradient":
+        t = np.linspace(0, 1, w if rng.random() < 0.5 else h, dtype=np.float32)
+        other = rng.integers(0, 256, 3).astype(np.float32)
+        ramp = base + (other - base) * t[:, None] * rng.uniform(0.1, 0.6)
+        img[:] = ramp[None, :, :] if len(t) == w else ramp[:, None, :]
+    elif style == "field":
+        small = rng.integers(0, 256, (4, 4, 3)).astype(np.float32)
+        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        img = cv2.GaussianBlur(img, (0, 0), max(w, h) / 12)
+    if style != "uniform":
+        img += rng.normal(0, rng.uniform(1, 8), (h, w, 1))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def background_items(items: list[RawItem], fraction: float, seed: int) -> list[RawItem]:
+    """About ``fraction`` x len(items) face-free images: a third uniform or near-uniform frames, the rest
+    crops of real photos that stay clear of every labelled face (boxes grown by half). Crops follow
+    their photo's split; frames get a split of their own from the seed."""
+    rng = np.random.default_rng(seed)
+    n = int(round(fraction * len(items)))
+    out: list[RawItem] = []
+    for k in range(n // 3):
+        w, h = int(rng.integers(32, 640)), int(rng.integers(32, 640))
+        spec = {"kind": "uniform", "seed": int(rng.integers(2**31)), "w": w, "h": h}
+        out.append(RawItem("background", f"background/frame{k:04d}", Path(), ImageAnn(f"background__frame{k:04d}.jpg", w, h, []),
+                           group=f"background/frame{k:04d}", background=spec))
+    photos = [it for it in items if it.source not in ("ytf-landmarks", "chandrika-faces") and it.split]
+    tries = 0
+    while len(out) < n and photos and tries < 50 * n:
+        tries += 1
+        it = photos[int(rng.integers(len(photos)))]
+        W, H = it.ann.width, it.ann.height
+        cw, ch = int(rng.integers(64, max(65, W // 2))), int(rng.integers(64, max(65, H // 2)))
+        if cw >= W or ch >= H:
+            continue
+        x, y = int(rng.integers(0, W - cw)), int(rng.integers(0, H - ch))
+        if any(x < b.x2 + b.w / 2 and x + cw > b.x1 - b.w / 2 and y < b.y2 + b.h / 2 and y + ch > b.y1 - b.h / 2
+               for b in it.ann.boxes):
+            continue
+        name = _safe(f"background__{it.source}__{Path(it.ann.file).stem}_bg{len(out):04d}")
+        out.append(RawItem("background", it.origin, it.path, ImageAnn(f"{name}.jpg", cw, ch, []), group=it.group,
+                           split=it.split, background={"kind": "crop", "box": [x, y, x + cw, y + ch], "name": name,
+                                                       "from": it.source}))
+    return out
+
+
 # --- near duplicates and splits ------------------------------------------------------------
 def phash_bits(path: Path) -> np.ndarray:
     import imagehash  # noqa: PLC0415
@@ -199,19 +300,35 @@ def phash_bits(path: Path) -> np.ndarray:
         return np.asarray(imagehash.phash(im).hash, dtype=bool).reshape(-1)
 
 
-def near_duplicate_groups(items: list[RawItem], max_dist: int, cache: Path | None = None) -> int:
-    """Merge the groups of images whose pHash distance is <= ``max_dist``; returns merges made."""
+def phash_matrix(paths: list[tuple[str, Path]], cache: Path | None = None) -> np.ndarray:
+    """64-bit pHashes of ``(origin, path)`` pairs as an ``(N, 64)`` uint8 bit matrix, cached by origin, size
+    and mtime (a file replaced under the same name does not keep its old hash)."""
     known = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
     hashes = []
-    for it in tqdm(items, desc="pHash", unit="img", leave=False):
-        st = it.path.stat()  # a file replaced under the same name must not keep its old hash
-        key = f"{it.origin}|{st.st_size}|{st.st_mtime_ns}"
+    for origin, path in tqdm(paths, desc="pHash", unit="img", leave=False):
+        st = path.stat()
+        key = f"{origin}|{st.st_size}|{st.st_mtime_ns}"
         if key not in known:
-            known[key] = np.packbits(phash_bits(it.path)).tolist()
+            known[key] = np.packbits(phash_bits(path)).tolist()
         hashes.append(np.unpackbits(np.array(known[key], np.uint8)))
     if cache is not None:
         write_json(cache, known, indent=None)
-    H = np.array(hashes, dtype=np.uint8)
+    return np.array(hashes, dtype=np.uint8).reshape(-1, 64)
+
+
+def heldout_leaks(items: list[RawItem], held: list[RawItem], max_dist: int, cache: Path | None = None) -> list[int]:
+    """Indices of ``items`` whose pHash is within ``max_dist`` bits of any held-out image (near-duplicates
+    that would leak the test set into training)."""
+    if not items or not held:
+        return []
+    A = phash_matrix([(it.origin, it.path) for it in items], cache)
+    B = phash_matrix([(it.origin, it.path) for it in held], cache)
+    return [i for i in range(len(items)) if int((A[i][None, :] != B).sum(1).min()) <= max_dist]
+
+
+def near_duplicate_groups(items: list[RawItem], max_dist: int, cache: Path | None = None) -> int:
+    """Merge the groups of images whose pHash distance is <= ``max_dist``; returns merges made."""
+    H = phash_matrix([(it.origin, it.path) for it in items], cache)
     parent = list(range(len(items)))
 
     def find(i: int) -> int:
@@ -250,6 +367,7 @@ ACTIONS = {  # action -> {old class -> new class}
     "sunglasses": {"face": "sunglasses", "mask": "mask_sunglasses"},
     "mask": {"face": "mask"},
     "mask+sunglasses": {"face": "mask_sunglasses"},
+    "eyeglasses": {"face": "face", "mask": "mask"},  # clear lenses: a hard negative, the class stays
 }
 
 
@@ -267,7 +385,7 @@ def _choose(probs: dict[str, float] | None, rng: np.random.Generator) -> str | N
 def make_composite(img: np.ndarray, ann: ImageAnn, lms: list, variant: dict, lib: OverlayLibrary,
                    rng: np.random.Generator, min_face: float) -> tuple[np.ndarray, ImageAnn, list[dict]] | None:
     """Apply one recipe variant to a whole photo. Returns None when no face got an overlay."""
-    from .composite import apply_mask, apply_sunglasses  # noqa: PLC0415
+    from .composite import apply_eyeglasses, apply_mask, apply_sunglasses, jpeg_roundtrip  # noqa: PLC0415
     from .landmarks import landmarks68, plausible  # noqa: PLC0415
 
     out = img.copy()
@@ -293,6 +411,8 @@ def make_composite(img: np.ndarray, ann: ImageAnn, lms: list, variant: dict, lib
                 steps.append(apply_mask(trial, lm, b.xyxy(), lib, rng))
             if action in ("sunglasses", "mask+sunglasses"):
                 steps.append(apply_sunglasses(trial, lm, b.xyxy(), lib, rng))
+            if action == "eyeglasses":
+                steps.append(apply_eyeglasses(trial, lm, b.xyxy(), lib, rng))
         except (ValueError, cv2.error) as e:
             LOG.debug("%s: overlay failed on box %d (%s)", ann.file, i, e)
             continue
@@ -300,10 +420,11 @@ def make_composite(img: np.ndarray, ann: ImageAnn, lms: list, variant: dict, lib
         old = b.label
         b.label = ACTIONS[action][old]
         applied.append({"box": i, "action": action, "from": old, "to": b.label,
-                        "overlays": [s.overlay for s in steps], "pose": steps[0].pose})
+                        "overlays": [s.overlay for s in steps], "pose": steps[0].pose,
+                        **({"placement": steps[0].placement} if steps[0].placement else {})})
     if not applied:
         return None
-    return out, new, applied
+    return jpeg_roundtrip(out, rng), new, applied
 
 
 # --- worker ----------------------------------------------------------------------------------
@@ -322,6 +443,20 @@ def _process(it: RawItem) -> tuple[list[tuple[str, ImageAnn, ImageMeta]], list[s
     stem = _safe(f"{it.source}__{Path(it.ann.file).with_suffix('')}")
     records, errors = [], []
     base_meta = dict(split=it.split, source=it.source, origin=it.origin, group=it.group, corrections=it.corrections)
+    if it.background is not None:
+        try:
+            bg = it.background
+            if bg["kind"] == "uniform":
+                img = make_uniform_background(bg)
+            else:
+                x1, y1, x2, y2 = bg["box"]
+                img = read_image(it.path)[y1:y2, x1:x2]
+            fname = it.ann.file
+            write_image(out / "images" / it.split / fname, img, quality=90)
+            return [(it.split, ImageAnn(fname, img.shape[1], img.shape[0], []),
+                     ImageMeta(file=fname, synthetic=bg["kind"] == "uniform", **base_meta))], []
+        except (ImageReadError, OSError, ValueError) as e:
+            return [], [f"{it.path}: background crop: {e}"]
     try:
         img = None
         fname = f"{stem}.jpg"
@@ -364,7 +499,11 @@ def _raw_size(path: Path) -> tuple[int, int]:
 def load_overlays(data_root: Path) -> OverlayLibrary:
     """The public overlays under ``<data_root>/overlays``, else the project's drawn ones."""
     if (data_root / "overlays" / "masks" / "masks.cfg").is_file():
-        return load_shared_overlays(data_root / "overlays")
+        from .procedural import random_sunglasses  # noqa: PLC0415
+
+        lib = load_shared_overlays(data_root / "overlays")
+        lib.sunglasses += random_sunglasses(np.random.default_rng(SEED), 40)  # variety no cut-out library has
+        return lib
     from .procedural import procedural_overlays  # noqa: PLC0415
 
     LOG.warning("%s: no overlays folder; using the project's procedural masks and sunglasses", data_root / "overlays")
@@ -423,16 +562,22 @@ def count_boxes(records: list[tuple[ImageAnn, ImageMeta]]) -> Counter:
 
 def _build_train(root: Path, out_dir: Path, spec_dir: Path, sources: list[str] | None, rcp: dict,
                  corr: list[Correction], lib: OverlayLibrary, workers: int, report: Report, strict: bool,
-                 on_error: str, cache: Path) -> tuple[set[str], dict[str, dict[str, int]]]:
-    """Collect, correct, group, split and write ``facewear4``; returns (used corrections, counts per split)."""
+                 on_error: str, cache: Path, held: list[RawItem] | None = None,
+                 real_labels: list[dict[str, Any]] | None = None) -> tuple[set[str], dict[str, dict[str, int]]]:
+    """Collect, correct, check for held-out leaks, group, split, add background images and write
+    ``facewear4``; returns (used corrections, counts per split)."""
     items: list[RawItem] = []
     wanted = sources or list(TRAIN_SOURCES)
     for src in wanted:
+        if src in CHECK_SOURCES:
+            raise ValueError(f"{src}: a real check, never training data")
         path = root / src
         if not path.is_dir():
             LOG.warning("%s: source not found, skipped", path)
             continue
-        if src == "ytf-landmarks":
+        if src in REVIEWED_SOURCES:
+            got = collect_reviewed(root, src, real_labels or [], report)
+        elif src == "ytf-landmarks":
             got = collect_ytf(path, report, strict)
         elif (path / "annotations").is_dir():
             got = collect_voc(path, src, report, strict)
@@ -443,19 +588,59 @@ def _build_train(root: Path, out_dir: Path, spec_dir: Path, sources: list[str] |
     if not items:
         raise FileNotFoundError(f"{root}: no training source found (looked for {', '.join(wanted)})")
     used = apply_corrections(items, corr)
-    merges = near_duplicate_groups(items, int(rcp.get("near_duplicate_hamming", 6)), cache / "phash.json")
+    max_dist = int(rcp.get("near_duplicate_hamming", 6))
+    leaks = set(heldout_leaks(items, held or [], max_dist, cache / "phash.json"))
+    if leaks:
+        LOG.warning("%d training image(s) within pHash distance %d of a held-out image dropped: %s", len(leaks),
+                    max_dist, [items[i].origin for i in sorted(leaks)][:5])
+        report.skipped.extend(f"{items[i].path}: near-duplicate of a held-out image (leak), dropped" for i in sorted(leaks))
+        items = [it for i, it in enumerate(items) if i not in leaks]
+    merges = near_duplicate_groups(items, max_dist, cache / "phash.json")
     LOG.info("near-duplicate merges across groups: %d", merges)
     assign_splits(items, float(rcp.get("val_fraction", 0.15)), int(rcp.get("seed", SEED)))
+    bg = background_items(items, float(rcp.get("background_fraction", 0.0)), int(rcp.get("seed", SEED)))
+    if bg:
+        assign_splits([b for b in bg if not b.split], float(rcp.get("val_fraction", 0.15)), int(rcp.get("seed", SEED)))
+        LOG.info("background images (no faces): %d", len(bg))
+        items += bg
     splits = _write_dataset("facewear4", items, out_dir, lib, rcp, workers, report, on_error)
     write_spec(spec_dir / "facewear4.yaml", out_dir / "facewear4", {"train": "images/train", "val": "images/val"})
     return used, {s: dict(count_boxes(r)) for s, r in splits.items()}
 
 
+def _build_real_checks(root: Path, out_dir: Path, spec_dir: Path, hitems: list[RawItem],
+                       real_labels: list[dict[str, Any]], lib: OverlayLibrary, workers: int, report: Report,
+                       on_error: str) -> dict[str, dict[str, int]]:
+    """``datasets/real-checks.yaml``: real sunglasses faces to measure on, never to train or tune on.
+
+    The held-out photos holding a (corrected) sunglasses or mask_sunglasses face, with all their boxes,
+    and ``cmu-faces`` (dark sunglasses and the same people without) with reviewed boxes.
+    """
+    items = [RawItem(it.source, it.origin, it.path, it.ann, it.group, split="test") for it in hitems
+             if any(b.label in ("sunglasses", "mask_sunglasses") for b in it.ann.boxes)]
+    for src in CHECK_SOURCES:
+        for it in collect_reviewed(root, src, real_labels, report):
+            it.split = "test"
+            items.append(it)
+    if not items:
+        return {}
+    splits = _write_dataset("real-checks", items, out_dir, lib, {}, workers, report, on_error)
+    write_spec(spec_dir / "real-checks.yaml", out_dir / "real-checks", {"val": "images/test", "test": "images/test"},
+               extra={"heldout": True})
+    return {s: dict(count_boxes(r)) for s, r in splits.items()}
+
+
 def run(data_root: str | None = None, out: str | None = None, specs: str | None = None,
         recipe: str | None = None, corrections: str | None = None, workers: int | None = None,
         on_error: str = "skip", skip_heldout: bool = False, sources: list[str] | None = None,
-        heldout_only: bool = False) -> dict:
-    """Build ``facewear4`` (train/val) and ``ilc-heldout`` (test); returns box counts per split and class."""
+        heldout_only: bool = False, real_labels_file: str | None = None) -> dict:
+    """Build ``facewear4`` (train/val), ``ilc-heldout`` (test) and ``real-checks`` (test); returns box counts
+    per split and class.
+
+    Raises:
+        FileNotFoundError: no data root, recipe or training source.
+        ValueError: a real-check source asked for as training data; a malformed reviewed label file.
+    """
     root = Path(data_root) if data_root else default_data_root()
     if root is None or not root.is_dir():
         raise FileNotFoundError(f"{root or '../shared/data'}: data root not found; pass --data-root or set FACEWEAR_DATA")
@@ -476,16 +661,19 @@ def run(data_root: str | None = None, out: str | None = None, specs: str | None 
     summary: dict[str, Any] = {"facewear4": {}}
     used: set[str] = set()
     lib = load_overlays(root)
-    if not heldout_only:
-        used, summary["facewear4"] = _build_train(root, out_dir, spec_dir, sources, rcp, corr, lib, workers, report,
-                                                  strict, on_error, cache)
-
+    real_labels = load_real_labels(Path(real_labels_file) if real_labels_file else DEFAULT_REAL_LABELS)
     held = root / HELDOUT
     if heldout_only and not held.is_dir():
         raise FileNotFoundError(f"{held}: held-out set not found")
-    if not skip_heldout and held.is_dir():
-        hreport = Report()
-        hitems = collect_voc(held, HELDOUT, hreport, strict)
+    hreport = Report()
+    hitems = collect_voc(held, HELDOUT, hreport, strict) if held.is_dir() else []
+    if not hitems:
+        LOG.warning("%s: no held-out set: the leak check cannot run", held)
+    if not heldout_only:
+        used, summary["facewear4"] = _build_train(root, out_dir, spec_dir, sources, rcp, corr, lib, workers, report,
+                                                  strict, on_error, cache, held=hitems, real_labels=real_labels)
+
+    if not skip_heldout and hitems:
         used |= apply_corrections(hitems, corr)
         for it in hitems:
             it.split = "test"
@@ -496,6 +684,8 @@ def run(data_root: str | None = None, out: str | None = None, specs: str | None 
         summary["ilc-heldout"] = {s: dict(count_boxes(r)) for s, r in hsplits.items()}
         hreport.warn("ilc-heldout")
         report.merge(hreport)
+        summary["real-checks"] = _build_real_checks(root, out_dir, spec_dir, hitems, real_labels, lib, workers, report,
+                                                    on_error)
     report.warn("build")
     unmatched = [c.key() for c in corr if c.key() not in used and (not heldout_only or c.source == HELDOUT)]
     if unmatched:
@@ -527,3 +717,5 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-heldout", action="store_true", help="do not build the held-out spec")
     p.add_argument("--heldout-only", action="store_true", help="rebuild only the held-out spec")
     p.add_argument("--sources", nargs="+", default=None, help=f"training sources (default: {' '.join(TRAIN_SOURCES)})")
+    p.add_argument("--real-labels", dest="real_labels_file", default=None,
+                   help=f"reviewed boxes of the unboxed real photos (default: datasets/{DEFAULT_REAL_LABELS.name})")

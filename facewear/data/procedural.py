@@ -725,3 +725,30 @@ def procedural_overlays(seed: int = 0) -> OverlayLibrary:
                                    style="sport", mirror=True))
     lib.textures = _textures(rng)
     return lib
+
+
+def random_sunglasses(rng: np.random.Generator, n: int) -> list[SunglassesTemplate]:
+    """``n`` procedural sunglasses with variety no cut-out library has.
+
+    Each draws a shape family (aviator, wayfarer, round, sport) with its width and height scaled
+    0.8-1.0, a frame style, thickness and colour (black, tortoise, metal, bright plastic) and lenses
+    that are dark, brown, green, blue or grey, evenly tinted or with a top-to-bottom gradient,
+    sometimes mirrored; specular streaks come with every lens (see ``_glasses``).
+    """
+    shapes = _lens_shapes()
+    frames = [(0.07, 0.07, 0.08), (0.10, 0.16, 0.25), (0.62, 0.62, 0.64), (0.30, 0.62, 0.78), (0.15, 0.12, 0.45),
+              (0.45, 0.25, 0.10), (0.85, 0.85, 0.86), (0.20, 0.20, 0.22)]
+    lenses = [(0.06, 0.06, 0.07), (0.05, 0.12, 0.20), (0.08, 0.14, 0.08), (0.20, 0.10, 0.05), (0.12, 0.12, 0.14)]
+    out = []
+    for i in range(n):
+        fam = str(rng.choice(list(shapes)))
+        sx, sy = rng.uniform(0.8, 1.0), rng.uniform(0.8, 1.0)
+        poly = [(x * sx, y * sy) for x, y in shapes[fam]]
+        style = {"aviator": "metal", "wayfarer": "acetate", "sport": "sport"}.get(fam) or str(rng.choice(["round", "metal"]))
+        top = np.asarray(lenses[rng.integers(len(lenses))]) * rng.uniform(0.6, 1.4)
+        bot = top * (rng.uniform(1.8, 3.5) if rng.random() < 0.5 else rng.uniform(1.0, 1.3))
+        rim = float(rng.uniform(4, 9) if style in ("metal", "round") else rng.uniform(10, 24))
+        out.append(_glasses(rng, f"proc{i:03d}_{fam}_{style}", poly, lens_top=tuple(np.clip(top, 0, 1)),
+                            lens_bot=tuple(np.clip(bot, 0, 1)), frame_col=frames[rng.integers(len(frames))],
+                            rim=rim, style=style, mirror=bool(rng.random() < 0.2)))
+    return out
