@@ -53,7 +53,7 @@ import cv2
 import numpy as np
 
 import facewear  # noqa: F401  (offline env before ultralytics)
-from facewear.constants import CLASS_COLORS_BGR, VIDEO_SUFFIXES
+from facewear.constants import CLASS_COLORS_BGR, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from facewear.io import check_not_inputs, write_image, write_json
 
 from .sources import Item, Source, _rel
@@ -492,8 +492,11 @@ def check_outputs(src: Source, model: Any, save: str | os.PathLike | None,
     if save is not None:
         outs = []
         for f in src.files:
+            suffix = f.suffix.lower()
+            if not src.single and suffix not in IMAGE_SUFFIXES and suffix not in VIDEO_SUFFIXES:
+                continue  # skipped, never written
             name = f.name if src.single else _rel(f, src.root)
-            outs.append(Path(save) / (Path(name).with_suffix(".mp4") if f.suffix.lower() in VIDEO_SUFFIXES else name))
+            outs.append(Path(save) / (Path(name).with_suffix(".mp4") if suffix in VIDEO_SUFFIXES else name))
         check_not_inputs(outs, inputs, "--save")
     if save_json is not None:
         check_not_inputs([save_json], inputs, "--save-json")
