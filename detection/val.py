@@ -236,6 +236,27 @@ def confusion(gt: dict, dets: list[dict], nc: int, conf: float, iou: float = 0.5
     return m
 
 
+def true_class_outcomes(cm: np.ndarray | list, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """How the faces of each true class were predicted, from a :func:`confusion` matrix.
+
+    Returns ``{true class: {"n": faces, "recall": share predicted as their class, "as": {predicted class or
+    "missed": share}}}`` for every class with faces: e.g. the real sunglasses faces called ``face`` (the
+    sunglasses-vs-face confusion) are ``["sunglasses"]["as"]["face"]``. Recall at the matrix's conf, IoU 0.5.
+    """
+    m = np.asarray(cm)
+    nc = len(names)
+    out = {}
+    for k, n in enumerate(names):
+        col = m[:, k]
+        tot = int(col.sum())
+        if not tot:
+            continue
+        share = {names[i]: round(float(col[i] / tot), 4) for i in range(nc)}
+        share["missed"] = round(float(col[nc] / tot), 4)
+        out[n] = {"n": tot, "recall": share[n], "as": share}
+    return out
+
+
 def evaluate(gt: dict, dets: list[dict], names: tuple[str, ...] = CLASS_NAMES, conf: float = 0.25) -> dict[str, Any]:
     """COCO mAP plus per-class AP, P/R at ``conf`` and the confusion matrix."""
     from pycocotools.coco import COCO  # noqa: PLC0415
@@ -293,6 +314,7 @@ def evaluate(gt: dict, dets: list[dict], names: tuple[str, ...] = CLASS_NAMES, c
         "recall": float(np.mean([per[n]["recall"] for n in present])) if present else 0.0,
         "per_class": per, "confusion": cm.tolist(), "conf": conf,
     })
+    res["true_class"] = true_class_outcomes(cm, tuple(names))
     return res
 
 
@@ -377,6 +399,10 @@ def run(model: str | Detector | None = None, data: str = str(DATASETS_DIR / "ilc
     for n, pc in res.get("per_class", {}).items():
         print(f"{n:<17}{pc['instances']:>6}{pc['AP50']:>8.4f}{pc['AP50-95']:>9.4f}{pc.get('precision', 0):>7.3f}"
               f"{pc.get('recall', 0):>7.3f}")
+    outcomes = res.get("true_class") or true_class_outcomes(res["confusion"], tuple(det.names))
+    print(f"how each true class was predicted (conf {report_conf}, IoU 0.5):")
+    for n, o in outcomes.items():
+        print(f"  {n:<16} n {o['n']:>5}: " + ", ".join(f"{k} {v:.2f}" for k, v in o["as"].items() if v))
     if res.get("ignored"):
         print(f"ignored (iscrowd / VOC difficult, not scored): {res['ignored']} box(es)")
     if res.get("skipped"):

@@ -100,17 +100,19 @@ DEMO_RECIPE = {
 
 
 def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128, synthetic_only: bool = False,
-                  seed: int | None = None) -> None:
+                  seed: int | None = None, splits: tuple[str, ...] = ("train", "val"),
+                  classes: tuple[str, ...] = CLASS_NAMES, label_prefix: str = "", write: bool = True) -> np.ndarray:
     """One row per class of face crops from a built dataset (composites only with ``synthetic_only``).
 
-    ``seed`` picks a random sample of images instead of the first ones.
+    ``seed`` picks a random sample of images instead of the first ones. Returns the sheet (BGR), written
+    to ``out`` when ``write``.
     """
     from .data.layout import read_meta  # noqa: PLC0415
     from .formats import read_yolo  # noqa: PLC0415
     from .io import image_size, read_image  # noqa: PLC0415
 
-    rows = {n: [] for n in CLASS_NAMES}
-    for split in ("train", "val"):
+    rows = {n: [] for n in classes}
+    for split in splits:
         try:
             metas = read_meta(root, split)
         except FileNotFoundError:
@@ -125,19 +127,23 @@ def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128, sy
             ann = read_yolo(root / "labels" / split / f"{Path(m.file).stem}.txt", w, h)
             img = None
             for b in ann.boxes:
-                if len(rows[b.label]) >= per_class:
+                if b.label not in rows or len(rows[b.label]) >= per_class:
                     continue
                 img = img if img is not None else read_image(p)
                 mg = 0.15 * b.w
                 crop = img[int(max(b.y1 - mg, 0)):int(b.y2 + mg), int(max(b.x1 - mg, 0)):int(b.x2 + mg)]
                 rows[b.label].append(cv2.resize(crop, (tile, tile)))
     lines = []
-    for name in CLASS_NAMES:
+    for name in classes:
         tiles = rows[name] + [np.full((tile, tile, 3), 255, np.uint8)] * (per_class - len(rows[name]))
-        label = np.full((tile, 150, 3), 255, np.uint8)
-        cv2.putText(label, name, (5, tile // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        label = np.full((tile, 170, 3), 255, np.uint8)
+        cv2.putText(label, f"{label_prefix}{name}", (5, tile // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
         lines.append(np.hstack([label, *tiles]))
-    write_image(out, np.vstack(lines))
+    sheet = np.vstack(lines)
+    if write:
+        write_image(out, sheet)
+    return sheet
 
 
 def make_demo_video(built: Path, out: Path, fps: int = 10, size: tuple[int, int] = (640, 360)) -> Path:

@@ -319,3 +319,16 @@ def test_apply_decisions_and_label_file_round_trip(tmp_path):
         realbox.read_labels(path)
     with open(path, newline="") as f:
         assert next(csv.reader(ln for ln in f if not ln.startswith("#")))[:3] == ["source", "image", "x1"]
+
+
+def test_true_class_outcomes_give_recall_and_the_sunglasses_face_confusion():
+    from detection.val import true_class_outcomes
+
+    names = ("face", "mask", "sunglasses", "mask_sunglasses")
+    cm = np.zeros((5, 5), int)  # rows predicted (+ background), columns true
+    cm[2, 2], cm[0, 2], cm[4, 2] = 6, 3, 1  # 10 sunglasses faces: 6 right, 3 called face, 1 missed
+    cm[0, 0] = 4
+    out = true_class_outcomes(cm, names)
+    assert out["sunglasses"]["n"] == 10 and out["sunglasses"]["recall"] == 0.6
+    assert out["sunglasses"]["as"]["face"] == 0.3 and out["sunglasses"]["as"]["missed"] == 0.1
+    assert set(out) == {"face", "sunglasses"}

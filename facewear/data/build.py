@@ -166,7 +166,12 @@ def collect_folders(root: Path, source: str, report: Report, strict: bool, cache
                 boxes[rel] = None
                 report.skipped.append(str(e))
                 continue
-            b, p = det.detect(rgb)
+            try:
+                b, p = det.detect(rgb)
+            except Exception as e:  # noqa: BLE001  (one image MTCNN cannot handle must not stop the build)
+                boxes[rel] = None
+                report.skipped.append(f"{img}: MTCNN failed ({e})")
+                continue
             if b is None or len(b) == 0:
                 boxes[rel] = None
                 continue
@@ -390,7 +395,7 @@ def make_composite(img: np.ndarray, ann: ImageAnn, lms: list, variant: dict, lib
 
     out = img.copy()
     gray = None
-    new = ImageAnn(ann.file, ann.width, ann.height, [Box(b.x1, b.y1, b.x2, b.y2, b.label) for b in ann.boxes])
+    new = ImageAnn(ann.file, ann.width, ann.height, [Box(b.x1, b.y1, b.x2, b.y2, b.label, dict(b.meta)) for b in ann.boxes])
     applied = []
     for i, b in enumerate(new.boxes):
         probs = {"face": variant.get("p_face"), "mask": variant.get("p_mask")}.get(b.label)
@@ -455,7 +460,7 @@ def _process(it: RawItem) -> tuple[list[tuple[str, ImageAnn, ImageMeta]], list[s
             write_image(out / "images" / it.split / fname, img, quality=90)
             return [(it.split, ImageAnn(fname, img.shape[1], img.shape[0], []),
                      ImageMeta(file=fname, synthetic=bg["kind"] == "uniform", **base_meta))], []
-        except (ImageReadError, OSError, ValueError) as e:
+        except (ImageReadError, OSError, ValueError, cv2.error, MemoryError) as e:
             return [], [f"{it.path}: background crop: {e}"]
     try:
         img = None
@@ -483,7 +488,7 @@ def _process(it: RawItem) -> tuple[list[tuple[str, ImageAnn, ImageMeta]], list[s
                 cann.file = cname
                 records.append((it.split, cann, ImageMeta(file=cname, synthetic=True, overlays=applied,
                                                           **{**base_meta, "corrections": []})))
-    except (ImageReadError, OSError, ValueError) as e:
+    except (ImageReadError, OSError, ValueError, cv2.error, MemoryError) as e:
         errors.append(f"{it.path}: {e}")
     return records, errors
 
@@ -510,12 +515,13 @@ def load_overlays(data_root: Path) -> OverlayLibrary:
     return procedural_overlays()
 
 
-def _write_split_files(root: Path, split: str, records: list[tuple[ImageAnn, ImageMeta]]) -> None:
+def _write_split_files(root: Path, split: str, records: list[tuple[ImageAnn, ImageMeta]],
+                       report: Report | None = None) -> None:
     records.sort(key=lambda r: r[0].file)
     (root / "labels" / split).mkdir(parents=True, exist_ok=True)
     (root / "images" / split).mkdir(parents=True, exist_ok=True)
     for ann, _ in records:
-        write_text(root / "labels" / split / f"{Path(ann.file).stem}.txt", yolo_lines(ann))
+        write_text(root / "labels" / split / f"{Path(ann.file).stem}.txt", yolo_lines(ann, report=report))
     anns = []
     for ann, meta in records:
         a = ImageAnn(ann.file, ann.width, ann.height, ann.boxes,
@@ -551,8 +557,9 @@ def _write_dataset(name: str, items: list[RawItem], out_dir: Path, lib: OverlayL
             for split, ann, meta in recs:
                 splits.setdefault(split, []).append((ann, meta))
         for split, recs in splits.items():
-            _write_split_files(tmp, split, recs)
+            _write_split_files(tmp, split, recs, report)
         write_text(tmp / "skipped.txt", "".join(s + "\n" for s in report.skipped))
+        write_text(tmp / "label_problems.txt", "".join(ln + "\n" for ln in report.file_lines()))
     return splits
 
 
@@ -645,6 +652,10 @@ def run(data_root: str | None = None, out: str | None = None, specs: str | None 
     if root is None or not root.is_dir():
         raise FileNotFoundError(f"{root or '../shared/data'}: data root not found; pass --data-root or set FACEWEAR_DATA")
     out_dir = Path(out) if out else default_build_dir()
+    from ..io import check_dir_apart  # noqa: PLC0415
+
+    for n in ("facewear4", "ilc-heldout", "real-checks"):  # replaced whole: must not overlap the data root
+        check_dir_apart(out_dir / n, [root], "--out")
     spec_dir = Path(specs) if specs else DATASETS_DIR
     recipe_path = Path(recipe) if recipe else DEFAULT_RECIPE
     if not recipe_path.is_file():

@@ -250,10 +250,21 @@ def run(data_root: str | None = None, sources: list[str] | None = None, top: int
     """Flag sunglasses candidates and write contact sheets for review (or a composites sheet)."""
     if composites:
         from ..demo import contact_sheet  # noqa: PLC0415
+        from ..io import write_image  # noqa: PLC0415
         from .layout import load_spec  # noqa: PLC0415
 
         dst = Path(out or default_build_dir() / "review") / "composites_per_class.png"
-        contact_sheet(Path(load_spec(composites)["path"]), dst, per_class=10, tile=112, synthetic_only=True, seed=2)
+        sheet = contact_sheet(Path(load_spec(composites)["path"]), dst, per_class=10, tile=112, synthetic_only=True,
+                              seed=2, label_prefix="composite ", write=False)
+        real = Path(composites).with_name("real-checks.yaml")
+        if real.is_file():  # real sunglasses faces under the composites, to judge them side by side
+            try:
+                rs = contact_sheet(Path(load_spec(real)["path"]), dst, per_class=10, tile=112, seed=2, splits=("test",),
+                                   classes=("sunglasses", "mask_sunglasses"), label_prefix="REAL ", write=False)
+                sheet = np.vstack([sheet, np.full((8, sheet.shape[1], 3), 0, np.uint8), rs])
+            except FileNotFoundError as e:
+                LOG.warning("%s: real checks not built, composites shown alone (%s)", real, e)
+        write_image(dst, sheet)
         print(f"composites contact sheet: {dst}")
         return dst
     return flag_candidates(data_root, sources, top, out)
