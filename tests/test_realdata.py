@@ -332,3 +332,23 @@ def test_true_class_outcomes_give_recall_and_the_sunglasses_face_confusion():
     assert out["sunglasses"]["n"] == 10 and out["sunglasses"]["recall"] == 0.6
     assert out["sunglasses"]["as"]["face"] == 0.3 and out["sunglasses"]["as"]["missed"] == 0.1
     assert set(out) == {"face", "sunglasses"}
+
+
+def test_blank_frame_check_counts_frames_with_boxes():
+    from detection.blank import blank_frame_check, blank_frames
+
+    class Fake:
+        names = ("face", "mask", "sunglasses", "mask_sunglasses")
+        source = "fake"
+
+        def __call__(self, frame):  # boxes the whole frame when it is bright, as the field report says
+            h, w = frame.shape[:2]
+            s = 0.6 if frame.mean() > 150 else 0.1
+            return np.array([[0, 0, w, h, s, 2]], np.float32)
+
+    names = [n for n, _ in blank_frames()]
+    assert {"grey128_640x480", "grey255_640x480", "grey128_1x1"} <= set(names)
+    r = blank_frame_check(Fake(), conf=0.25)
+    bright = sum(1 for _, f in blank_frames() if f.mean() > 150)
+    assert r["frames"] == len(names) and r["frames_with_detections"] == bright > 0
+    assert r["per_frame"]["grey255_640x480"] == [["sunglasses", 0.6]] and r["max_score"] == 0.6
