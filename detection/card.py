@@ -1,7 +1,8 @@
 """``facewear bench --suite card``: the model card ``weights/README.md``, every shipped model compared on this machine.
 
 One command, one report. For each model (by default every model the project ships, found through
-``weights/manifest.json`` and the files in ``weights/``; missing ones are listed as skipped with the reason):
+``weights/manifest.json`` and the files in ``weights/``; the variants that are not committed are rebuilt first
+with ``facewear export --rebuild``, and those that cannot be made or found are listed as skipped with the reason):
 
 * mAP50, mAP50-95 and AP50 per class on the held-out real set (``ilc-heldout.yaml``, test split), through
   ``facewear val``'s code (``detect_split`` + ``evaluate``: pycocotools, conf 0.001, NMS IoU 0.6);
@@ -79,13 +80,34 @@ def _family_order(name: str) -> tuple[int, str]:
     return fam * 10 + (0 if p.suffix == ".pt" else 1) * 4 + prec, p.stem
 
 
-def default_models(weights_dir: str | Path = WEIGHTS_DIR) -> tuple[list[str], list[dict[str, str]]]:
+def build_missing(weights_dir: str | Path = WEIGHTS_DIR) -> dict[str, str]:
+    """Rebuild the card's variants that are not committed (``manifest.rebuild``: the detectors' ONNX files and the
+    cascades' classifier ONNX) before the card looks for them; ``{file: why it could not be made}``.
+
+    Without ``../shared`` (no built dataset to calibrate int8 on) those files are skipped with that reason."""
+    from .manifest import load_from, rebuild  # noqa: PLC0415
+
+    wanted = [m["file"] for m in load_from(weights_dir)["models"]
+              if m.get("committed") is False and (m.get("task") == "detect" or m["file"] == CLS_FILE)]
+    if not wanted:
+        return {}
+    try:
+        return rebuild(weights_dir, names=wanted)["skipped"]
+    except Exception as e:  # noqa: BLE001 - a failed rebuild leaves the files missing; the card lists why
+        LOG.warning("rebuilding the missing variants failed: %s", e)
+        return dict.fromkeys(wanted, f"rebuild failed: {type(e).__name__}: {str(e)[:200]}")
+
+
+def default_models(weights_dir: str | Path = WEIGHTS_DIR,
+                   why_missing: dict[str, str] | None = None) -> tuple[list[str], list[dict[str, str]]]:
     """Every model the project ships, and the ones it would ship but cannot find: ``(models, skipped)``.
 
     YOLOv5n ``.pt`` and its ONNX fp32/fp16/int8; Faster R-CNN ``frcnn*.pt|onnx`` ("not trained yet" when none);
     the cascades ``mtcnn+``, ``<yolo onnx>+`` and ``haar+`` the released classifier ``facewear-cls.onnx``.
+    ``why_missing`` (file name -> reason, from :func:`build_missing`) replaces "not found" for those files.
     """
     wd = Path(_rel(weights_dir))
+    why_missing = why_missing or {}
     skipped: list[dict[str, str]] = []
     names = set(_manifest_files(wd))
     names |= {p.name for pat in (f"{YOLO_STEM}*.pt", f"{YOLO_STEM}*.onnx", "frcnn*.pt", "frcnn*.onnx")
@@ -97,7 +119,7 @@ def default_models(weights_dir: str | Path = WEIGHTS_DIR) -> tuple[list[str], li
         if f.is_file():
             models.append(str(f))
         else:
-            skipped.append({"model": str(f), "reason": f"{f} not found"})
+            skipped.append({"model": str(f), "reason": why_missing.get(n, f"{f} not found")})
     if not any(Path(m).name.startswith("frcnn") for m in models):
         skipped.append({"model": str(wd / "frcnn*.pt|onnx"),
                         "reason": f"Faster R-CNN not trained yet (no frcnn*.pt or frcnn*.onnx in {wd})"})
@@ -106,6 +128,8 @@ def default_models(weights_dir: str | Path = WEIGHTS_DIR) -> tuple[list[str], li
     for fnd in ("mtcnn", str(finder), "haar"):
         spec = f"{fnd}{CASCADE_SEP}{cls}"
         reason = check_model(spec)
+        if reason and not cls.is_file() and CLS_FILE in why_missing:
+            reason = f"{cls}: {why_missing[CLS_FILE]}"
         if reason:
             skipped.append({"model": spec, "reason": reason})
         else:
@@ -323,8 +347,9 @@ def run(models: list[str] | None = None, data: str | None = None, synth_data: st
         raise FileNotFoundError(f"{video}: video not found")
 
     skipped: list[dict[str, str]] = []
-    if models is None:
-        models, skipped = default_models(weights_dir or WEIGHTS_DIR)
+    if models is None:  # every shipped model: the variants that are not committed are rebuilt first
+        wd = weights_dir or WEIGHTS_DIR
+        models, skipped = default_models(wd, build_missing(wd))
     todo = []
     for m in models:
         reason = check_model(str(m))

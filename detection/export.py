@@ -19,6 +19,10 @@ A crop-classifier training checkpoint (a dict whose ``arch`` is one of
 ``classification.export.run`` (ONNX fp32/fp16/int8, TorchScript int8/fp16); a
 Faster R-CNN checkpoint (a dict whose ``arch`` starts with ``frcnn``) to
 ``detection.frcnn_export.run`` (ONNX fp32 and fp16, a float16 checkpoint).
+
+``facewear export --rebuild`` makes the released variants that are not committed (``weights/manifest.json``,
+``"committed": false``) from the committed files and checks them against the manifest
+(``detection.manifest.rebuild``).
 """
 from __future__ import annotations
 
@@ -208,14 +212,30 @@ def time_variants(pt: Path, onnx_files: dict[str, Path], imgsz: int, threads: tu
     return res
 
 
-def run(model: str, formats: list[str] | tuple[str, ...] | None = None, imgsz: int | None = None,
+def run(model: str | None = None, formats: list[str] | tuple[str, ...] | None = None, imgsz: int | None = None,
         data: str = str(DATASETS_DIR / "facewear4.yaml"), calib: int | None = None, calib_dir: str | None = None,
         out_dir: str | None = None, check: int | None = None, bench: bool = False,
-        json_out: str | None = None, qat_epochs: int = 1) -> dict[str, Any]:
+        json_out: str | None = None, qat_epochs: int = 1, rebuild: bool = False,
+        force: bool = False) -> dict[str, Any] | int:
     """``facewear export``: a YOLO ``.pt`` (``export_yolo``), a Faster R-CNN checkpoint
     (``detection.frcnn_export.run``) or a crop-classifier checkpoint (``classification.export.run``), told apart
     by the file. ``None`` means each path's own default. A ``--json`` naming the model or the data spec is
-    refused before anything is written."""
+    refused before anything is written.
+
+    ``rebuild``: make every variant of ``weights/manifest.json`` that is not committed (``force``: present ones
+    too) from its committed source, with the recorded command, and check each against the manifest
+    (``detection.manifest.rebuild``); returns 1 when a rebuilt file fails its check."""
+    if rebuild:
+        if model is not None:
+            raise ValueError("--rebuild makes the variants listed in weights/manifest.json; drop --model")
+        from .manifest import rebuild as rebuild_variants  # noqa: PLC0415
+
+        res = rebuild_variants(out_dir, force=force)
+        if json_out:
+            write_json(json_out, res)
+        return 0 if res["ok"] else 1
+    if model is None:
+        raise ValueError("--model is required (or --rebuild)")
     pt = Path(model)
     if json_out:
         from facewear.io import check_not_inputs  # noqa: PLC0415
@@ -264,24 +284,30 @@ def export_yolo(model: str, formats: list[str] | tuple[str, ...] = PRECISIONS, i
     if bad:
         raise ValueError(f"unknown precision(s) {bad}; choose from {PRECISIONS}")
     out = Path(out_dir) if out_dir else pt.parent
+    out.mkdir(parents=True, exist_ok=True)
     stem = pt.stem
     files: dict[str, Path] = {}
-    fp32 = export_fp32(pt, out / f"{stem}.onnx", imgsz)
-    if "fp32" in formats:
-        files["fp32"] = fp32
-    if "fp16" in formats:
-        files["fp16"] = export_fp16(fp32, out / f"{stem}-fp16.onnx")
+    # fp16 and int8 start from the fp32 graph; when fp32 itself is not asked for, it is made in a private temporary
+    # folder, so a committed <stem>.onnx beside the .pt is never replaced (nor deleted afterwards).
+    tmp = None if "fp32" in formats else tempfile.TemporaryDirectory(prefix="facewear-export-", dir=out)
     calib_files: list[Path] = []
     try:
-        calib_files = _calib_images(data, max(calib, check))
-    except FileNotFoundError as e:
+        fp32 = export_fp32(pt, (Path(tmp.name) if tmp else out) / f"{stem}.onnx", imgsz)
+        if "fp32" in formats:
+            files["fp32"] = fp32
+        if "fp16" in formats:
+            files["fp16"] = export_fp16(fp32, out / f"{stem}-fp16.onnx")
+        try:
+            calib_files = _calib_images(data, max(calib, check))
+        except FileNotFoundError as e:
+            if "int8" in formats:
+                raise
+            LOG.warning("%s; agreement checked on random inputs", e)
         if "int8" in formats:
-            raise
-        LOG.warning("%s; agreement checked on random inputs", e)
-    if "int8" in formats:
-        files["int8"] = export_int8(fp32, out / f"{stem}-int8.onnx", calib_files[:calib], imgsz)
-    if "fp32" not in formats:
-        fp32.unlink()
+            files["int8"] = export_int8(fp32, out / f"{stem}-int8.onnx", calib_files[:calib], imgsz)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
     samples = [preprocess(read_image(p), imgsz) for p in calib_files[-check:]] if calib_files else [
         np.random.default_rng(i).random((1, 3, imgsz, imgsz), dtype=np.float32) for i in range(check)]
     report: dict[str, Any] = {"model": str(pt), "imgsz": imgsz, "files": {}}
@@ -298,7 +324,11 @@ def export_yolo(model: str, formats: list[str] | tuple[str, ...] = PRECISIONS, i
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="ultralytics .pt checkpoint, a Faster R-CNN checkpoint "
+    p.add_argument("--rebuild", action="store_true",
+                   help="make the weight variants that are not committed (weights/manifest.json) from the committed "
+                        "files and check them against the manifest; int8 needs the datasets built from ../shared")
+    p.add_argument("--force", action="store_true", help="--rebuild: also remake the variants already present")
+    p.add_argument("--model", default=None, help="ultralytics .pt checkpoint, a Faster R-CNN checkpoint "
                    "(ONNX fp32/fp16; torch-fp16: a float16 checkpoint) or a crop-classifier checkpoint")
     p.add_argument("--formats", nargs="+", default=None, choices=PRECISIONS + CLS_ALL_FORMATS,
                    metavar="FORMAT", help=f"detector: {' '.join(PRECISIONS)} (default all); classifier: "
@@ -312,7 +342,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-dir", default=None, metavar="DIR",
                    help="classifier: crop folder that calibrates int8 (a crop-dataset root uses train to "
                         "calibrate, val to check; default $FACEWEAR_BUILD/crops)")
-    p.add_argument("--out-dir", default=None, help="where the exports go (default: beside the .pt)")
+    p.add_argument("--out-dir", default=None, help="where the exports go (default: beside the .pt; "
+                                                           "--rebuild: the weights folder, default weights/)")
     p.add_argument("--check", type=int, default=None,
                    help="samples for the agreement check (detector 8 images, classifier 64 crops)")
     p.add_argument("--bench", action="store_true",

@@ -1,21 +1,43 @@
-"""``weights/manifest.json``: one entry per committed model file.
+"""``weights/manifest.json``: one entry per released model file, committed or rebuilt.
 
 Each entry holds what a user needs to trust and run the file: name, file,
 sha256, size, task, architecture, input size, precision, class names, the
 training command and data spec, held-out metrics, and for ONNX files the
 pre-processing and output layout for plain onnxruntime.
+
+Only what runs each released model travels with the repository (``"committed": true``): the ``.pt`` checkpoints
+and the default detector's ONNX. Every other variant (``"committed": false``, git-ignored in ``weights/``) is
+rebuilt from a committed file by ``facewear export --rebuild`` (:func:`rebuild`); its entry says how
+(``made_by``: the exact ``facewear export`` command; ``rebuild``: source file, format, what it needs) and how a
+rebuilt file is checked (``rebuild.check``):
+
+* ``sha256``: the rebuild is bit-identical, the file's ``sha256`` must match;
+* ``content_sha256``: identical but for the export date ultralytics writes into the ONNX metadata; the sha256 of
+  the file without that key must match;
+* ``agreement``: not reproducible bit for bit (int8 calibration, exporter non-determinism): the rebuilt file's
+  agreement with its source model (``rebuild.agreement``: the figure the released file reached on the same
+  check samples) must be within ``tolerance``.
+
+int8 calibration (and the QAT fine-tune) reads the built datasets, which come from ``../shared/data``
+(``facewear data build`` / ``facewear data crops``): without them those variants are skipped with the reason.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from facewear.constants import CLASS_NAMES, DEFAULT_DETECTOR, FRCNN_MAX_DET, FRCNN_NMS_IOU, FRCNN_SCORE_THRESH, WEIGHTS_DIR
 from facewear.io import write_json
 
+LOG = logging.getLogger("facewear.manifest")
 MANIFEST = WEIGHTS_DIR / "manifest.json"
+KEEP = ("committed", "made_by", "rebuild")  # kept from the previous entry of the same name by add_entry
+SHARED_NOTE = ("int8 calibration reads the built datasets (facewear data build / facewear data crops), "
+               "which come from ../shared/data")
 
 YOLO_ONNX_IO = {
     "input": {"name": "images", "shape": [1, 3, "S", "S"], "dtype": "float32",
@@ -59,6 +81,10 @@ def add_entry(file: str | Path, *, name: str, task: str, architecture: str, imgs
              "class_names": list(class_names), "train_command": train_command, "data": data,
              "metrics": metrics or {}, **({"io": io} if io else {}), **extra}
     man = load()
+    old = next((m for m in man["models"] if m["name"] == name), {})
+    for k in KEEP:  # how the file is shipped and rebuilt outlives a re-release
+        if k in old and k not in entry:
+            entry[k] = old[k]
     man["models"] = [m for m in man["models"] if m["name"] != name] + [entry]
     write_json(MANIFEST, man)
     return entry
@@ -76,15 +102,154 @@ def default_model(name: str = DEFAULT_DETECTOR) -> Path:
         raise FileNotFoundError(f"{MANIFEST}: no model named {name!r}; pass --model")
     f = WEIGHTS_DIR / entry["file"]
     if not f.is_file():
-        raise FileNotFoundError(f"{f}: released model {name!r} listed in {MANIFEST.name} is missing; pass --model")
+        how = ("; rebuild it with `facewear export --rebuild`" if entry.get("committed") is False
+               else "; pass --model")
+        raise FileNotFoundError(f"{f}: released model {name!r} listed in {MANIFEST.name} is missing{how}")
     return f
 
 
-def verify() -> list[str]:
-    """Names of entries whose file is missing or whose checksum differs."""
+def content_sha256(path: str | Path, ignore: tuple[str, ...] = ("date",)) -> str:
+    """sha256 of an ONNX file's serialised model without the metadata keys ``ignore`` (ultralytics' export date)."""
+    import onnx  # noqa: PLC0415
+
+    m = onnx.load(str(path))
+    keep = [(p.key, p.value) for p in m.metadata_props if p.key not in ignore]
+    del m.metadata_props[:]
+    for k, v in keep:
+        m.metadata_props.add(key=k, value=v)
+    return hashlib.sha256(m.SerializeToString(deterministic=True)).hexdigest()
+
+
+def verify(weights_dir: str | Path | None = None) -> list[str]:
+    """Names of entries whose file is present but fails its check, or missing although committed.
+
+    Committed files and bit-identical rebuilds are checked by ``sha256``, ``content_sha256`` entries by that;
+    ``agreement`` entries can only be checked by running them (:func:`rebuild` does), so only their presence
+    counts here. A rebuilt variant that is simply absent is not an error (``facewear export --rebuild`` makes it)."""
+    wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     bad = []
-    for m in load()["models"]:
-        f = WEIGHTS_DIR / m["file"]
-        if not f.is_file() or sha256(f) != m["sha256"]:
+    for m in load_from(wd)["models"]:
+        f = wd / m["file"]
+        if not f.is_file():
+            if m.get("committed", True):
+                bad.append(m["name"])
+            continue
+        check = (m.get("rebuild") or {}).get("check", "sha256")
+        if check == "sha256" and sha256(f) != m["sha256"]:
+            bad.append(m["name"])
+        elif check == "content_sha256" and content_sha256(f) != m["rebuild"]["content_sha256"]:
             bad.append(m["name"])
     return bad
+
+
+def load_from(weights_dir: str | Path) -> dict[str, Any]:
+    f = Path(weights_dir) / "manifest.json"
+    return json.loads(f.read_text()) if f.is_file() else {"models": []}
+
+
+def rebuildable(weights_dir: str | Path | None = None, names: Sequence[str] | None = None,
+                missing_only: bool = True) -> list[dict[str, Any]]:
+    """The manifest entries ``facewear export --rebuild`` would make: not committed, with a ``rebuild`` recipe,
+    (``missing_only``) absent from ``weights_dir``, and (``names``) among those names or files."""
+    wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    out = []
+    for m in load_from(wd)["models"]:
+        if m.get("committed", True) or not m.get("rebuild"):
+            continue
+        if names is not None and m["name"] not in names and m["file"] not in names:
+            continue
+        if missing_only and (wd / m["file"]).is_file():
+            continue
+        out.append(m)
+    return out
+
+
+def _export(src: Path, formats: list[str], out: Path, qat_epochs: int = 1) -> dict[str, Any]:
+    from .export import run as export  # noqa: PLC0415 - export imports the model code; the manifest stays light
+
+    return export(str(src), formats=formats, out_dir=str(out), json_out=str(out / f"{src.stem}.rebuild.json"),
+                  qat_epochs=qat_epochs)
+
+
+def _figure(report_file: dict[str, Any], metric: str) -> float | None:
+    v = report_file.get(metric)
+    return None if v is None else float(v)
+
+
+def check_rebuilt(entry: dict[str, Any], path: Path, report_file: dict[str, Any] | None) -> dict[str, Any]:
+    """Check a rebuilt file against its manifest entry: by sha256, content sha256 or agreement (see the module)."""
+    r = entry["rebuild"]
+    check = r.get("check", "agreement")
+    res: dict[str, Any] = {"name": entry["name"], "file": entry["file"], "check": check}
+    if check == "sha256":
+        res["ok"] = sha256(path) == entry["sha256"]
+    elif check == "content_sha256":
+        res["ok"] = content_sha256(path) == r["content_sha256"]
+    if "agreement" in r and report_file is not None:  # the agreement figures, always reported when measured
+        ag = r["agreement"]
+        got = _figure(report_file, ag["metric"])
+        res.update(metric=ag["metric"], released=ag["value"], rebuilt=got, tolerance=ag["tolerance"])
+        if check == "agreement":
+            res["ok"] = got is not None and got >= ag["value"] - ag["tolerance"]
+    res.setdefault("ok", False)
+    return res
+
+
+def rebuild(weights_dir: str | Path | None = None, names: Sequence[str] | None = None, force: bool = False,
+            verbose: bool = True) -> dict[str, Any]:
+    """Make the variants that are not committed from their committed source (``facewear export --rebuild``).
+
+    One ``facewear export`` call per source file and QAT setting, written into ``weights_dir`` (default
+    ``weights/``), its report into ``<stem>.rebuild.json`` there; each file is then checked against its entry
+    (:func:`check_rebuilt`). ``force`` rebuilds present files too. A variant that cannot be made (no calibration
+    data without ``../shared``, a failed export) is listed under ``skipped`` with the reason and the run goes on.
+    Returns ``{"checked": [...], "skipped": {file: reason}}``; ``ok`` is False when a rebuilt file fails its check."""
+    wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    todo = rebuildable(wd, names, missing_only=not force)
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for m in todo:
+        r = m["rebuild"]
+        groups.setdefault((r["from"], int(r.get("qat_epochs", 1))), []).append(m)
+    checked: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for (src, qat), entries in groups.items():
+        srcf = wd / src
+        if not srcf.is_file():
+            for m in entries:
+                skipped[m["file"]] = f"{srcf} (the committed source) not found"
+            continue
+        formats = [m["rebuild"]["format"] for m in entries]
+        try:
+            rep = _export(srcf, formats, wd, qat)
+        except (FileNotFoundError, ValueError, RuntimeError) as e:
+            # one format's missing data (int8 calibration) must not cost the others: retry them one by one
+            rep = {"files": {}, "skipped": {}}
+            for m in entries:
+                fmt = m["rebuild"]["format"]
+                try:
+                    rep["files"].update(_export(srcf, [fmt], wd, qat)["files"])
+                except (FileNotFoundError, ValueError, RuntimeError) as e1:
+                    need = f" (needs {m['rebuild']['needs']})" if m["rebuild"].get("needs") else ""
+                    skipped[m["file"]] = f"{type(e1).__name__}: {str(e1).splitlines()[0]}{need}"
+            LOG.info("rebuild %s %s: %s; retried one format at a time", src, formats, e)
+        for m in entries:
+            fmt = m["rebuild"]["format"]
+            key = {"onnx-fp16": "onnx-fp16"}.get(fmt, fmt)
+            f = wd / m["file"]
+            if m["file"] in skipped:
+                continue
+            if not f.is_file():
+                skipped[m["file"]] = str((rep.get("skipped") or {}).get(fmt) or "export made no file")
+                continue
+            checked.append(check_rebuilt(m, f, (rep.get("files") or {}).get(key)))
+    res = {"checked": checked, "skipped": skipped, "ok": all(c["ok"] for c in checked)}
+    if verbose:
+        for c in checked:
+            fig = (f"  {c['metric']} {c['rebuilt']:.4g} (released {c['released']:.4g}, tolerance {c['tolerance']:g})"
+                   if c.get("metric") and c.get("rebuilt") is not None else "")
+            print(f"{'ok' if c['ok'] else 'DIFFERS':>7}  {c['file']:<32} check {c['check']}{fig}")
+        for f, why in skipped.items():
+            print(f"skipped  {f:<32} {why}")
+        if not todo:
+            print(f"nothing to rebuild: every variant in {wd / 'manifest.json'} is present (--force rebuilds)")
+    return res

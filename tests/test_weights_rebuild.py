@@ -1,0 +1,62 @@
+"""`facewear export --rebuild`: variants that are not committed are remade from the committed file and checked
+against weights/manifest.json; what cannot be made (int8 without calibration data) is skipped with the reason."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from conftest import make_cls_ckpt
+
+
+def _entry(file: str, **kw) -> dict:
+    return {"name": file, "file": file, "sha256": "0" * 64, "bytes": 0, "task": "classify", **kw}
+
+
+def test_rebuild_missing_variants_and_checks(tmp_path, build_dir):
+    from detection.manifest import rebuild, rebuildable, verify
+    from facewear.cli import main
+
+    make_cls_ckpt(tmp_path / "m.pt")
+    needs = "the crops built from ../shared/data"
+    man = {"models": [
+        _entry("m.pt", committed=True),
+        _entry("m-fp16.onnx", committed=False,
+               rebuild={"from": "m.pt", "format": "onnx-fp16", "check": "agreement",
+                        "agreement": {"metric": "top1_agreement", "value": 100.0, "tolerance": 2.0}}),
+        _entry("m-int8.onnx", committed=False,
+               rebuild={"from": "m.pt", "format": "onnx-int8", "check": "agreement", "needs": needs,
+                        "agreement": {"metric": "top1_agreement", "value": 90.0, "tolerance": 5.0}}),
+    ]}
+    man["models"][0]["sha256"] = hashlib.sha256((tmp_path / "m.pt").read_bytes()).hexdigest()
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    assert [m["file"] for m in rebuildable(tmp_path)] == ["m-fp16.onnx", "m-int8.onnx"]
+    assert verify(tmp_path) == []  # rebuilt variants may be absent; the committed file matches
+
+    res = rebuild(tmp_path)
+    assert (tmp_path / "m-fp16.onnx").is_file() and not (tmp_path / "m-int8.onnx").exists()
+    (c,) = res["checked"]
+    assert c["file"] == "m-fp16.onnx" and c["ok"] and c["rebuilt"] >= 98.0
+    assert "calibration" in res["skipped"]["m-int8.onnx"] and needs in res["skipped"]["m-int8.onnx"]
+    assert rebuildable(tmp_path) == [rebuildable(tmp_path, missing_only=False)[1]]  # only int8 is left to make
+
+    # a rebuilt file that misses its recorded agreement fails the check (and the CLI says so with exit 1)
+    man["models"][1]["rebuild"]["agreement"]["value"] = 101.0
+    man["models"][1]["rebuild"]["agreement"]["tolerance"] = 0.0
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    rc = main(["export", "--rebuild", "--force", "--out-dir", str(tmp_path), "--json", str(tmp_path / "r.json")])
+    assert rc == 1 and json.loads((tmp_path / "r.json").read_text())["ok"] is False
+
+
+def test_committed_files_checked_by_sha(tmp_path):
+    from detection.manifest import check_rebuilt, verify
+
+    f = tmp_path / "x.pt"
+    f.write_bytes(b"abc")
+    sha = hashlib.sha256(b"abc").hexdigest()
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": [
+        _entry("x.pt", committed=True, sha256=sha), _entry("gone.pt", committed=True)]}))
+    assert verify(tmp_path) == ["gone.pt"]  # a committed file that is missing is an error
+    e = _entry("x.pt", sha256=sha, rebuild={"from": "y.pt", "format": "torch-fp16", "check": "sha256"})
+    assert check_rebuilt(e, f, None)["ok"]
+    f.write_bytes(b"abd")
+    assert not check_rebuilt(e, f, None)["ok"]
