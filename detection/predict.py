@@ -513,7 +513,8 @@ def run(source: str, model: Any = None, imgsz: int = 320, conf: float = 0.25, io
         track: bool = False, max_frames: int | None = None, threads: int | None = None,
         margin: float = 0.1, retries: int = 10, stream_timeout: float | None = None,
         progress: bool = True, agnostic_nms: bool = True, *, capture_factory: Callable[[Any], Any] | None = None,
-        backoff: float = 0.5, max_backoff: float = 8.0, tracker_cfg: str | Path | None = None) -> dict:
+        backoff: float = 0.5, max_backoff: float = 8.0, tracker_cfg: str | Path | None = None,
+        engine: str = "local", **engine_kw: Any) -> dict:
     """Detect faces in every frame of ``source``; returns (and prints) a summary dict.
 
     ``model`` is a ``.pt``/``.onnx`` path, a cascade spec or a ready Detector (anything callable with ``.names``);
@@ -521,6 +522,19 @@ def run(source: str, model: Any = None, imgsz: int = 320, conf: float = 0.25, io
     per face across classes. ``capture_factory``, ``backoff`` and ``max_backoff`` tune stream reading (see
     :class:`detection.sources.StreamReader`).
     """
+    if engine == "ray":  # batch prediction on Ray Data: detection/ray_predict.py
+        given = {k: v for k, v in dict(save_crops=save_crops, save_json=save_json, save=save, track=track,
+                                        max_frames=max_frames).items() if v}
+        if given:
+            raise ValueError(f"--engine ray writes rows and crops under --out; not with {', '.join(given)}")
+        from .ray_predict import run as ray_run  # noqa: PLC0415
+
+        return ray_run(source, model=model, imgsz=imgsz, conf=conf, iou=iou, agnostic_nms=agnostic_nms,
+                       margin=margin, threads=threads, progress=progress, **engine_kw)
+    if engine != "local":
+        raise ValueError(f"--engine must be local or ray, got {engine!r}")
+    if engine_kw.get("out") is not None or engine_kw.get("address") is not None:
+        raise ValueError("--out and --address are options of --engine ray")
     if model is None:
         from .manifest import default_model  # noqa: PLC0415
 
@@ -758,6 +772,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="streams: give up after this many failed (re)connection attempts in a row")
     p.add_argument("--stream-timeout", type=float, metavar="S", help="streams: give up after S s without a frame")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: Ray Data actors, resumable Parquet output (--out)")
+    from .ray_predict import add_args as ray_args  # noqa: PLC0415
+
+    ray_args(p)
 
 
 __all__ = ["add_args", "run", "check_outputs", "crop_base", "crop_box", "FrameError", "draw_detections", "format_summary", "json_record", "new_tracker",
