@@ -135,7 +135,8 @@ def cls_markdown(res: dict) -> str:
              f"{res['iters']} timed runs, network only (crop and normalisation excluded).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     lines += [_row_md(r, sizes, threads) for r in res["rows"]]
-    lines += ["", "Start, epochs and per-class recall of each architecture (torch fp32; real / synthetic held-out):", "",
+    lines += ["", "Start, epochs and per-class recall of each architecture (torch fp32; real / synthetic held-out):",
+              "",
               "| arch | start | epochs | " + " | ".join(f"recall {c}" for c in CLASS_NAMES) + " |",
               "|---|---|---:|" + "---:|" * len(CLASS_NAMES)]
     for r in res["rows"]:
@@ -191,7 +192,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     x1, y1 = np.maximum(a[:, None, 0], b[None, :, 0]), np.maximum(a[:, None, 1], b[None, :, 1])
     x2, y2 = np.minimum(a[:, None, 2], b[None, :, 2]), np.minimum(a[:, None, 3], b[None, :, 3])
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])
+    def area(z: np.ndarray) -> np.ndarray:
+        return (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])
+
     return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
 
 
@@ -303,12 +306,14 @@ def cascade_markdown(res: dict) -> str:
         for n in CLASS_NAMES:
             f = r["found"][n]
             cells.append("-" if f["found"] is None else
-                         f"{f['found']:.1%} / {'-' if f['named_if_found'] is None else format(f['named_if_found'], '.1%')}")
+                         f"{f['found']:.1%} / "
+                         f"{'-' if f['named_if_found'] is None else format(f['named_if_found'], '.1%')}")
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     lines += ["", "Latency per image, end to end (p50 / p95 ms), on "
               + ", ".join(f"{k} face(s): {v}" for k, v in res["latency_images"].items()) + ":", "",
               "| model | " + " | ".join(lat_keys) + " |", "|---|" + "---:|" * len(lat_keys)]
     for r in res["rows"]:
-        lines.append(f"| {r['model']} | " + " | ".join(f"{r['latency'][k]['p50_ms']:.1f} / {r['latency'][k]['p95_ms']:.1f}"
+        lines.append(f"| {r['model']} | " + " | ".join(
+            f"{r['latency'][k]['p50_ms']:.1f} / {r['latency'][k]['p95_ms']:.1f}"
                                                        for k in lat_keys) + " |")
     return "\n".join(lines) + "\n"

@@ -184,5 +184,6 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heldout", default=None, help="held-out spec (default: datasets/ilc-heldout.yaml)")
     p.add_argument("--out", default=None, help="output folder (default: $FACEWEAR_BUILD/crops or build/crops)")
     p.add_argument("--workers", type=int, default=None, help="processes (default 2)")
-    p.add_argument("--data-root", default=None, help="raw data with overlays/ for heldout-synth (default ../shared/data)")
+    p.add_argument("--data-root", default=None,
+                   help="raw data with overlays/ for heldout-synth (default ../shared/data)")
     p.add_argument("--no-synth", action="store_true", help="skip the composited held-out crops")

@@ -237,7 +237,8 @@ def export_onnx(model: nn.Module, meta: dict[str, Any], out: str | Path, opset: 
     with atomic_path(out) as tmp, _quiet():
         torch.onnx.export(model.eval(), (x,), str(tmp), dynamo=False, opset_version=opset,
                           input_names=[ONNX_IO["input"]["name"]], output_names=[ONNX_IO["output"]["name"]],
-                          dynamic_axes={"input": {0: "N", 2: "H", 3: "W"}, "logits": {0: "N"}}, do_constant_folding=True)
+                          dynamic_axes={"input": {0: "N", 2: "H", 3: "W"}, "logits": {0: "N"}},
+                          do_constant_folding=True)
         m = onnx.load(str(tmp))
         _set_meta(m, meta, "fp32")
         onnx.checker.check_model(m)

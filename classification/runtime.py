@@ -60,7 +60,7 @@ class Classifier:
 
 def _is_torchscript(path: str | Path) -> bool:
     """TorchScript archives hold a ``code/`` folder; ``torch.save`` checkpoints do not."""
-    import zipfile  # noqa: PLC0415
+    import zipfile
 
     try:
         with zipfile.ZipFile(path) as z:

@@ -171,7 +171,8 @@ def train(arch: str = "mobilenet_v2", data: str | None = None, imgsz: int = CLS_
     steps = max(1, epochs * len(dl))
     warm = min(len(dl), steps // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
+        opt,
+        lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
     start_epoch, best, history = 0, -1.0, []
     if resume:
         last = wdir / "last.pt"

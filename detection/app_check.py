@@ -25,7 +25,6 @@ from urllib.parse import quote
 
 import numpy as np
 
-import facewear  # noqa: F401  (offline environment before fiftyone is imported)
 from facewear.constants import CLASS_NAMES, default_build_dir
 from facewear.data.layout import ImageMeta, write_spec
 from facewear.formats import Box, ImageAnn, to_coco, yolo_lines
@@ -44,7 +43,7 @@ CHECK_DATASET = "facewear-app-check"
 def make_squares_dataset(root: str | Path, n_val: int = 6, n_train: int = 2, size: int = 96, seed: int = 0) -> Path:
     """Write PNG images holding 1-3 non-overlapping filled squares (class = colour) with YOLO labels,
     COCO JSON, provenance and a spec; returns the spec path (``root/squares.yaml``)."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -94,7 +93,7 @@ class SquaresDetector:
         self.tol, self.min_side = tol, min_side
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         rows = []
         f = frame.astype(np.int16)
@@ -125,7 +124,7 @@ def free_port() -> int:
 
 def _have_playwright() -> bool:
     try:
-        import playwright.sync_api  # noqa: F401, PLC0415
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         return False
     return True
@@ -158,8 +157,8 @@ class Page:
 
 def _visit_playwright(browser: str, pages: list[Page], timeout_s: float) -> None:
     """Open each page, wait until all its needles are in the rendered text (or time out), screenshot it."""
-    from playwright.sync_api import TimeoutError as PwTimeout  # noqa: PLC0415
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+    from playwright.sync_api import TimeoutError as PwTimeout
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=browser, headless=True, args=list(CHROMIUM_ARGS))
@@ -201,8 +200,8 @@ def _visit_cli(browser: str, pages: list[Page], timeout_s: float) -> None:
 
 def dom_text(html_text: str) -> str:
     """Rough text of a DOM dump: tags dropped (no separator, as inline elements read), entities decoded."""
-    import html  # noqa: PLC0415
-    import re  # noqa: PLC0415
+    import html
+    import re
 
     return html.unescape(re.sub(r"<[^>]*>", "", html_text))
 
@@ -223,7 +222,7 @@ class AppCheck:
 
 def prediction_fields(ds: Any) -> list[str]:
     """The prediction fields ``inspect preds`` recorded on ``ds`` (else every Detections field but ground truth)."""
-    import fiftyone as fo  # noqa: PLC0415
+    import fiftyone as fo
 
     recs = (ds.info or {}).get("models") or {}
     if recs:
@@ -240,7 +239,7 @@ def plan_pages(ds: Any, base: str, out: Path) -> list[Page]:
     """The dataset page (name, prediction fields, sample count) and the first non-empty saved view (its name, count)."""
     pages = [Page(f"{base}/datasets/{quote(ds.name)}", [ds.name, *prediction_fields(ds), _count_text(len(ds))],
                   out / "app.png")]
-    from fiftyone.core.utils import to_slug  # noqa: PLC0415
+    from fiftyone.core.utils import to_slug
 
     for name in ds.list_saved_views():
         view = ds.load_saved_view(name)
@@ -271,9 +270,9 @@ def check_app(name: str | None = None, port: int | None = None, out_dir: str | P
     out = Path(out_dir) if out_dir is not None else default_build_dir() / "app_check"
     out.mkdir(parents=True, exist_ok=True)
 
-    import fiftyone as fo  # noqa: PLC0415
+    import fiftyone as fo
 
-    from . import inspect as preds  # noqa: PLC0415
+    from . import inspect as preds
 
     made = name is None
     if made:
@@ -298,7 +297,7 @@ def check_app(name: str | None = None, port: int | None = None, out_dir: str | P
         res.seconds = time.perf_counter() - t0
         try:
             session.close()
-        except Exception:  # pragma: no cover - server already gone
+        except Exception:  # noqa: BLE001  # pragma: no cover - server already gone
             pass
         if made and not keep and fo.dataset_exists(CHECK_DATASET):
             fo.delete_dataset(CHECK_DATASET)
@@ -307,7 +306,7 @@ def check_app(name: str | None = None, port: int | None = None, out_dir: str | P
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of :func:`check_app` (``tools/check_app.py``); exit 1 when the page lacks a name, 2 on errors."""
-    import argparse  # noqa: PLC0415
+    import argparse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--name", default=None, help="check this existing FiftyOne dataset (default: make a tiny one)")

@@ -28,7 +28,7 @@ class Detector(Protocol):
 
 def letterbox(img: np.ndarray, size: int, color: int = 114) -> tuple[np.ndarray, float, tuple[float, float]]:
     """Resize keeping the aspect ratio and pad to ``size x size`` (ultralytics' letterbox, centred)."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     h, w = img.shape[:2]
     r = min(size / h, size / w)
@@ -46,9 +46,9 @@ def nms(dets: np.ndarray, iou: float, max_det: int = 300, agnostic: bool = False
     """NMS on ``(N, 6)`` detections: class-wise (torchvision's ``batched_nms``), or class-agnostic with
     ``agnostic`` (ultralytics' ``agnostic_nms``: overlapping boxes of different classes compete too, so one
     object keeps one box, the highest-scoring one)."""
-    import torch  # noqa: PLC0415
-    from torchvision.ops import batched_nms  # noqa: PLC0415
-    from torchvision.ops import nms as tv_nms  # noqa: PLC0415
+    import torch
+    from torchvision.ops import batched_nms
+    from torchvision.ops import nms as tv_nms
 
     if len(dets) == 0:
         return EMPTY
@@ -76,8 +76,8 @@ class AgnosticNMS:
         dets = np.asarray(self.detector(frame), np.float32).reshape(-1, 6)
         if len(dets) < 2:
             return dets
-        import torch  # noqa: PLC0415
-        from torchvision.ops import nms as tv_nms  # noqa: PLC0415
+        import torch
+        from torchvision.ops import nms as tv_nms
 
         t = torch.from_numpy(np.ascontiguousarray(dets))
         keep = np.sort(tv_nms(t[:, :4], t[:, 4], self.iou).numpy())  # only removes boxes: the order stays
@@ -106,33 +106,33 @@ def load_detector(model: str | Path, imgsz: int | None = None, conf: float = 0.2
 
 def _load_detector(model: str | Path, imgsz: int | None, conf: float, iou: float, threads: int | None,
                    agnostic: bool) -> Detector:
-    from classification.cascade import is_cascade_spec  # noqa: PLC0415
+    from classification.cascade import is_cascade_spec
 
     if is_cascade_spec(model):
-        from classification.cascade import load_cascade  # noqa: PLC0415
+        from classification.cascade import load_cascade
 
         return load_cascade(model, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
     p = Path(model)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: model file not found")
     if p.suffix == ".onnx":
-        from .frcnn_detector import is_frcnn_onnx  # noqa: PLC0415
+        from .frcnn_detector import is_frcnn_onnx
 
         if is_frcnn_onnx(p):  # metadata 'arch' frcnn*
-            from .frcnn_detector import OnnxFasterRCNNDetector  # noqa: PLC0415
+            from .frcnn_detector import OnnxFasterRCNNDetector
 
             return OnnxFasterRCNNDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
-        from .yolo_detector import OnnxYoloDetector  # noqa: PLC0415
+        from .yolo_detector import OnnxYoloDetector
 
         return OnnxYoloDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads, agnostic=agnostic)
     if p.suffix == ".pt":
-        from .frcnn import is_frcnn_checkpoint  # noqa: PLC0415
+        from .frcnn import is_frcnn_checkpoint
 
         if is_frcnn_checkpoint(p):  # a facewear checkpoint dict with 'arch' frcnn*
-            from .frcnn_detector import FasterRCNNDetector  # noqa: PLC0415
+            from .frcnn_detector import FasterRCNNDetector
 
             return FasterRCNNDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
-        from .yolo_detector import TorchYoloDetector  # noqa: PLC0415
+        from .yolo_detector import TorchYoloDetector
 
         return TorchYoloDetector(p, imgsz=imgsz or 320, conf=conf, iou=iou, threads=threads, agnostic=agnostic)
     raise ValueError(f"{p}: unknown model type {p.suffix!r} (expected .pt or .onnx)")
@@ -140,7 +140,7 @@ def _load_detector(model: str | Path, imgsz: int | None, conf: float, iou: float
 
 def model_name(model: str | Path) -> str:
     """A short name for reports: the file name, or ``finder+classifier`` stems for a cascade spec."""
-    from classification.cascade import is_cascade_spec, spec_name  # noqa: PLC0415
+    from classification.cascade import is_cascade_spec, spec_name
 
     if is_cascade_spec(model):
         try:
@@ -152,7 +152,7 @@ def model_name(model: str | Path) -> str:
 
 def model_files(model: str | Path) -> list[Path]:
     """The weight files a model spec reads: the file itself, or a cascade's finder and classifier files."""
-    from classification.cascade import is_cascade_spec, spec_files  # noqa: PLC0415
+    from classification.cascade import is_cascade_spec, spec_files
 
     if is_cascade_spec(model):
         try:
@@ -164,10 +164,11 @@ def model_files(model: str | Path) -> list[Path]:
 
 def model_bytes(model: str | Path) -> int:
     """Size on disk of a model file, or the sum of a cascade's weight files."""
-    from classification.cascade import is_cascade_spec, spec_files  # noqa: PLC0415
+    from classification.cascade import is_cascade_spec, spec_files
 
     files = spec_files(model) if is_cascade_spec(model) else [Path(model)]
     return sum(f.stat().st_size for f in files)
 
 
-__all__ = ["AgnosticNMS", "Detector", "EMPTY", "letterbox", "nms", "load_detector", "model_bytes", "model_files", "model_name", "CLASS_NAMES"]
+__all__ = ["AgnosticNMS", "Detector", "EMPTY", "letterbox", "nms", "load_detector", "model_bytes", "model_files",
+           "model_name", "CLASS_NAMES"]

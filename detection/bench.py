@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import facewear  # noqa: F401
 from classification.cascade import is_cascade_spec
 from facewear.constants import CLASS_NAMES, DATASETS_DIR, WEIGHTS_DIR
 from facewear.io import write_json, write_text
@@ -104,7 +103,7 @@ def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(
         synth_data: str | None = None, readme: bool | str | None = None) -> dict[str, Any]:
     """Benchmark ``model`` and its ONNX exports (or, by ``suite``, the classifiers / cascades in ``models``, or
     the model card of every shipped model: :func:`detection.card.run`)."""
-    from facewear.io import check_not_inputs  # noqa: PLC0415
+    from facewear.io import check_not_inputs
 
     ins = [Path(m) for m in (model, data, video, synth_data, *(models or ())) if m and "+" not in str(m)]
     for opt, out_file in (("--json", json_out), ("--md", md_out), ("--out", out)):

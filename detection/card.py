@@ -35,7 +35,6 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-import facewear  # noqa: F401
 from classification.cascade import is_cascade_spec, spec_files, split_spec
 from facewear.constants import (
     CASCADE_SEP,
@@ -85,7 +84,7 @@ def build_missing(weights_dir: str | Path = WEIGHTS_DIR) -> dict[str, str]:
     cascades' classifier ONNX) before the card looks for them; ``{file: why it could not be made}``.
 
     Without ``../shared`` (no built dataset to calibrate int8 on) those files are skipped with that reason."""
-    from .manifest import load_from, rebuild  # noqa: PLC0415
+    from .manifest import load_from, rebuild
 
     wanted = [m["file"] for m in load_from(weights_dir)["models"]
               if m.get("committed") is False and (m.get("task") == "detect" or m["file"] == CLS_FILE)]

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-import facewear  # noqa: F401
 from classification.export import ALL_FORMATS as CLS_ALL_FORMATS
 from classification.export import FORMATS as CLS_FORMATS
 from facewear.constants import DATASETS_DIR
@@ -52,7 +51,7 @@ HEAD_PREFIX = "/model.24/"  # ultralytics' Detect head in the exported graph (yo
 
 
 def export_fp32(pt: Path, out: Path, imgsz: int) -> Path:
-    from ultralytics import YOLO  # noqa: PLC0415
+    from ultralytics import YOLO
 
     # ultralytics writes <stem>.onnx beside the .pt; export a private copy so a file already there (the
     # committed weights/<stem>.onnx when --out-dir points elsewhere) is never overwritten or moved away.
@@ -67,8 +66,8 @@ def export_fp32(pt: Path, out: Path, imgsz: int) -> Path:
 
 
 def export_fp16(fp32: Path, out: Path) -> Path:
-    import onnx  # noqa: PLC0415
-    from onnxruntime.transformers.float16 import convert_float_to_float16  # noqa: PLC0415
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
     m = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
     onnx.save(m, str(out))
@@ -91,8 +90,8 @@ def preprocess(frame: np.ndarray, imgsz: int) -> np.ndarray:
 
 
 def export_int8(fp32: Path, out: Path, calib: list[Path], imgsz: int) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: PLC0415
-    from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -106,14 +105,14 @@ def export_int8(fp32: Path, out: Path, calib: list[Path], imgsz: int) -> Path:
     try:
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         src = pre
-    except Exception as e:  # pre-processing is an optimisation only
+    except Exception as e:  # noqa: BLE001 - pre-processing is an optimisation only
         LOG.warning("int8 pre-processing skipped (%s)", e)
         src = fp32
     # Keep the Detect head in float: its output concatenates box coordinates (0..S px) with
     # class scores (0..1), and one shared int8 scale wipes the scores out (measured: 0 % of
     # the torch detections survived a fully quantized graph). Only the convolutions of the
     # backbone and neck are quantized.
-    import onnx  # noqa: PLC0415
+    import onnx
 
     head = [n.name for n in onnx.load(str(src)).graph.node if n.name.startswith(HEAD_PREFIX)]
     quantize_static(str(src), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
@@ -124,8 +123,8 @@ def export_int8(fp32: Path, out: Path, calib: list[Path], imgsz: int) -> Path:
 
 
 def _torch_raw(pt: Path, x: np.ndarray) -> np.ndarray:
-    import torch  # noqa: PLC0415
-    from ultralytics import YOLO  # noqa: PLC0415
+    import torch
+    from ultralytics import YOLO
 
     m = YOLO(str(pt)).model.float().eval()
     with torch.no_grad():
@@ -134,7 +133,7 @@ def _torch_raw(pt: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _decode(raw: np.ndarray, conf: float = 0.25) -> np.ndarray:
-    from .base import nms  # noqa: PLC0415
+    from .base import nms
 
     out = raw[0]
     scores = out[4:]
@@ -148,9 +147,9 @@ def _decode(raw: np.ndarray, conf: float = 0.25) -> np.ndarray:
 
 def agreement(pt: Path, onnx_path: Path, samples: list[np.ndarray]) -> dict[str, float]:
     """Compare an ONNX export with the torch model on preprocessed samples."""
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
-    from .val import _iou_matrix  # noqa: PLC0415
+    from .val import _iou_matrix
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
@@ -185,9 +184,10 @@ def latency(fn, x: np.ndarray, warmup: int = 10, iters: int = 50) -> dict[str, f
 def time_variants(pt: Path, onnx_files: dict[str, Path], imgsz: int, threads: tuple[int, ...] = (1, 2),
                   iters: int = 50) -> dict[str, dict[str, Any]]:
     """Latency of the network forward at batch 1 for torch and each ONNX file, per thread count."""
-    from facewear.ort import ort_session  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-    from ultralytics import YOLO  # noqa: PLC0415
+    import torch
+    from ultralytics import YOLO
+
+    from facewear.ort import ort_session
 
     from .frcnn import is_frcnn_checkpoint
 
@@ -208,7 +208,8 @@ def time_variants(pt: Path, onnx_files: dict[str, Path], imgsz: int, threads: tu
         for n in threads:
             s = ort_session(f, n)
             nm = s.get_inputs()[0].name
-            res.setdefault(f"onnx-{prec}", {})[f"{n}t"] = latency(lambda z: s.run(None, {nm: z}), x, iters=iters)
+            res.setdefault(f"onnx-{prec}", {})[f"{n}t"] = latency(lambda z, s=s, nm=nm: s.run(None, {nm: z}), x,
+                                                                  iters=iters)
     return res
 
 
@@ -228,7 +229,7 @@ def run(model: str | None = None, formats: list[str] | tuple[str, ...] | None = 
     if rebuild:
         if model is not None:
             raise ValueError("--rebuild makes the variants listed in weights/manifest.json; drop --model")
-        from .manifest import rebuild as rebuild_variants  # noqa: PLC0415
+        from .manifest import rebuild as rebuild_variants
 
         res = rebuild_variants(out_dir, force=force)
         if json_out:
@@ -238,7 +239,7 @@ def run(model: str | None = None, formats: list[str] | tuple[str, ...] | None = 
         raise ValueError("--model is required (or --rebuild)")
     pt = Path(model)
     if json_out:
-        from facewear.io import check_not_inputs  # noqa: PLC0415
+        from facewear.io import check_not_inputs
 
         check_not_inputs([json_out], [pt, Path(data)], "--json")
     if pt.is_file() and pt.suffix == ".pt":

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-import facewear  # noqa: F401  (offline env first)
 from facewear.constants import CLASS_NAMES, FRCNN_IMGSZ
 
 from .frcnn import ExportWrapper, load_checkpoint, resize_long, to_detections, to_input

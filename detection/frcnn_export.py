@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-import facewear  # noqa: F401
 from facewear.constants import DATASETS_DIR, FRCNN_CHECK_CONF, FRCNN_ONNX_OPSET
 from facewear.io import ImageReadError, atomic_path, list_images, read_image, write_json
 from facewear.ort import set_metadata

@@ -28,7 +28,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-import facewear  # noqa: F401  (offline env first)
 from facewear.constants import (
     CLASS_IDS,
     CLASS_NAMES,
@@ -94,7 +93,8 @@ class YoloDetDataset(Dataset):
         if self.train and torch.rand(()).item() < 0.5:  # horizontal flip
             img = img[:, ::-1]
             boxes[:, [0, 2]] = img.shape[1] - boxes[:, [2, 0]]
-        return torch.from_numpy(to_input(img)[0]), {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}
+        target = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}
+        return torch.from_numpy(to_input(img)[0]), target
 
 
 def collate(batch: list) -> tuple:
@@ -271,7 +271,8 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int) -> dic
             losses = model(list(images), list(targets))
             loss = sum(losses.values())
             if not math.isfinite(loss.item()):
-                raise RuntimeError(f"loss is {loss.item()} at epoch {epoch + 1} ({ {k: v.item() for k, v in losses.items()} })")
+                parts = {k: v.item() for k, v in losses.items()}
+                raise RuntimeError(f"loss is {loss.item()} at epoch {epoch + 1} ({parts})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

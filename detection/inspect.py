@@ -36,7 +36,6 @@ from urllib.parse import quote
 
 import numpy as np
 
-import facewear  # noqa: F401  (offline environment before fiftyone is imported)
 from facewear.data.inspect import SplitSource, resolve_split, serve
 from facewear.data.stats import SPLITS
 from facewear.io import ImageReadError, read_image
@@ -104,9 +103,9 @@ def plan_fields(models: Sequence[ModelArg]) -> list[ModelRun]:
     return runs
 
 
-def to_fo_detections(dets: np.ndarray, width: int, height: int, names: Sequence[str]) -> "fo.Detections":
+def to_fo_detections(dets: np.ndarray, width: int, height: int, names: Sequence[str]) -> fo.Detections:
     """``(N, 6)`` pixel ``x1, y1, x2, y2, score, class`` rows -> ``fo.Detections`` (relative ``x, y, w, h``)."""
-    import fiftyone as fo  # noqa: PLC0415
+    import fiftyone as fo
 
     out = []
     for x1, y1, x2, y2, s, c in np.asarray(dets, np.float64).reshape(-1, 6).tolist():
@@ -125,13 +124,13 @@ def _gt_signature(labels: list[str] | None, boxes: list[list[float]] | None) -> 
     return tuple((lb, tuple(round(v, 6) for v in bb)) for lb, bb in zip(labels or [], boxes or []))
 
 
-def sync_dataset(src: SplitSource, name: str) -> tuple["fo.Dataset", bool]:
+def sync_dataset(src: SplitSource, name: str) -> tuple[fo.Dataset, bool]:
     """Create or update the persistent dataset ``name`` so it holds exactly ``src``'s images.
 
     Samples are keyed by absolute file path. Returns ``(dataset, changed)`` where
     ``changed`` says whether samples were added/removed or ground truth replaced.
     """
-    import fiftyone as fo  # noqa: PLC0415
+    import fiftyone as fo
 
     spec_abs = str(Path(src.spec_path).resolve())
     info = {"spec": spec_abs, "split": src.split, "root": str(Path(src.spec["path"]))}
@@ -181,7 +180,7 @@ def sync_dataset(src: SplitSource, name: str) -> tuple["fo.Dataset", bool]:
     return ds, changed
 
 
-def drop_model(ds: "fo.Dataset", field: str, rec: dict[str, Any]) -> None:
+def drop_model(ds: fo.Dataset, field: str, rec: dict[str, Any]) -> None:
     """Remove a model's field, evaluation (and its sample/object marks) and saved view."""
     key, view = rec.get("eval_key"), rec.get("view")
     if key and ds.has_evaluation(key):
@@ -192,9 +191,9 @@ def drop_model(ds: "fo.Dataset", field: str, rec: dict[str, Any]) -> None:
         ds.delete_saved_view(view)
 
 
-def predict_field(ds: "fo.Dataset", det: Detector, field: str, desc: str) -> None:
+def predict_field(ds: fo.Dataset, det: Detector, field: str, desc: str) -> None:
     """Run ``det`` on every sample and store its boxes in ``field`` (replacing it)."""
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
     names = tuple(getattr(det, "names", None) or ())
     ids, fps = ds.values(["id", "filepath"])
@@ -221,7 +220,7 @@ def predict_field(ds: "fo.Dataset", det: Detector, field: str, desc: str) -> Non
     ds.set_values(field, values, key_field="id")
 
 
-def error_counts(ds: "fo.Dataset", r: ModelRun, report_conf: float) -> list[dict[str, Any]]:
+def error_counts(ds: fo.Dataset, r: ModelRun, report_conf: float) -> list[dict[str, Any]]:
     """Per sample: file, TP, FN, FP at any score and FP at ``>= report_conf``; worst (FN + FP_report) first."""
     ids, fps, tp, fp, fn, marks, confs = ds.values([
         "id", "filepath", f"{r.eval_key}_tp", f"{r.eval_key}_fp", f"{r.eval_key}_fn",
@@ -235,10 +234,10 @@ def error_counts(ds: "fo.Dataset", r: ModelRun, report_conf: float) -> list[dict
     return rows
 
 
-def worst_view(ds: "fo.Dataset", r: ModelRun, report_conf: float) -> "fo.DatasetView":
+def worst_view(ds: fo.Dataset, r: ModelRun, report_conf: float) -> fo.DatasetView:
     """Images with errors, worst first: FN plus FP scored ``>= report_conf``. Only the ground truth and this
     model's boxes at or above ``report_conf`` are shown (other models' fields are left out of the view)."""
-    from fiftyone import ViewField as F  # noqa: PLC0415
+    from fiftyone import ViewField as F
 
     keep = [GT_FIELD, r.field, *PROVENANCE_FIELDS, *(f"{r.eval_key}_{k}" for k in ("tp", "fp", "fn"))]
     view = ds.select_fields(keep).filter_labels(r.field, F("confidence") >= report_conf, only_matches=False)
@@ -309,7 +308,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def run(model: ModelArg | Sequence[ModelArg], data: str | Path | None = None, split: str = "val",
         name: str | None = None, max_images: int | None = None, conf: float = 0.001, report_conf: float = 0.25,
         imgsz: int | None = 320, iou: float = 0.6, threads: int | None = None, views_dir: str | Path | None = None,
-        no_launch: bool = False, port: int = 5151) -> "fo.Dataset":
+        no_launch: bool = False, port: int = 5151) -> fo.Dataset:
     """Load the split, add every model's predictions and evaluation, print mAP, save worst-first views;
     unless ``no_launch``, serve the App on 127.0.0.1 until closed.
 
@@ -363,7 +362,7 @@ def run(model: ModelArg | Sequence[ModelArg], data: str | Path | None = None, sp
     if views_dir is not None:
         print(f"inspect preds: worst-first lists in {views_dir}/")
     if not no_launch:
-        from fiftyone.core.utils import to_slug  # noqa: PLC0415
+        from fiftyone.core.utils import to_slug
 
         for r in runs:
             print(f"inspect preds: {r.name} worst first: "

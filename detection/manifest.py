@@ -30,7 +30,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from facewear.constants import CLASS_NAMES, DEFAULT_DETECTOR, FRCNN_MAX_DET, FRCNN_NMS_IOU, FRCNN_SCORE_THRESH, WEIGHTS_DIR
+from facewear.constants import (
+    CLASS_NAMES,
+    DEFAULT_DETECTOR,
+    FRCNN_MAX_DET,
+    FRCNN_NMS_IOU,
+    FRCNN_SCORE_THRESH,
+    WEIGHTS_DIR,
+)
 from facewear.io import write_json
 
 LOG = logging.getLogger("facewear.manifest")
@@ -110,7 +117,7 @@ def default_model(name: str = DEFAULT_DETECTOR) -> Path:
 
 def content_sha256(path: str | Path, ignore: tuple[str, ...] = ("date",)) -> str:
     """sha256 of an ONNX file's serialised model without the metadata keys ``ignore`` (ultralytics' export date)."""
-    import onnx  # noqa: PLC0415
+    import onnx
 
     m = onnx.load(str(path))
     keep = [(p.key, p.value) for p in m.metadata_props if p.key not in ignore]
@@ -165,7 +172,7 @@ def rebuildable(weights_dir: str | Path | None = None, names: Sequence[str] | No
 
 
 def _export(src: Path, formats: list[str], out: Path, qat_epochs: int = 1) -> dict[str, Any]:
-    from .export import run as export  # noqa: PLC0415 - export imports the model code; the manifest stays light
+    from .export import run as export
 
     return export(str(src), formats=formats, out_dir=str(out), json_out=str(out / f"{src.stem}.rebuild.json"),
                   qat_epochs=qat_epochs)

@@ -102,7 +102,7 @@ def stream_name(source: str | int) -> str:
 
 def default_capture_factory(source: str | int) -> Any:
     """``cv2.VideoCapture`` with open/read timeouts for URLs and a one-frame buffer."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     if isinstance(source, str):
         try:
@@ -120,7 +120,7 @@ def default_capture_factory(source: str | int) -> Any:
 
 
 def _capture_fps(cap: Any) -> float | None:
-    import cv2  # noqa: PLC0415
+    import cv2
 
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS))
@@ -379,7 +379,7 @@ class Source:
             yield Item(name, "image", f, total=1, frames=lambda n=name, im=img: iter((Frame(n, 0, im),)))
 
     def _video_item(self, path: Path, name: str) -> Item:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         cap = cv2.VideoCapture(str(path))
         first = None

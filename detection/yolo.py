@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import facewear  # noqa: F401  (offline env before ultralytics)
+import facewear
 from facewear.constants import CLASS_NAMES, DATASETS_DIR, REPO_ROOT, default_shared_weights
 from facewear.data.layout import resolved_spec_file
 
@@ -28,7 +28,7 @@ COCO_STATE_DICT = "yolov5n-coco-state_dict.pth"
 
 def build_model(cfg: str = "yolov5n.yaml", nc: int = len(CLASS_NAMES)):
     """An ultralytics ``DetectionModel`` built from a yaml (never downloads)."""
-    from ultralytics.nn.tasks import DetectionModel  # noqa: PLC0415
+    from ultralytics.nn.tasks import DetectionModel
 
     if cfg.endswith(".pt"):
         raise ValueError(f"{cfg}: build from a .yaml; loading a .pt by name downloads")
@@ -39,7 +39,7 @@ def build_model(cfg: str = "yolov5n.yaml", nc: int = len(CLASS_NAMES)):
 
 def load_coco(model, path: str | Path) -> tuple[int, int]:
     """Copy the COCO backbone+neck (``model.0``-``model.23``) into ``model``; returns (loaded, total)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     sd = torch.load(path, map_location="cpu", weights_only=True)
     own = model.state_dict()
@@ -50,7 +50,7 @@ def load_coco(model, path: str | Path) -> tuple[int, int]:
 
 def init_checkpoint(cfg: str, init: str, out: Path) -> Path | str:
     """Make the starting checkpoint. ``init``: 'coco', 'none' or a path to a state_dict/.pt."""
-    import torch  # noqa: PLC0415
+    import torch
 
     model = build_model(cfg)
     if init == "none":
@@ -76,7 +76,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
           exist_ok: bool = False, cache: str | bool = False, fraction: float = 1.0, seed: int = 0,
           **overrides: Any):
     """Train YOLOv5 on a facewear spec; returns the ultralytics results. ``resume`` continues ``<project>/<name>``."""
-    from ultralytics import YOLO  # noqa: PLC0415
+    from ultralytics import YOLO
 
     facewear.env.configure_ultralytics()
     project = str(Path(project).resolve())  # ultralytics would put a relative project under runs/detect/

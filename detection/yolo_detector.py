@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-import facewear  # noqa: F401  (offline env first)
 from facewear.constants import CLASS_NAMES
 
 from .base import EMPTY, letterbox, nms
@@ -20,8 +19,8 @@ class TorchYoloDetector:
 
     def __init__(self, path: str | Path, imgsz: int = 320, conf: float = 0.25, iou: float = 0.45,
                  threads: int | None = None, agnostic: bool = False) -> None:
-        import torch  # noqa: PLC0415
-        from ultralytics import YOLO  # noqa: PLC0415
+        import torch
+        from ultralytics import YOLO
 
         if threads:
             torch.set_num_threads(threads)

@@ -36,7 +36,7 @@ DEMO_SOURCE = "demo-photos"
 
 def astronaut_face() -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """The astronaut photo (BGR) and its face box, found by OpenCV's Haar cascade (fallback: a fixed box)."""
-    from skimage import data  # noqa: PLC0415
+    from skimage import data
 
     img = np.ascontiguousarray(data.astronaut()[..., ::-1])
     box = (165.0, 55.0, 275.0, 190.0)  # measured once on this image; used if the cascade finds nothing
@@ -107,9 +107,9 @@ def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128, sy
     ``seed`` picks a random sample of images instead of the first ones. Returns the sheet (BGR), written
     to ``out`` when ``write``.
     """
-    from .data.layout import read_meta  # noqa: PLC0415
-    from .formats import read_yolo  # noqa: PLC0415
-    from .io import image_size, read_image  # noqa: PLC0415
+    from .data.layout import read_meta
+    from .formats import read_yolo
+    from .io import image_size, read_image
 
     rows = {n: [] for n in classes}
     for split in splits:
@@ -148,7 +148,7 @@ def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128, sy
 
 def make_demo_video(built: Path, out: Path, fps: int = 10, size: tuple[int, int] = (640, 360)) -> Path:
     """A short 640x360 video from the demo dataset's images (each held for half a second)."""
-    from .io import list_images  # noqa: PLC0415
+    from .io import list_images
 
     frames = [p for p in list_images(built / "images") if "crowd" not in p.name][:8]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,7 @@ def make_demo_video(built: Path, out: Path, fps: int = 10, size: tuple[int, int]
 
 def detect_demo(model: Path, out_dir: Path, media: list[Path]) -> dict[str, dict]:
     """Run the committed detector on each demo source: annotated output, crops per class, JSON."""
-    from detection.predict import run as predict  # noqa: PLC0415
+    from detection.predict import run as predict
 
     results = {}
     for src in media:
@@ -183,7 +183,7 @@ def detect_demo(model: Path, out_dir: Path, media: list[Path]) -> dict[str, dict
 def run(out: str | None = None, workers: int = 1, model: str | None = None) -> dict:
     """Make the demo media, convert it, build a four-class demo dataset, write stats and a contact sheet;
     then, when a trained detector is committed, detect and crop faces in the demo photos and video."""
-    from .data import build, convert, stats  # noqa: PLC0415
+    from .data import build, convert, stats
 
     out_dir = Path(out) if out else default_build_dir() / "demo"
     raw = out_dir / "raw"
@@ -209,12 +209,12 @@ def run(out: str | None = None, workers: int = 1, model: str | None = None) -> d
         print(f"{name:<18}{counts.get(name, 0):>7}")
     print(f"\n{len(anns)} demo photos -> {out_dir}\n  spec: {out_dir / 'facewear4.yaml'}\n"
           f"  contact sheet: {out_dir / 'contact_sheet.png'}\n  stats: {out_dir / 'stats.md'}")
-    from .constants import default_data_root  # noqa: PLC0415
+    from .constants import default_data_root
 
     if model:
         mpath = Path(model)
     else:
-        from detection.manifest import default_model  # noqa: PLC0415
+        from detection.manifest import default_model
 
         try:
             mpath = default_model()

@@ -40,12 +40,12 @@ def _cache_root() -> Path:
 def _local_ttf() -> Path | None:
     """A TTF that is already on disk: matplotlib's DejaVuSans, else a system font."""
     try:
-        import matplotlib  # noqa: PLC0415 - matplotlib is a hard dependency
+        import matplotlib
 
         cand = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
         if cand.is_file():
             return cand
-    except Exception:  # pragma: no cover - matplotlib missing
+    except Exception:  # noqa: BLE001  # pragma: no cover - matplotlib missing or broken
         pass
     for cand in Path("/usr/share/fonts").rglob("*.ttf") if Path("/usr/share/fonts").is_dir() else []:
         return cand
@@ -86,15 +86,15 @@ def configure_ultralytics(threads: int | None = None) -> None:
     Ultralytics runs torch on one thread on a 2-core CPU; training is ~1.8x
     faster with both cores.
     """
-    from ultralytics.utils import SETTINGS, torch_utils  # noqa: PLC0415
+    from ultralytics.utils import SETTINGS, torch_utils
 
     try:
         SETTINGS.update({"sync": False, "hub": False} if "hub" in SETTINGS else {"sync": False})
-    except Exception:  # pragma: no cover - settings schema changed
+    except Exception:  # noqa: BLE001  # pragma: no cover - settings schema changed
         pass
     n = threads or os.cpu_count() or 1
     torch_utils.NUM_THREADS = n
-    import torch  # noqa: PLC0415
+    import torch
 
     torch.set_num_threads(n)
 

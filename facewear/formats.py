@@ -128,7 +128,8 @@ class Report:
         if self.clipped:
             LOG.warning("%sclipped %d box(es) to the image bounds", pre, self.clipped)
         if self.degenerate:
-            LOG.warning("%sdropped %d degenerate box(es) (side < %.0f px after clipping)", pre, self.degenerate, MIN_BOX_SIDE)
+            LOG.warning("%sdropped %d degenerate box(es) (side < %.0f px after clipping)", pre, self.degenerate,
+                        MIN_BOX_SIDE)
         if self.duplicates:
             LOG.warning("%sremoved %d duplicate box(es)", pre, self.duplicates)
         if self.out_of_range:
@@ -492,6 +493,6 @@ def convert(src_fmt: str, dst_fmt: str, images: str | Path, labels: str | Path, 
     return report
 
 
-__all__ = ["Box", "ImageAnn", "Report", "AnnotationError", "IGNORE_FLAGS", "output_files", "problem_unknown", "read_voc", "write_voc", "read_yolo", "write_yolo",
-           "yolo_lines", "yolo_rows", "to_coco", "from_coco", "load_folder", "save_folder", "convert", "sanitize", "map_label",
-           "FORMATS", "asdict", "atomic_path"]
+__all__ = ["Box", "ImageAnn", "Report", "AnnotationError", "IGNORE_FLAGS", "output_files", "problem_unknown",
+           "read_voc", "write_voc", "read_yolo", "write_yolo", "yolo_lines", "yolo_rows", "to_coco", "from_coco",
+           "load_folder", "save_folder", "convert", "sanitize", "map_label", "FORMATS", "asdict", "atomic_path"]

@@ -8,7 +8,8 @@ from .cli import add_subcommands, dispatch
 ACTIONS = {
     "preds": ("detection.inspect", "ground truth plus every model's predictions and COCO evaluation in FiftyOne, "
                                    "worst images first; launches the App"),
-    "data": ("facewear.data.inspect", "load a built dataset into FiftyOne and launch the App (= facewear data inspect)"),
+    "data": ("facewear.data.inspect",
+             "load a built dataset into FiftyOne and launch the App (= facewear data inspect)"),
 }
 
 

@@ -106,7 +106,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
                 w, h = im.size
                 try:
                     orient = im.getexif().get(0x0112, 1)
-                except Exception:
+                except Exception:  # noqa: BLE001 - a broken EXIF block: read the pixels as stored
                     orient = 1
     except Image.DecompressionBombError as e:
         raise ImageReadError(f"{path}: too many pixels ({e})") from None

@@ -192,7 +192,7 @@ def make_det_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 6
         for i in range(n):
             img = np.full((size, size, 3), 128, np.uint8)
             boxes = []
-            for k in range(2):
+            for _ in range(2):
                 c = int(rng.integers(4))
                 s = int(rng.integers(14, 24))
                 x, y = int(rng.integers(0, size - s)), int(rng.integers(0, size - s))

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-
 from conftest import voc_xml
+
 from facewear.constants import CLASS_IDS, CLASS_NAMES
 from facewear.data import build
 from facewear.data import composite as fw_composite

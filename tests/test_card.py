@@ -12,7 +12,6 @@ import pytest
 import torch
 from conftest import make_det_dataset
 
-import facewear  # noqa: F401
 from facewear.constants import CLASS_NAMES
 from facewear.data.layout import write_spec
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from conftest import make_det_dataset
 
-import facewear  # noqa: F401
 from facewear.constants import CLASS_NAMES
 from facewear.data.layout import load_spec
 
@@ -306,7 +305,8 @@ def test_val_plain_ultralytics_spec_without_coco(yolo_only, form):
 
     root, det = yolo_only
     if form == "txt":
-        (root / "val.txt").write_text("".join(f"./images/val/{p.name}\n" for p in sorted((root / "images/val").iterdir())))
+        listed = sorted((root / "images/val").iterdir())
+        (root / "val.txt").write_text("".join(f"./images/val/{p.name}\n" for p in listed))
     val = {"folder": "images/val", "txt": "val.txt", "list": ["images/val"]}[form]
     res = run(det, data=str(_plain_spec(root, f"{form}.yaml", val)))
     assert res["images"] == 4 and res["mAP50"] == pytest.approx(1.0)

@@ -13,7 +13,6 @@ import pytest
 import torch
 from conftest import make_det_dataset
 
-import facewear  # noqa: F401
 from facewear.constants import CLASS_NAMES, FRCNN_ARCH, REPO_ROOT, WEIGHTS_DIR
 
 torch.set_num_threads(1)
@@ -83,7 +82,8 @@ def test_build_model_imagenet_start_and_freeze():
     assert torch.equal(body["5"].conv[0][1].running_var, sd["features.5.conv.0.1.running_var"])  # frozen BN keeps stats
     st = stage_indices(torch.nn.Sequential(*[body[k] for k in body]))
     assert st == [0, 2, 4, 7, 14, 18]
-    frozen = {int(n.split(".")[2]) for n, p in model.named_parameters() if n.startswith("backbone.body.") and not p.requires_grad}
+    frozen = {int(n.split(".")[2]) for n, p in model.named_parameters()
+              if n.startswith("backbone.body.") and not p.requires_grad}
     assert frozen == set(range(7))  # stages 0-2 (stride <= 8) frozen
     assert model.roi_heads.box_predictor.cls_score.out_features == len(CLASS_NAMES) + 1
     with pytest.raises(ValueError, match="--freeze"):

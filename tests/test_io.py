@@ -280,7 +280,8 @@ def test_write_marked_block_replaces_only_between_markers(tmp_path):
     f = tmp_path / "README.md"
     f.write_text("top\n<!-- t:begin -->\nold\n<!-- t:end -->\nbottom\n")
     assert write_marked_block(f, "t", "new\n", "me")
-    assert f.read_text() == "top\n<!-- t:begin -->\n<!-- written by me; do not edit by hand -->\nnew\n<!-- t:end -->\nbottom\n"
+    assert f.read_text() == ("top\n<!-- t:begin -->\n<!-- written by me; do not edit by hand -->\nnew\n"
+                             "<!-- t:end -->\nbottom\n")
     assert write_marked_block(f, "t", "again\n", "me")  # markers survive a rewrite
     assert "again\n<!-- t:end -->" in f.read_text() and "new" not in f.read_text()
     before = f.read_text()

@@ -235,7 +235,8 @@ def test_import_and_tiny_training_make_no_connection(tmp_path):
     res = subprocess.run([sys.executable, str(tmp_path / "train.py"), str(tmp_path / "blocker.py"), str(work)],
                          cwd=work, env=_child_env(tmp_path), capture_output=True, text=True, timeout=300)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("OFFLINE_RESULT=")]
-    assert res.returncode == 0 and lines, f"child failed (rc={res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+    assert res.returncode == 0 and lines, (f"child failed (rc={res.returncode}):\n{res.stdout[-4000:]}\n"
+                                           f"{res.stderr[-4000:]}")
     result = json.loads(lines[-1].split("=", 1)[1])
     assert "error" not in result, result["error"]
 

@@ -269,7 +269,7 @@ class FakeCapture:
     def __init__(self, n: int, feed: FakeFeed) -> None:
         self.n, self.i, self.feed = n, 0, feed
 
-    def isOpened(self) -> bool:  # noqa: N802 - cv2's name
+    def isOpened(self) -> bool:
         return self.n > 0
 
     def read(self):
@@ -326,7 +326,7 @@ def test_stream_keeps_only_latest_frame():
     feed = FakeFeed([200], delay=0.0005)
     got = []
     with StreamReader("http://cam/feed", feed, backoff=0.01, max_backoff=0.02, retries=1) as r:
-        for idx, frame in r:
+        for idx, _frame in r:
             got.append(idx)
             time.sleep(0.01)  # a consumer much slower than the feed
     assert r.received == 200 and got == sorted(set(got))
@@ -406,7 +406,7 @@ def test_lapjv_stand_in_matches_brute_force():
         pairs = [(i, j) for i, j in enumerate(x) if j >= 0]
         assert all(y[j] == i for i, j in pairs) and (y >= 0).sum() == len(pairs)
         # optimal: each pair costs (c) and each unmatched row/column costs limit/2
-        def total(ps):
+        def total(ps, cost=cost, n=n, m=m, limit=limit):
             return sum(cost[i, j] for i, j in ps) + (n + m - 2 * len(ps)) * limit / 2
         best = min(total([(i, j) for i, j in zip(rows, cols) if cost[i, j] <= limit])
                    for k in range(min(n, m) + 1) for rows in permutations(range(n), k)
@@ -421,7 +421,7 @@ def _mjpeg_server(frames: list[np.ndarray], drop_after: int):
     import socketserver
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self.send_response(200)
             self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
             self.end_headers()

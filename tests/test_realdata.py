@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from conftest import voc_xml
 
 from facewear.data import build, realbox
 from facewear.data import composite as comp
@@ -18,9 +19,15 @@ from facewear.data.landmarks import mean_landmarks
 from facewear.data.layout import read_meta
 from facewear.data.procedural import procedural_overlays
 from facewear.formats import Box, ImageAnn
-from facewear.overlays import (OverlayLibrary, SunglassesTemplate, clear_lenses, lens_masks, lenses_opaque,
-                               mask_template_from_cutout, tint_lenses)
-from conftest import voc_xml
+from facewear.overlays import (
+    OverlayLibrary,
+    SunglassesTemplate,
+    clear_lenses,
+    lens_masks,
+    lenses_opaque,
+    mask_template_from_cutout,
+    tint_lenses,
+)
 
 FACE = (60.0, 40.0, 180.0, 190.0)
 
@@ -114,7 +121,8 @@ def test_glasses_follow_yaw_with_perspective(lib):
         comp.apply_glasses(out, marks, FACE, lib, np.random.default_rng(1), template=tpl)
         ch = np.abs(out.astype(int) - img.astype(int)).max(2) > 40
         le, re_ = marks[36:42].mean(0), marks[42:48].mean(0)
-        heights[name] = (_lens_rows(ch, int(le[0]) - 8, int(le[0]) + 8), _lens_rows(ch, int(re_[0]) - 8, int(re_[0]) + 8))
+        heights[name] = (_lens_rows(ch, int(le[0]) - 8, int(le[0]) + 8),
+                         _lens_rows(ch, int(re_[0]) - 8, int(re_[0]) + 8))
     fl, fr = heights["front"]
     tl, tr = heights["turned"]
     assert abs(fl - fr) <= 0.12 * max(fl, fr)  # frontal: both lenses alike
@@ -125,9 +133,9 @@ def test_sunglasses_hide_the_eyes_and_eyeglasses_do_not():
     img, lm = drawn_face()
     clear = drawn_clear_glasses()
     _, (le, re_) = lens_masks(clear)
+    dark = tint_lenses(clear, np.random.default_rng(0), "dark")
     eye_lib = OverlayLibrary(eyeglasses=[SunglassesTemplate("clear", clear, le, re_, tinted=False)],
-                             sunglasses=[SunglassesTemplate("dark", tint_lenses(clear, np.random.default_rng(0), "dark"),
-                                                            le, re_)])
+                             sunglasses=[SunglassesTemplate("dark", dark, le, re_)])
     eye = lm[36:42].mean(0).astype(int)
     out_clear, out_dark = img.copy(), img.copy()
     assert comp.apply_eyeglasses(out_clear, lm, FACE, eye_lib, np.random.default_rng(0)).kind == "eyeglasses"

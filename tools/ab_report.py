@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facewear.constants import WEIGHTS_DIR  # noqa: E402
-from facewear.io import write_text  # noqa: E402
+from facewear.constants import WEIGHTS_DIR
+from facewear.io import write_text
 
 TEMPLATE = """# Does the COCO start help? (YOLOv5n, four classes)
 
@@ -34,7 +34,7 @@ Written by `python tools/ab_report.py <coco results.csv> <scratch results.csv>`.
 The COCO start is far ahead after one short epoch. This says nothing yet about
 the end of a long schedule, where scratch training often catches up; a full
 A/B (same epochs as the released model) was not run for lack of CPU time.
-"""
+"""  # noqa: E501 - the commands are copied as they were run
 
 
 def first_epoch(path: str) -> dict[str, float]:

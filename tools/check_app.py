@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detection.app_check import main  # noqa: E402
+from detection.app_check import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

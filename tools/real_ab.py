@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facewear.constants import CLASS_NAMES, DATASETS_DIR  # noqa: E402
-from facewear.io import write_json, write_text  # noqa: E402
+from facewear.constants import CLASS_NAMES, DATASETS_DIR
+from facewear.io import write_json, write_text
 
 
 def machine() -> str:
     """CPU model and core count, as the other reports say it."""
-    import os  # noqa: PLC0415
+    import os
 
     cpu = platform.processor() or "cpu"
     try:
@@ -51,9 +51,9 @@ def _pair(items: list[str], what: str) -> dict[str, str]:
 
 
 def measure(model: str, imgsz: int, max_images: int | None, specs: Path = DATASETS_DIR) -> dict:
-    from detection import val  # noqa: PLC0415
-    from detection.base import load_detector  # noqa: PLC0415
-    from detection.blank import blank_frame_check  # noqa: PLC0415
+    from detection import val
+    from detection.base import load_detector
+    from detection.blank import blank_frame_check
 
     held = val.run(model, data=str(specs / "ilc-heldout.yaml"), imgsz=imgsz, max_images=max_images)
     real = val.run(model, data=str(specs / "real-checks.yaml"), imgsz=imgsz, max_images=max_images)

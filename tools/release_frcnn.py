@@ -23,9 +23,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR  # noqa: E402
-from facewear.io import OverwriteError, check_not_inputs, write_json, write_marked_block  # noqa: E402
-from release_yolo import held_table, slim_metrics  # noqa: E402
+from release_yolo import held_table, slim_metrics
+
+from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR
+from facewear.io import OverwriteError, check_not_inputs, write_json, write_marked_block
 
 
 def _head(m: dict) -> dict:
@@ -70,7 +71,8 @@ def block(m: dict) -> str:
                    f"{t['train_images_all']} training images, {t['epochs']} epochs of {t['iterations_per_epoch']} "
                    f"iterations at batch {t['batch']}, {t['imgsz']} px, first {t['freeze']} MobileNetV2 stages frozen. "
                    f"About {t['seconds_per_iteration_with_val']} s per iteration (val pass included), so one epoch "
-                   f"over all {t['train_images_all']} images would take about {t['full_epoch_minutes_estimate']} min.\n")
+                   f"over all {t['train_images_all']} images would take about "
+                   f"{t['full_epoch_minutes_estimate']} min.\n")
         vn = f"{t['max_val_images']} evenly spaced" if t.get("max_val_images") else "all"
         out.append(f"| epoch | train loss | val mAP50 ({vn} synthetic val images) | val mAP50-95 | minutes |\n"
                    "|---:|---:|---:|---:|---:|\n"

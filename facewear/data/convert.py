@@ -9,6 +9,8 @@ import yaml
 from ..constants import CLASS_NAMES
 from ..formats import FORMATS, Report, convert
 
+DEFAULT_NAMES = ",".join(CLASS_NAMES)  # class names in id order, as --names takes them
+
 
 def parse_class_map(spec: str | None) -> dict[str, str] | None:
     """``"a=face,b=mask"`` or a YAML file mapping source names to target names."""
@@ -40,12 +42,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-map", default=None,
                    help="source=target pairs ('with_mask=mask,without_mask=face') or a YAML file; "
                         "default maps the public sets' names onto the four classes")
-    p.add_argument("--names", default=",".join(CLASS_NAMES), help="class names in id order (YOLO ids)")
+    p.add_argument("--names", default=DEFAULT_NAMES, help="class names in id order (YOLO ids)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad file instead of skipping it")
 
 
 def run(src_fmt: str, dst_fmt: str, images: str, labels: str, out: str, class_map: str | dict | None = None,
-        names: str | list[str] = ",".join(CLASS_NAMES), strict: bool = False) -> Report:
+        names: str | list[str] = DEFAULT_NAMES, strict: bool = False) -> Report:
     """Convert a labelled folder; returns a :class:`~facewear.formats.Report` of what was clipped or skipped."""
     cmap = parse_class_map(class_map) if isinstance(class_map, str) or class_map is None else class_map
     names_l = names.split(",") if isinstance(names, str) else list(names)

@@ -63,7 +63,8 @@ def load_corrections(path: str | Path) -> list[Correction]:
             for k in ("old_class", "new_class"):
                 if r[k] not in CLASS_NAMES:
                     raise ValueError(f"{path}:{ln}: unknown class {r[k]!r} in {k} (expected one of {CLASS_NAMES})")
-            out.append(Correction(r["source"], r["image"], box, r["old_class"], r["new_class"], r.get("note") or "", ln))
+            out.append(Correction(r["source"], r["image"], box, r["old_class"], r["new_class"], r.get("note") or "",
+                                  ln))
     return out
 
 
@@ -89,7 +90,8 @@ def apply_corrections(items: list, corrections: list[Correction], min_iou: float
     for it in items:
         W, H = it.ann.width, it.ann.height
         for c in by_img.get((it.source, it.ann.file), []):
-            cb = (min(max(c.box[0], 0), W), min(max(c.box[1], 0), H), min(max(c.box[2], 0), W), min(max(c.box[3], 0), H))
+            cb = (min(max(c.box[0], 0), W), min(max(c.box[1], 0), H),
+                  min(max(c.box[2], 0), W), min(max(c.box[3], 0), H))
             best = max(it.ann.boxes, key=lambda b: _iou(b.xyxy(), cb), default=None)
             if best is None or _iou(best.xyxy(), cb) < min_iou:
                 continue
@@ -135,8 +137,8 @@ def sunglasses_score(bgr: np.ndarray, lm: np.ndarray, box: tuple[float, float, f
 
 def _face_boxes(data_root: Path, source: str):
     """Yield (image_path, rel_name, box, label) for every real face of a source."""
-    from ..formats import Report, read_voc  # noqa: PLC0415
-    from ..io import list_images  # noqa: PLC0415
+    from ..formats import Report, read_voc
+    from ..io import list_images
 
     root = data_root / source
     if (root / "annotations").is_dir():
@@ -161,8 +163,8 @@ def _face_boxes(data_root: Path, source: str):
 def flag_candidates(data_root: str | Path | None = None, sources: list[str] | None = None, top: int = 256,
                     out: str | Path | None = None, min_face: float = 12) -> list[dict[str, Any]]:
     """Score all real faces and write contact sheets of the ``top`` candidates per source."""
-    from ..io import read_image  # noqa: PLC0415
-    from .landmarks import landmarks68  # noqa: PLC0415
+    from ..io import read_image
+    from .landmarks import landmarks68
 
     root = Path(data_root) if data_root else default_data_root()
     if root is None:
@@ -199,7 +201,7 @@ def flag_candidates(data_root: str | Path | None = None, sources: list[str] | No
 
 
 def _contact_sheets(cands: list[dict], out_dir: Path, src: str, per_sheet: int = 64, tile: int = 112) -> None:
-    from ..io import read_image  # noqa: PLC0415
+    from ..io import read_image
 
     cols = 8
     for s in range(0, len(cands), per_sheet):
@@ -214,7 +216,8 @@ def _contact_sheets(cands: list[dict], out_dir: Path, src: str, per_sheet: int =
             if crop.size == 0:
                 continue
             r, col = divmod(k, cols)
-            sheet[r * (tile + 16) + 16:(r + 1) * (tile + 16), col * tile:(col + 1) * tile] = cv2.resize(crop, (tile, tile))
+            cell = (slice(r * (tile + 16) + 16, (r + 1) * (tile + 16)), slice(col * tile, (col + 1) * tile))
+            sheet[cell] = cv2.resize(crop, (tile, tile))
             cv2.putText(sheet, f"{c['id']} {c['label'][0]}", (col * tile + 2, r * (tile + 16) + 12),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.imwrite(str(out_dir / f"{src}-sheet{s // per_sheet:02d}.png"), sheet)
@@ -223,7 +226,7 @@ def _contact_sheets(cands: list[dict], out_dir: Path, src: str, per_sheet: int =
 def write_corrections(rows: list[dict[str, Any]], path: str | Path = DATASETS_DIR / "corrections.csv",
                       header: str = "") -> None:
     """Write reviewed corrections (sorted, stable) to the versioned CSV."""
-    from ..io import atomic_path  # noqa: PLC0415
+    from ..io import atomic_path
 
     rows = sorted(rows, key=lambda r: (r["source"], r["image"], float(r["x1"]), float(r["y1"])))
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
@@ -249,9 +252,9 @@ def run(data_root: str | None = None, sources: list[str] | None = None, top: int
         composites: str | None = None):
     """Flag sunglasses candidates and write contact sheets for review (or a composites sheet)."""
     if composites:
-        from ..demo import contact_sheet  # noqa: PLC0415
-        from ..io import write_image  # noqa: PLC0415
-        from .layout import load_spec  # noqa: PLC0415
+        from ..demo import contact_sheet
+        from ..io import write_image
+        from .layout import load_spec
 
         dst = Path(out or default_build_dir() / "review") / "composites_per_class.png"
         sheet = contact_sheet(Path(load_spec(composites)["path"]), dst, per_class=10, tile=112, synthetic_only=True,

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import facewear  # noqa: F401  (sets the offline environment before fiftyone is imported)
-
 from ..constants import DATASETS_DIR
+from ..formats import yolo_rows
 from ..io import list_images
 from .layout import load_spec, split_dir, split_paths
-from ..formats import yolo_rows
 from .stats import SPLITS, read_meta_map
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,7 +45,7 @@ def _overlay_str(o: Any) -> str:
 def build_samples(images: Path, labels: Path, meta: dict[str, dict[str, Any]], names: dict[int, str],
                   files: list[Path]) -> Iterator[Any]:
     """Yield one ``fo.Sample`` per image file (detections, tags and provenance fields)."""
-    import fiftyone as fo  # noqa: PLC0415
+    import fiftyone as fo
 
     for img in files:
         key = img.relative_to(images).with_suffix("").as_posix()
@@ -120,15 +118,15 @@ def resolve_split(data: str | Path | None = None, split: str = "val", max_sample
 
 
 def load_split(data: str | Path | None = None, split: str = "val", name: str | None = None,
-               max_samples: int | None = None) -> "fo.Dataset":
+               max_samples: int | None = None) -> fo.Dataset:
     """Build (or replace) the persistent FiftyOne dataset of one split and return it."""
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
     src = resolve_split(data, split, max_samples)
     spec_path, images, files = src.spec_path, src.images, src.files
     name = name or default_name(spec_path, split)
 
-    import fiftyone as fo  # noqa: PLC0415 - slow import, only when needed
+    import fiftyone as fo
 
     ds = fo.Dataset(name, persistent=True, overwrite=True)
     ds.default_classes = src.class_names
@@ -147,9 +145,9 @@ def load_split(data: str | Path | None = None, split: str = "val", name: str | N
     return ds
 
 
-def serve(ds: "fo.Dataset", port: int = 5151, prefix: str = "inspect") -> None:
+def serve(ds: fo.Dataset, port: int = 5151, prefix: str = "inspect") -> None:
     """Launch the App on 127.0.0.1:``port`` showing ``ds`` and block until it is closed or Ctrl-C."""
-    import fiftyone as fo  # noqa: PLC0415
+    import fiftyone as fo
 
     session = fo.launch_app(ds, address="127.0.0.1", port=port, auto=False)
     print(f"{prefix}: FiftyOne App at http://127.0.0.1:{port}/datasets/{quote(ds.name)} (Ctrl-C to stop)")
@@ -160,7 +158,7 @@ def serve(ds: "fo.Dataset", port: int = 5151, prefix: str = "inspect") -> None:
     finally:
         try:
             session.close()
-        except Exception:  # pragma: no cover - closing an already-dead server
+        except Exception:  # noqa: BLE001  # pragma: no cover - closing an already-dead server
             pass
 
 
@@ -174,7 +172,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(data: str | Path | None = None, split: str = "val", name: str | None = None,
-        max_samples: int | None = None, no_launch: bool = False, port: int = 5151) -> "fo.Dataset":
+        max_samples: int | None = None, no_launch: bool = False, port: int = 5151) -> fo.Dataset:
     """Load the split into FiftyOne; unless ``no_launch``, serve the App until closed or Ctrl-C."""
     ds = load_split(data, split, name, max_samples)
     if not no_launch:

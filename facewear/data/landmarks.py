@@ -18,7 +18,7 @@ RIGHT_EYE = slice(42, 48)
 
 @functools.lru_cache(maxsize=1)
 def _predictor():
-    import dlib  # noqa: PLC0415
+    import dlib
 
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
@@ -35,8 +35,8 @@ def landmarks68(gray: np.ndarray, box: tuple[float, float, float, float], min_si
     The box is first squared and shrunk toward dlib's detector framing
     (brows to chin), and faces smaller than ``min_side`` are upscaled.
     """
-    import cv2  # noqa: PLC0415
-    import dlib  # noqa: PLC0415
+    import cv2
+    import dlib
 
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1

@@ -96,7 +96,8 @@ def split_dir(spec: dict, split: str) -> Path:
     Raises :class:`ValueError` naming the spec when the split is missing or is not one folder (an ultralytics
     ``.txt`` list of images or a list of folders: see :func:`split_image_files`, which ``facewear val`` uses)."""
     if split not in spec:
-        raise ValueError(f"{spec.get('yaml_file', 'spec')}: has no split {split!r} (has {[k for k in ('train', 'val', 'test') if k in spec]})")
+        has = [k for k in ("train", "val", "test") if k in spec]
+        raise ValueError(f"{spec.get('yaml_file', 'spec')}: has no split {split!r} (has {has})")
     value = spec[split]
     if not isinstance(value, (str, os.PathLike)) or str(value).endswith(".txt"):
         raise ValueError(f"{spec.get('yaml_file', 'spec')}: split {split!r} is {value!r}, not one images folder; "
@@ -122,7 +123,7 @@ def split_image_files(spec: dict, split: str) -> list[Path]:
     lines to the dataset root), one image, or a list of any of those. Paths are relative to ``path``.
 
     Raises :class:`FileNotFoundError` naming what is missing, :class:`ValueError` when the split is absent."""
-    from ..io import is_image_file, list_images  # noqa: PLC0415
+    from ..io import is_image_file, list_images
 
     where = spec.get("yaml_file", "spec")
     if split not in spec:

@@ -246,9 +246,9 @@ def merge_markdown(existing: str | None, block: str) -> str:
 # --- plot -------------------------------------------------------------------------------
 def write_plot(all_counts: list[dict[str, Any]], dst: str | Path) -> Path:
     """Bar chart, one panel per spec: bars grouped by class (one per split), real + synthetic stacked."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - no pyplot, no display
-    from matplotlib.figure import Figure  # noqa: PLC0415
-    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     n = max(len(all_counts), 1)
     fig = Figure(figsize=(6.5 * n, 4.5), dpi=110, layout="constrained")
