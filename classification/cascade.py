@@ -74,8 +74,8 @@ class MTCNNFinder:
 
     def __init__(self, threshold: float = MTCNN_THRESHOLD, min_face_size: int = MTCNN_MIN_FACE,
                  threads: int | None = None) -> None:
-        import torch  # noqa: PLC0415
-        from facenet_pytorch import MTCNN  # noqa: PLC0415
+        import torch
+        from facenet_pytorch import MTCNN
 
         if threads:
             torch.set_num_threads(threads)
@@ -107,7 +107,7 @@ class HaarFinder:
 
     def __init__(self, scale_factor: float = HAAR_SCALE_FACTOR, min_neighbors: int = HAAR_MIN_NEIGHBORS,
                  min_face_size: int = HAAR_MIN_FACE) -> None:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         f = self.files()[0]
         self.cascade = cv2.CascadeClassifier(str(f))
@@ -117,7 +117,7 @@ class HaarFinder:
         self.source = "haar"
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         if frame is None or frame.size == 0:
             return NO_FACES
@@ -133,7 +133,7 @@ class HaarFinder:
     @staticmethod
     def files() -> list[Path]:
         """The cascade XML inside OpenCV's data folder."""
-        import cv2  # noqa: PLC0415
+        import cv2
 
         return [Path(cv2.data.haarcascades) / HAAR_CASCADE_FILE]
 
@@ -145,7 +145,7 @@ class CenterFaceFinder:
     """
 
     def __init__(self, imgsz: int = CENTERFACE_IMGSZ, threshold: float = CENTERFACE_THRESHOLD) -> None:
-        from facewear.data.realbox import CenterFaceFinder as _CF  # noqa: PLC0415
+        from facewear.data.realbox import CenterFaceFinder as _CF
 
         self.net = _CF(imgsz, threshold)
         self.source = "centerface"
@@ -173,8 +173,8 @@ class DetectorFinder:
         self.source = str(getattr(detector, "source", type(detector).__name__))
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        import torch  # noqa: PLC0415
-        from torchvision.ops import nms  # noqa: PLC0415
+        import torch
+        from torchvision.ops import nms
 
         d = np.asarray(self.detector(frame), np.float32).reshape(-1, 6)
         if len(d) == 0:
@@ -292,5 +292,5 @@ def load_cascade(spec: str | os.PathLike, imgsz: int | None = None, conf: float 
     return det
 
 
-__all__ = ["CascadeDetector", "CenterFaceFinder", "DetectorFinder", "FaceFinder", "HaarFinder", "MTCNNFinder", "is_cascade_spec",
-           "load_cascade", "spec_files", "spec_name", "split_spec"]
+__all__ = ["CascadeDetector", "CenterFaceFinder", "DetectorFinder", "FaceFinder", "HaarFinder", "MTCNNFinder",
+           "is_cascade_spec", "load_cascade", "spec_files", "spec_name", "split_spec"]

@@ -52,7 +52,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-import facewear  # noqa: F401  (offline env before ultralytics)
 from facewear.constants import CLASS_COLORS_BGR, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from facewear.io import check_not_inputs, write_image, write_json
 
@@ -173,10 +172,10 @@ def json_record(name: str, frame: int, det: np.ndarray, names: tuple[str, ...],
 # --- tracking ----------------------------------------------------------------------------
 def tracker_args(cfg: str | Path | None = None) -> SimpleNamespace:
     """ByteTrack settings from ultralytics' own ``cfg/trackers/bytetrack.yaml`` (or ``cfg``)."""
-    import yaml  # noqa: PLC0415
+    import yaml
 
     if cfg is None:
-        import ultralytics  # noqa: PLC0415
+        import ultralytics
 
         cfg = Path(ultralytics.__file__).parent / "cfg" / "trackers" / "bytetrack.yaml"
     with open(cfg) as f:
@@ -190,7 +189,7 @@ def _lapjv(cost: np.ndarray, extend_cost: bool = True, cost_limit: float = np.in
     With a ``cost_limit``, pairs costing more than it stay unmatched: the matrix
     is extended with dummy rows/columns at ``cost_limit / 2`` (as ``lap`` does).
     """
-    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
+    from scipy.optimize import linear_sum_assignment
 
     cost = np.asarray(cost, dtype=np.float64)
     n, m = cost.shape
@@ -211,11 +210,11 @@ def _lapjv(cost: np.ndarray, extend_cost: bool = True, cost_limit: float = np.in
 
 def _ensure_lap() -> None:
     """ultralytics' trackers import ``lap`` (and would try to pip-install it); offline, stand in with SciPy."""
-    import sys  # noqa: PLC0415
-    import types  # noqa: PLC0415
+    import sys
+    import types
 
     try:
-        import lap  # noqa: F401, PLC0415
+        import lap
 
         if getattr(lap, "__version__", None):
             return
@@ -230,7 +229,7 @@ def _ensure_lap() -> None:
 def new_tracker(cfg: str | Path | None = None) -> Any:
     """A fresh ByteTrack (track ids start at 1) with ultralytics' default settings."""
     _ensure_lap()
-    from ultralytics.trackers.byte_tracker import BYTETracker  # noqa: PLC0415
+    from ultralytics.trackers.byte_tracker import BYTETracker
 
     return BYTETracker(tracker_args(cfg))
 
@@ -278,7 +277,7 @@ class TrackCrops:
                records: list[dict] | None = None) -> list[int | None]:
         """Feed one frame's detections (and their JSON records, which get ``track_id``); returns the track id of
         each detection (``None``: not tracked)."""
-        from ultralytics.engine.results import Boxes  # noqa: PLC0415
+        from ultralytics.engine.results import Boxes
 
         out = self.tracker.update(Boxes(dets.astype(np.float32), frame.shape[:2]), frame)
         ids: list[int | None] = [None] * len(dets)
@@ -318,7 +317,7 @@ class _H264Writer:
     play it, unlike mp4v. Odd frame sides are padded up to even (``macro_block_size=2``)."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
-        import imageio_ffmpeg  # noqa: PLC0415
+        import imageio_ffmpeg
 
         self.gen = imageio_ffmpeg.write_frames(str(path), size, fps=fps, codec="libx264", pix_fmt_in="bgr24",
                                                pix_fmt_out="yuv420p", macro_block_size=2, quality=7,
@@ -414,7 +413,7 @@ class _Predictor:
             dets = np.asarray(self.det(frame), dtype=np.float32).reshape(-1, 6)
         except (KeyboardInterrupt, FileNotFoundError):
             raise
-        except Exception as e:  # noqa: BLE001 - one bad image (size, shape, pixels) must not stop the run
+        except Exception as e:
             h, w = frame.shape[:2]
             raise FrameError(f"{w}x{h} frame could not be processed ({type(e).__name__}: "
                              f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''})") from e
@@ -465,7 +464,7 @@ class FrameError(ValueError):
 
 
 def _load(model: Any, imgsz: int, conf: float, iou: float, threads: int | None, agnostic: bool = False) -> Any:
-    from .base import AgnosticNMS, load_detector  # noqa: PLC0415
+    from .base import AgnosticNMS, load_detector
 
     if isinstance(model, (str, os.PathLike)):
         return load_detector(model, imgsz=imgsz, conf=conf, iou=iou, threads=threads, agnostic=agnostic)
@@ -479,7 +478,7 @@ def _model_files(model: Any) -> list[Path]:
     """The weight files a model spec reads (none for a Detector object)."""
     if not isinstance(model, (str, os.PathLike)):
         return []
-    from .base import model_files  # noqa: PLC0415
+    from .base import model_files
 
     return model_files(model)
 
@@ -503,7 +502,7 @@ def check_outputs(src: Source, model: Any, save: str | os.PathLike | None,
 
 
 def _progress(**kw: Any) -> Any:
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
     return tqdm(dynamic_ncols=True, **kw)
 
@@ -527,7 +526,7 @@ def run(source: str, model: Any = None, imgsz: int = 320, conf: float = 0.25, io
                                         max_frames=max_frames).items() if v}
         if given:
             raise ValueError(f"--engine ray writes rows and crops under --out; not with {', '.join(given)}")
-        from .ray_predict import run as ray_run  # noqa: PLC0415
+        from .ray_predict import run as ray_run
 
         return ray_run(source, model=model, imgsz=imgsz, conf=conf, iou=iou, agnostic_nms=agnostic_nms,
                        margin=margin, threads=threads, progress=progress, **engine_kw)
@@ -536,7 +535,7 @@ def run(source: str, model: Any = None, imgsz: int = 320, conf: float = 0.25, io
     if engine_kw.get("out") is not None or engine_kw.get("address") is not None:
         raise ValueError("--out and --address are options of --engine ray")
     if model is None:
-        from .manifest import default_model  # noqa: PLC0415
+        from .manifest import default_model
 
         model = str(default_model())
     if max_frames is not None and max_frames < 1:
@@ -561,7 +560,7 @@ def run(source: str, model: Any = None, imgsz: int = 320, conf: float = 0.25, io
     open_tracks: list[TrackCrops] = []
     t0 = time.perf_counter()
     try:
-        from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: PLC0415
+        from tqdm.contrib.logging import logging_redirect_tqdm
         redirect = logging_redirect_tqdm() if progress else nullcontext()
     except ImportError:  # pragma: no cover
         redirect = nullcontext()
@@ -747,7 +746,7 @@ def format_summary(s: dict) -> str:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """``facewear predict`` options (the keyword arguments of :func:`run`)."""
-    from facewear.constants import DEFAULT_DETECTOR  # noqa: PLC0415
+    from facewear.constants import DEFAULT_DETECTOR
 
     p.add_argument("source", help="image, folder, glob pattern (quote it), video, rtsp/http(s) URL or webcam index")
     p.add_argument("--model", default=None, help="detector weights: ultralytics .pt or .onnx, or a cascade "
@@ -774,10 +773,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: Ray Data actors, resumable Parquet output (--out)")
-    from .ray_predict import add_args as ray_args  # noqa: PLC0415
+    from .ray_predict import add_args as ray_args
 
     ray_args(p)
 
 
-__all__ = ["add_args", "run", "check_outputs", "crop_base", "crop_box", "FrameError", "draw_detections", "format_summary", "json_record", "new_tracker",
-           "safe_stem", "tracker_args", "unique_path", "TrackRecord", "TrackCrops", "VideoOut"]
+__all__ = ["add_args", "run", "check_outputs", "crop_base", "crop_box", "FrameError", "draw_detections",
+           "format_summary", "json_record", "new_tracker", "safe_stem", "tracker_args", "unique_path", "TrackRecord",
+           "TrackCrops", "VideoOut"]
