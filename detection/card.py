@@ -80,18 +80,19 @@ def _family_order(name: str) -> tuple[int, str]:
 
 
 def build_missing(weights_dir: str | Path = WEIGHTS_DIR) -> dict[str, str]:
-    """Rebuild the card's variants that are not committed (``manifest.rebuild``: the detectors' ONNX files and the
-    cascades' classifier ONNX) before the card looks for them; ``{file: why it could not be made}``.
+    """Rebuild the card's variants that are not committed (``export.rebuild_variants``: the detectors' ONNX files
+    and the cascades' classifier ONNX) before the card looks for them; ``{file: why it could not be made}``.
 
     Without ``../shared`` (no built dataset to calibrate int8 on) those files are skipped with that reason."""
-    from .manifest import load_from, rebuild
+    from .export import rebuild_variants
+    from .manifest import load_from
 
     wanted = [m["file"] for m in load_from(weights_dir)["models"]
               if m.get("committed") is False and (m.get("task") == "detect" or m["file"] == CLS_FILE)]
     if not wanted:
         return {}
     try:
-        return rebuild(weights_dir, names=wanted)["skipped"]
+        return rebuild_variants(weights_dir, names=wanted)["skipped"]
     except Exception as e:  # noqa: BLE001 - a failed rebuild leaves the files missing; the card lists why
         LOG.warning("rebuilding the missing variants failed: %s", e)
         return dict.fromkeys(wanted, f"rebuild failed: {type(e).__name__}: {str(e)[:200]}")

@@ -22,7 +22,7 @@ Faster R-CNN checkpoint (a dict whose ``arch`` starts with ``frcnn``) to
 
 ``facewear export --rebuild`` makes the released variants that are not committed (``weights/manifest.json``,
 ``"committed": false``) from the committed files and checks them against the manifest
-(``detection.manifest.rebuild``).
+(:func:`rebuild_variants`).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ from facewear.constants import DATASETS_DIR
 from facewear.data.layout import load_spec, split_paths
 from facewear.io import list_images, read_image, write_json
 
+from . import manifest
 from .base import letterbox
+from .manifest import WEIGHTS_DIR
 
 LOG = logging.getLogger("facewear.export")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -225,12 +228,10 @@ def run(model: str | None = None, formats: list[str] | tuple[str, ...] | None = 
 
     ``rebuild``: make every variant of ``weights/manifest.json`` that is not committed (``force``: present ones
     too) from its committed source, with the recorded command, and check each against the manifest
-    (``detection.manifest.rebuild``); returns 1 when a rebuilt file fails its check."""
+    (:func:`rebuild_variants`); returns 1 when a rebuilt file fails its check."""
     if rebuild:
         if model is not None:
             raise ValueError("--rebuild makes the variants listed in weights/manifest.json; drop --model")
-        from .manifest import rebuild as rebuild_variants
-
         res = rebuild_variants(out_dir, force=force)
         if json_out:
             write_json(json_out, res)
@@ -322,6 +323,74 @@ def export_yolo(model: str, formats: list[str] | tuple[str, ...] = PRECISIONS, i
     if json_out:
         write_json(json_out, report)
     return report
+
+
+# --- facewear export --rebuild ---------------------------------------------------------------
+def _export(src: Path, formats: list[str], out: Path, qat_epochs: int = 1) -> dict[str, Any]:
+    from .export import run as export
+
+    return export(str(src), formats=formats, out_dir=str(out), json_out=str(out / f"{src.stem}.rebuild.json"),
+                  qat_epochs=qat_epochs)
+
+
+def rebuild_variants(weights_dir: str | Path | None = None, names: Sequence[str] | None = None, force: bool = False,
+            verbose: bool = True) -> dict[str, Any]:
+    """Make the variants that are not committed from their committed source (``facewear export --rebuild``).
+
+    One ``facewear export`` call per source file and QAT setting, written into ``weights_dir`` (default
+    ``weights/``), its report into ``<stem>.rebuild.json`` there; each file is then checked against its entry
+    (``manifest.check_rebuilt``). ``force`` rebuilds present files too. A variant that cannot be made (no calibration
+    data without ``../shared``, a failed export) is listed under ``skipped`` with the reason and the run goes on.
+    Returns ``{"checked": [...], "skipped": {file: reason}}``; ``ok`` is False when a rebuilt file fails its check."""
+    wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    todo = manifest.rebuildable(wd, names, missing_only=not force)
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for m in todo:
+        r = m["rebuild"]
+        groups.setdefault((r["from"], int(r.get("qat_epochs", 1))), []).append(m)
+    checked: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for (src, qat), entries in groups.items():
+        srcf = wd / src
+        if not srcf.is_file():
+            for m in entries:
+                skipped[m["file"]] = f"{srcf} (the committed source) not found"
+            continue
+        formats = [m["rebuild"]["format"] for m in entries]
+        try:
+            rep = _export(srcf, formats, wd, qat)
+        except (FileNotFoundError, ValueError, RuntimeError) as e:
+            # one format's missing data (int8 calibration) must not cost the others: retry them one by one
+            rep = {"files": {}, "skipped": {}}
+            for m in entries:
+                fmt = m["rebuild"]["format"]
+                try:
+                    rep["files"].update(_export(srcf, [fmt], wd, qat)["files"])
+                except (FileNotFoundError, ValueError, RuntimeError) as e1:
+                    need = f" (needs {m['rebuild']['needs']})" if m["rebuild"].get("needs") else ""
+                    skipped[m["file"]] = f"{type(e1).__name__}: {str(e1).splitlines()[0]}{need}"
+            LOG.info("rebuild %s %s: %s; retried one format at a time", src, formats, e)
+        for m in entries:
+            fmt = m["rebuild"]["format"]
+            key = {"onnx-fp16": "onnx-fp16"}.get(fmt, fmt)
+            f = wd / m["file"]
+            if m["file"] in skipped:
+                continue
+            if not f.is_file():
+                skipped[m["file"]] = str((rep.get("skipped") or {}).get(fmt) or "export made no file")
+                continue
+            checked.append(manifest.check_rebuilt(m, f, (rep.get("files") or {}).get(key)))
+    res = {"checked": checked, "skipped": skipped, "ok": all(c["ok"] for c in checked)}
+    if verbose:
+        for c in checked:
+            fig = (f"  {c['metric']} {c['rebuilt']:.4g} (released {c['released']:.4g}, tolerance {c['tolerance']:g})"
+                   if c.get("metric") and c.get("rebuilt") is not None else "")
+            print(f"{'ok' if c['ok'] else 'DIFFERS':>7}  {c['file']:<32} check {c['check']}{fig}")
+        for f, why in skipped.items():
+            print(f"skipped  {f:<32} {why}")
+        if not todo:
+            print(f"nothing to rebuild: every variant in {wd / 'manifest.json'} is present (--force rebuilds)")
+    return res
 
 
 def add_args(p: argparse.ArgumentParser) -> None:

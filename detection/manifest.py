@@ -7,7 +7,7 @@ pre-processing and output layout for plain onnxruntime.
 
 Only what runs each released model travels with the repository (``"committed": true``): the ``.pt`` checkpoints
 and the default detector's ONNX. Every other variant (``"committed": false``, git-ignored in ``weights/``) is
-rebuilt from a committed file by ``facewear export --rebuild`` (:func:`rebuild`); its entry says how
+rebuilt from a committed file by ``facewear export --rebuild`` (``detection.export.rebuild``); its entry says how
 (``made_by``: the exact ``facewear export`` command; ``rebuild``: source file, format, what it needs) and how a
 rebuilt file is checked (``rebuild.check``):
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ from facewear.constants import (
 )
 from facewear.io import write_json
 
-LOG = logging.getLogger("facewear.manifest")
 MANIFEST = WEIGHTS_DIR / "manifest.json"
 KEEP = ("committed", "made_by", "rebuild")  # kept from the previous entry of the same name by add_entry
 SHARED_NOTE = ("int8 calibration reads the built datasets (facewear data build / facewear data crops), "
@@ -131,8 +129,9 @@ def verify(weights_dir: str | Path | None = None) -> list[str]:
     """Names of entries whose file is present but fails its check, or missing although committed.
 
     Committed files and bit-identical rebuilds are checked by ``sha256``, ``content_sha256`` entries by that;
-    ``agreement`` entries can only be checked by running them (:func:`rebuild` does), so only their presence
-    counts here. A rebuilt variant that is simply absent is not an error (``facewear export --rebuild`` makes it)."""
+    ``agreement`` entries can only be checked by running them (``detection.export.rebuild_variants`` does), so only
+    their presence counts here. A rebuilt variant that is simply absent is not an error (``facewear export
+    --rebuild`` makes it)."""
     wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     bad = []
     for m in load_from(wd)["models"]:
@@ -171,13 +170,6 @@ def rebuildable(weights_dir: str | Path | None = None, names: Sequence[str] | No
     return out
 
 
-def _export(src: Path, formats: list[str], out: Path, qat_epochs: int = 1) -> dict[str, Any]:
-    from .export import run as export
-
-    return export(str(src), formats=formats, out_dir=str(out), json_out=str(out / f"{src.stem}.rebuild.json"),
-                  qat_epochs=qat_epochs)
-
-
 def _figure(report_file: dict[str, Any], metric: str) -> float | None:
     v = report_file.get(metric)
     return None if v is None else float(v)
@@ -199,64 +191,4 @@ def check_rebuilt(entry: dict[str, Any], path: Path, report_file: dict[str, Any]
         if check == "agreement":
             res["ok"] = got is not None and got >= ag["value"] - ag["tolerance"]
     res.setdefault("ok", False)
-    return res
-
-
-def rebuild(weights_dir: str | Path | None = None, names: Sequence[str] | None = None, force: bool = False,
-            verbose: bool = True) -> dict[str, Any]:
-    """Make the variants that are not committed from their committed source (``facewear export --rebuild``).
-
-    One ``facewear export`` call per source file and QAT setting, written into ``weights_dir`` (default
-    ``weights/``), its report into ``<stem>.rebuild.json`` there; each file is then checked against its entry
-    (:func:`check_rebuilt`). ``force`` rebuilds present files too. A variant that cannot be made (no calibration
-    data without ``../shared``, a failed export) is listed under ``skipped`` with the reason and the run goes on.
-    Returns ``{"checked": [...], "skipped": {file: reason}}``; ``ok`` is False when a rebuilt file fails its check."""
-    wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-    todo = rebuildable(wd, names, missing_only=not force)
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for m in todo:
-        r = m["rebuild"]
-        groups.setdefault((r["from"], int(r.get("qat_epochs", 1))), []).append(m)
-    checked: list[dict[str, Any]] = []
-    skipped: dict[str, str] = {}
-    for (src, qat), entries in groups.items():
-        srcf = wd / src
-        if not srcf.is_file():
-            for m in entries:
-                skipped[m["file"]] = f"{srcf} (the committed source) not found"
-            continue
-        formats = [m["rebuild"]["format"] for m in entries]
-        try:
-            rep = _export(srcf, formats, wd, qat)
-        except (FileNotFoundError, ValueError, RuntimeError) as e:
-            # one format's missing data (int8 calibration) must not cost the others: retry them one by one
-            rep = {"files": {}, "skipped": {}}
-            for m in entries:
-                fmt = m["rebuild"]["format"]
-                try:
-                    rep["files"].update(_export(srcf, [fmt], wd, qat)["files"])
-                except (FileNotFoundError, ValueError, RuntimeError) as e1:
-                    need = f" (needs {m['rebuild']['needs']})" if m["rebuild"].get("needs") else ""
-                    skipped[m["file"]] = f"{type(e1).__name__}: {str(e1).splitlines()[0]}{need}"
-            LOG.info("rebuild %s %s: %s; retried one format at a time", src, formats, e)
-        for m in entries:
-            fmt = m["rebuild"]["format"]
-            key = {"onnx-fp16": "onnx-fp16"}.get(fmt, fmt)
-            f = wd / m["file"]
-            if m["file"] in skipped:
-                continue
-            if not f.is_file():
-                skipped[m["file"]] = str((rep.get("skipped") or {}).get(fmt) or "export made no file")
-                continue
-            checked.append(check_rebuilt(m, f, (rep.get("files") or {}).get(key)))
-    res = {"checked": checked, "skipped": skipped, "ok": all(c["ok"] for c in checked)}
-    if verbose:
-        for c in checked:
-            fig = (f"  {c['metric']} {c['rebuilt']:.4g} (released {c['released']:.4g}, tolerance {c['tolerance']:g})"
-                   if c.get("metric") and c.get("rebuilt") is not None else "")
-            print(f"{'ok' if c['ok'] else 'DIFFERS':>7}  {c['file']:<32} check {c['check']}{fig}")
-        for f, why in skipped.items():
-            print(f"skipped  {f:<32} {why}")
-        if not todo:
-            print(f"nothing to rebuild: every variant in {wd / 'manifest.json'} is present (--force rebuilds)")
     return res

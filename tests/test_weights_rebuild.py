@@ -13,7 +13,8 @@ def _entry(file: str, **kw) -> dict:
 
 
 def test_rebuild_missing_variants_and_checks(tmp_path, build_dir):
-    from detection.manifest import rebuild, rebuildable, verify
+    from detection.export import rebuild_variants as rebuild
+    from detection.manifest import rebuildable, verify
     from facewear.cli import main
 
     make_cls_ckpt(tmp_path / "m.pt")
