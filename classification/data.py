@@ -60,12 +60,20 @@ class CropDataset(Dataset):
                  train: bool = True, seed: int = 0):
         self.imgs, self.labels, self.imgsz, self.margin, self.train = imgs, labels, imgsz, margin, train
         self.rng = np.random.default_rng(seed)
+        self.seed, self.epoch = seed, 0
+        #: draw each sample's augmentation from its own generator keyed by (seed, epoch, index) instead of one
+        #: stream: what distributed training sets, so that ranks (each with a copy of this dataset) do not repeat
+        #: each other's draws and a sample is augmented the same whichever rank gets it
+        self.per_sample = False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.imgs)
 
-    def augment(self, img: np.ndarray) -> np.ndarray:
-        r = self.rng
+    def augment(self, img: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        r = rng if rng is not None else self.rng
         c = from_context(img, self.imgsz, self.margin, scale=float(r.uniform(0.85, 1.25)),
                          shift=(float(r.uniform(-0.1, 0.1)), float(r.uniform(-0.1, 0.1))))
         if r.random() < 0.5:
@@ -85,6 +93,7 @@ class CropDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img = self.imgs[i]
-        c = self.augment(img) if self.train else from_context(img, self.imgsz, self.margin).astype(np.float32)
+        rng = np.random.default_rng((self.seed, self.epoch, i)) if self.per_sample else None
+        c = self.augment(img, rng) if self.train else from_context(img, self.imgsz, self.margin).astype(np.float32)
         x = (c[..., ::-1] - MEAN) / STD
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)), int(self.labels[i])

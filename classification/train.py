@@ -3,7 +3,8 @@
 The loop follows torchvision's ``references/classification``: the checkpoint is a dict of model, optimizer,
 scheduler, epoch and args (plus what a runtime needs: arch, imgsz, margin, class_names); ``--resume``
 continues ``last.pt``; ``--test-only`` evaluates a checkpoint without training. Evaluation reports accuracy,
-per-class recall and a confusion matrix on ``val``, ``heldout-real`` and ``heldout-synth``.
+per-class recall and a confusion matrix on ``val``, ``heldout-real`` and ``heldout-synth``. Under ``torchrun`` it
+trains with ``DistributedDataParallel`` (see :func:`train`); the README's "Scaling out" gives the commands.
 """
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ from facewear.constants import (
     SEED,
     default_build_dir,
 )
+from facewear.dist import (
+    DistInfo,
+    all_gather_object,
+    barrier,
+    broadcast_object,
+    cleanup,
+    init_distributed_mode,
+    mean_over_ranks,
+)
 from facewear.io import atomic_path, write_json
 
 from .data import CropDataset, eval_crops, load_split
@@ -49,8 +59,9 @@ class ModuleClassifier(Classifier):
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         self.model.eval()
+        dev = next(self.model.parameters()).device
         with torch.inference_mode():
-            return self.model(torch.from_numpy(x)).numpy()
+            return self.model(torch.from_numpy(x).to(dev)).cpu().numpy()
 
 
 def save_checkpoint(path: Path, model: nn.Module, arch: str, imgsz: int, margin: float, start: str, epoch: int,
@@ -128,53 +139,84 @@ def train(arch: str = "mobilenet_v2", data: str | None = None, imgsz: int = CLS_
           label_smoothing: float = 0.1, init: str = "imagenet", distill: str | None = None, distill_alpha: float = 0.7,
           distill_t: float = 2.0, project: str = "runs/cls", name: str | None = None, exist_ok: bool = False,
           resume: bool = False, test_only: bool = False, weights: str | None = None, fraction: float = 1.0,
-          workers: int = 0, threads: int | None = None, bn_batches: int = 20, seed: int = SEED) -> dict:
-    """Train (or with ``test_only`` evaluate) a crop classifier; returns the final metrics dict."""
+          workers: int = 0, threads: int | None = None, bn_batches: int = 20, seed: int = SEED,
+          sync_bn: bool = False) -> dict:
+    """Train (or with ``test_only`` evaluate) a crop classifier; returns the final metrics dict.
+
+    Under ``torchrun`` (:mod:`facewear.dist`): ``DistributedDataParallel`` with ``batch`` crops per process, a
+    ``DistributedSampler`` re-seeded every epoch, per-sample augmentation draws, optional ``sync_bn`` (GPUs), the
+    val predictions split over the ranks and gathered on rank 0, checkpoints, logs and the final evaluation on
+    rank 0 only; resume works on any number of processes. One process: as before."""
     args = dict(locals())
     if arch not in ARCHS:
         raise ValueError(f"unknown --arch {arch!r} (expected one of {', '.join(ARCHS)})")
+    info = init_distributed_mode()
     root = Path(data) if data else default_build_dir() / "crops"
     run_dir = Path(project).resolve() / (name or arch)
     wdir = run_dir / "weights"
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
     torch.manual_seed(seed)
     args["command"] = ("facewear " + " ".join(shlex.quote(a) for a in sys.argv[1:])
                        if Path(sys.argv[0]).name == "facewear" else None)
+    args["world_size"] = info.world_size
 
     if test_only:
-        ckpt = Path(weights) if weights else wdir / "best.pt"
-        clf = load_classifier(ckpt, threads)
-        out = ckpt.parent.parent if ckpt.parent.name == "weights" else ckpt.parent
-        res = evaluate_all(clf, root, out_dir=out)
-        print(_table(res))
-        write_json(out / f"{ckpt.stem}.eval.json", res)
+        res = {}
+        if info.main:
+            ckpt = Path(weights) if weights else wdir / "best.pt"
+            clf = load_classifier(ckpt, threads)
+            out = ckpt.parent.parent if ckpt.parent.name == "weights" else ckpt.parent
+            res = evaluate_all(clf, root, out_dir=out)
+            print(_table(res))
+            write_json(out / f"{ckpt.stem}.eval.json", res)
+        cleanup(info)
         return res
+    try:
+        return _fit(args, info, root, run_dir)
+    finally:
+        cleanup(info)
 
-    tr_imgs, tr_y, _ = load_split(root, "train", CLASS_NAMES, fraction, seed)
+
+def _fit(args: dict, info: DistInfo, root: Path, run_dir: Path) -> dict:
+    a = args
+    arch, imgsz, margin, epochs, batch, seed = a["arch"], a["imgsz"], a["margin"], a["epochs"], a["batch"], a["seed"]
+    wdir = run_dir / "weights"
+    tr_imgs, tr_y, _ = load_split(root, "train", CLASS_NAMES, a["fraction"], seed)
     va_imgs, va_y, _ = load_split(root, "val", CLASS_NAMES)
     LOG.info("%s: %d train crops %s, %d val crops", root, len(tr_y), np.bincount(tr_y, minlength=4).tolist(),
              len(va_y))
-    model, start = build_model(arch, len(CLASS_NAMES), pretrained=init == "imagenet")
-    if init not in ("imagenet", "none"):
-        raise ValueError(f"--init must be 'imagenet' or 'none', got {init!r}")
+    model, start = build_model(arch, len(CLASS_NAMES), pretrained=a["init"] == "imagenet")
+    if a["init"] not in ("imagenet", "none"):
+        raise ValueError(f"--init must be 'imagenet' or 'none', got {a['init']!r}")
+    device = torch.device(info.device)
     teacher = None
-    if distill:
-        teacher = load_classifier(distill, threads)
+    if a["distill"]:
+        teacher = load_classifier(a["distill"], a["threads"])
         if not hasattr(teacher, "model"):
-            raise ValueError(f"{distill}: a distillation teacher must be a torch .pt checkpoint")
-        start += f" + distilled from {Path(distill).name}"
-    lr = lr or (1e-3 if start.startswith("imagenet") else 3e-3)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    dl = DataLoader(CropDataset(tr_imgs, tr_y, imgsz, margin, train=True, seed=seed), batch_size=batch,
-                    shuffle=True, num_workers=workers, drop_last=len(tr_y) > batch,
-                    generator=torch.Generator().manual_seed(seed))
+            raise ValueError(f"{a['distill']}: a distillation teacher must be a torch .pt checkpoint")
+        teacher.model.to(device)
+        start += f" + distilled from {Path(a['distill']).name}"
+    lr = a["lr"] or (1e-3 if start.startswith("imagenet") else 3e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=a["weight_decay"])
+    ds = CropDataset(tr_imgs, tr_y, imgsz, margin, train=True, seed=seed)
+    sampler = None
+    if info.distributed:
+        from torch.utils.data.distributed import DistributedSampler
+
+        ds.per_sample = True
+        sampler = DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed)
+    per_rank = len(sampler) if sampler is not None else len(tr_y)
+    dl = DataLoader(ds, batch_size=batch, shuffle=sampler is None, sampler=sampler, num_workers=a["workers"],
+                    drop_last=per_rank > batch,
+                    generator=torch.Generator().manual_seed(seed) if sampler is None else None)
     steps = max(1, epochs * len(dl))
     warm = min(len(dl), steps // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
     start_epoch, best, history = 0, -1.0, []
-    if resume:
+    if a["resume"]:
         last = wdir / "last.pt"
         if not last.is_file():
             raise FileNotFoundError(f"{last}: nothing to resume")
@@ -183,62 +225,115 @@ def train(arch: str = "mobilenet_v2", data: str | None = None, imgsz: int = CLS_
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["lr_scheduler"])
         start_epoch = ck["epoch"] + 1
+        # per-iteration schedule re-based on this run's iterations per epoch (another process count changes them)
+        sched.last_epoch = start_epoch * len(dl)
+        for g, v in zip(opt.param_groups, sched.get_lr()):
+            g["lr"] = v
         best = ck["metrics"].get("best_val", -1.0)
         history = ck["metrics"].get("history", [])
         start = ck.get("start", start)
-        LOG.info("resuming %s from epoch %d", last, start_epoch)
-    elif run_dir.exists() and not exist_ok:
+        LOG.info("resuming %s from epoch %d (saved by %d process(es), now %d)", last, start_epoch,
+                 ck["args"].get("world_size", 1), info.world_size)
+    elif run_dir.exists() and not a["exist_ok"]:
         raise ValueError(f"{run_dir}: run folder exists (pass --exist-ok, another --name, or --resume)")
-    wdir.mkdir(parents=True, exist_ok=True)
-    LOG.info("%s (%s, %.2fM params) at %d px, %d epochs, lr %.0e", arch, start, count_params(model) / 1e6, imgsz,
-             epochs, lr)
+    barrier(info)  # every rank checked the run folder before rank 0 creates it
+    if info.main:
+        wdir.mkdir(parents=True, exist_ok=True)
+    LOG.info("%s (%s, %.2fM params) at %d px, %d epochs, lr %.0e%s", arch, start, count_params(model) / 1e6, imgsz,
+             epochs, lr, f", {info.world_size} processes x batch {batch}" if info.distributed else "")
     cache: dict = {}
     va_x = eval_crops(va_imgs, imgsz, margin)
-    model = model.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
+    model = model.to(device, memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
+    bare = model  # checkpoints and evaluation use the module itself, never the DDP wrapper
+    if info.distributed:
+        if a["sync_bn"]:
+            if device.type == "cpu":
+                LOG.warning("--sync-bn needs GPUs (SyncBatchNorm has no CPU kernel): ignored")
+            else:
+                model = bare = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     for epoch in range(start_epoch, epochs):
+        ds.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         model.train()
-        t0, tot, n = time.time(), 0.0, 0
-        bar = tqdm(dl, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+        t0, tot, n, first = time.time(), 0.0, 0, []
+        bar = tqdm(dl, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not info.main)
         for x, y in bar:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            y = y.to(device)
             out = model(x)
-            loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
+            loss = F.cross_entropy(out, y, label_smoothing=a["label_smoothing"])
             if teacher is not None:
                 with torch.no_grad():
                     tl = teacher.model(x)
-                kd = F.kl_div(F.log_softmax(out / distill_t, 1), F.softmax(tl / distill_t, 1),
-                              reduction="batchmean") * distill_t ** 2
-                loss = (1 - distill_alpha) * loss + distill_alpha * kd
+                dt = a["distill_t"]
+                kd = F.kl_div(F.log_softmax(out / dt, 1), F.softmax(tl / dt, 1), reduction="batchmean") * dt ** 2
+                loss = (1 - a["distill_alpha"]) * loss + a["distill_alpha"] * kd
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # DDP averages the gradients over the ranks here
             opt.step()
             sched.step()
             tot += loss.item() * len(y)
             n += len(y)
+            if len(first) < 2:  # the first steps' loss, averaged over the ranks
+                first.append(mean_over_ranks(info, loss.item(), len(y)))
             bar.set_postfix(loss=f"{tot / n:.3f}")
-        precise_bn(model, dl, bn_batches)
-        clf = ModuleClassifier(model, imgsz, margin)
-        pred = np.concatenate([clf(va_x[i:i + 256]).argmax(1) for i in range(0, len(va_x), 256)])
-        va = scores(va_y, pred)
-        history.append({"epoch": epoch, "loss": tot / max(n, 1), "val_accuracy": va["accuracy"],
-                        "seconds": round(time.time() - t0, 1)})
-        LOG.info("epoch %d/%d loss %.4f val acc %.4f (%.0f s)", epoch + 1, epochs, tot / max(n, 1), va["accuracy"],
+        ep_loss = mean_over_ranks(info, tot / max(n, 1), n)
+        precise_bn(bare, dl, a["bn_batches"])
+        _average_buffers(bare, info)  # BatchNorm statistics: the mean over the ranks, so every rank holds the same
+        va = _val_scores(ModuleClassifier(bare, imgsz, margin), va_x, va_y, info)
+        history.append({"epoch": epoch, "loss": ep_loss, "val_accuracy": va["accuracy"],
+                        "seconds": round(time.time() - t0, 1), "first_losses": first, "world_size": info.world_size})
+        LOG.info("epoch %d/%d loss %.4f val acc %.4f (%.0f s)", epoch + 1, epochs, ep_loss, va["accuracy"],
                  time.time() - t0)
         improved = va["accuracy"] > best
         best = max(best, va["accuracy"])
         m = {"best_val": best, "history": history}
-        save_checkpoint(wdir / "last.pt", model, arch, imgsz, margin, start, epoch, args, m, opt, sched)
-        if improved:
-            save_checkpoint(wdir / "best.pt", model, arch, imgsz, margin, start, epoch, args, m)
-        write_json(run_dir / "history.json", history)
-    clf = load_classifier(wdir / "best.pt", threads)
-    res = evaluate_all(clf, root, cache=cache, out_dir=run_dir)
-    summary = {"arch": arch, "start": start, "params": count_params(model), "imgsz": imgsz, "epochs": epochs,
+        if info.main:  # rank 0 alone writes
+            save_checkpoint(wdir / "last.pt", bare, arch, imgsz, margin, start, epoch, args, m, opt, sched)
+            if improved:
+                save_checkpoint(wdir / "best.pt", bare, arch, imgsz, margin, start, epoch, args, m)
+            write_json(run_dir / "history.json", history)
+        barrier(info)
+    summary = {"arch": arch, "start": start, "params": count_params(bare), "imgsz": imgsz, "epochs": epochs,
                "best_epoch": int(np.argmax([h["val_accuracy"] for h in history])) if history else None,
-               "metrics": res, "history": history}
-    write_json(run_dir / "metrics.json", summary)
-    print(_table(res))
+               "metrics": {}, "history": history, "world_size": info.world_size}
+    if info.main:
+        clf = load_classifier(wdir / "best.pt", a["threads"])
+        summary["metrics"] = evaluate_all(clf, root, cache=cache, out_dir=run_dir)
+        write_json(run_dir / "metrics.json", summary)
+        print(_table(summary["metrics"]))
+    barrier(info)
     return summary
+
+
+def _average_buffers(model: nn.Module, info: DistInfo) -> None:
+    """Float buffers (BatchNorm running statistics) averaged over the ranks; nothing in one process."""
+    if not info.distributed:
+        return
+    import torch.distributed as dist
+
+    for b in model.buffers():
+        if b.is_floating_point():
+            dist.all_reduce(b)
+            b /= info.world_size
+
+
+def _val_scores(clf: Classifier, va_x: np.ndarray, va_y: np.ndarray, info: DistInfo) -> dict:
+    """Val scores; with several ranks each predicts every world-th crop and rank 0 scores the gathered whole."""
+    idx = np.arange(len(va_x))[info.rank::info.world_size]
+    mine = np.concatenate([clf(va_x[idx[i:i + 256]]).argmax(1) for i in range(0, len(idx), 256)]) if len(idx) \
+        else np.zeros(0, np.int64)
+    parts = all_gather_object(info, (idx, mine))
+    res = None
+    if info.main:
+        pred = np.zeros(len(va_x), np.int64)
+        for i, p in parts:
+            pred[i] = p
+        res = scores(va_y, pred)
+    return broadcast_object(info, res)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -270,6 +365,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="training batches that re-estimate BatchNorm statistics before each evaluation (0: off)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun on GPUs: SyncBatchNorm, batch statistics over all ranks (no CPU kernel)")
 
 
 def run(**kwargs) -> dict:

