@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 
-.PHONY: demo test install lint clean-build
+.PHONY: demo test test-fast install lint clean-build
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,8 +26,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/facewear demo
 
+# everything, then the 15 slowest tests
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --durations=15
+
+# the quick loop: without the tests marked slow (training, quantization, FiftyOne, browser)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests -m "not slow" --durations=15
 
 # ruff (pinned in the dev extras; rules in pyproject.toml [tool.ruff])
 lint: $(STAMP)

@@ -116,6 +116,7 @@ def test_build_dir_is_isolated(build_dir):
     assert REPO_ROOT not in default_build_dir().parents
 
 
+@pytest.mark.slow
 def test_fiftyone_messages_are_printed_once():
     """FiftyOne logs its banner through its own stdout handler; the CLI's root handler must not print it again."""
     import subprocess

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from conftest import make_cls_ckpt, make_det_dataset
 from test_cls_train import _crop_root
@@ -12,6 +13,7 @@ from facewear.constants import CLASS_NAMES
 from facewear.data.layout import write_spec
 
 
+@pytest.mark.slow
 def test_bench_classifiers_table_and_plot(tmp_path):
     from facewear.cli import main
 

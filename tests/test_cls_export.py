@@ -101,6 +101,7 @@ def test_every_arch_exports_onnx_and_agrees(arch, tmp_path):
     assert rep_json["files"]["onnx"]["bytes"] == f.stat().st_size
 
 
+@pytest.mark.slow
 def test_all_formats_small_arch_load_through_runtime(tmp_path, crops_root):
     pt = make_ckpt(tmp_path / "m.pt", "mobilenet_v2_050")
     rep = run(pt, calib=crops_root, n_calib=16, check=8)
@@ -135,6 +136,7 @@ def test_all_formats_small_arch_load_through_runtime(tmp_path, crops_root):
     assert not list(tmp_path.glob("*.part"))
 
 
+@pytest.mark.slow
 def test_quantized_exports_agree(tmp_path):
     """int8 and fp16 against fp32 on ImageNet weights: random deep nets amplify rounding chaotically, so
     agreement needs trained weights (the offline mobilenet_v2 package; skipped where it is absent)."""
@@ -157,6 +159,7 @@ def test_quantized_exports_agree(tmp_path):
     assert files["onnx-int8"]["bytes"] < 0.7 * files["onnx-fp16"]["bytes"]  # int8 weights are half of fp16's
 
 
+@pytest.mark.slow
 def test_cli_export_classifier(tmp_path, crops_root, capsys):
     from facewear.cli import main
 
@@ -243,6 +246,7 @@ def test_calibration_crops_balanced_and_resized(tmp_path, crops_root):
         calibration_crops(np.zeros((2, 8, 8), np.uint8))
 
 
+@pytest.mark.slow
 def test_qat_step_then_convert_and_export(tmp_path):
     pt = make_ckpt(tmp_path / "m.pt", "mobilenet_v2_050")
     model, meta = load_checkpoint(pt)
@@ -263,6 +267,7 @@ def test_qat_step_then_convert_and_export(tmp_path):
     assert load_classifier(f)(crop_array(2)).shape == (2, 4)
 
 
+@pytest.mark.slow
 def test_qat_format_fine_tunes_on_crop_root(tmp_path, crops_root):
     """``torch-int8-qat``: fake-quant fine-tuning on the crop root's train split, then int8 TorchScript."""
     pt = make_ckpt(tmp_path / "m.pt", "mobilenet_v2_050")

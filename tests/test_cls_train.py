@@ -54,6 +54,7 @@ def test_crops_from_detection_specs(tmp_path):
     assert not list(tmp_path.glob("crops.partial-*"))
 
 
+@pytest.mark.slow
 def test_train_one_epoch_resume_test_only(tmp_path):
     from classification.runtime import load_classifier
     from classification.train import train
@@ -89,6 +90,7 @@ def test_train_one_epoch_resume_test_only(tmp_path):
     assert p.shape == (3, 4) and np.allclose(p.sum(1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_learns_separable_crops(tmp_path):
     """A signal check: on crops whose classes differ by colour, a few epochs beat chance by far."""
     from classification.train import train
@@ -99,6 +101,7 @@ def test_learns_separable_crops(tmp_path):
     assert res["metrics"]["heldout-real"]["accuracy"] >= 0.75
 
 
+@pytest.mark.slow
 def test_distill_and_cli(tmp_path):
     from facewear.cli import main
 

@@ -30,6 +30,7 @@ def tiny(tmp_path_factory):
     return spec, last
 
 
+@pytest.mark.slow
 def test_train_one_epoch_writes_weights(tiny):
     _, last = tiny
     from ultralytics import YOLO
@@ -38,6 +39,7 @@ def test_train_one_epoch_writes_weights(tiny):
     assert [m.names[i] for i in range(4)] == list(CLASS_NAMES)
 
 
+@pytest.mark.slow
 def test_resume_after_interrupt(tmp_path):
     """An interrupted run leaves last.pt; --resume finishes the remaining epochs."""
     from detection.yolo import train
@@ -167,6 +169,7 @@ def test_val_missing_class_lowers_map(tmp_path):
     assert cm[4, 0] == res["per_class"]["face"]["instances"]  # every face missed -> background row
 
 
+@pytest.mark.slow
 def test_val_real_model_runs(tiny):
     from detection.val import run
 
@@ -175,6 +178,7 @@ def test_val_real_model_runs(tiny):
     assert 0.0 <= res["mAP50"] <= 1.0 and res["images"] == 4
 
 
+@pytest.mark.slow
 def test_export_agrees_with_torch(tiny, tmp_path):
     import shutil
 
@@ -243,6 +247,7 @@ def test_val_no_detections_is_zero_not_crash(tmp_path):
     assert all("instances" in pc for pc in res["per_class"].values())
 
 
+@pytest.mark.slow
 def test_bench_tiny_model_writes_report(tiny, tmp_path):
     import shutil
 

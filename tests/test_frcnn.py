@@ -114,6 +114,7 @@ def test_dataset_labels_and_flip(tiny):
 
 
 # --- training, evaluation, resume, --test-only -----------------------------------------------------------
+@pytest.mark.slow
 def test_train_one_epoch_writes_checkpoints(tiny):
     _, runs, summary = tiny
     w = runs / "t" / "weights"
@@ -135,6 +136,7 @@ def test_train_one_epoch_writes_checkpoints(tiny):
     assert (runs / "t" / "metrics.json").is_file() and (runs / "t" / "history.json").is_file()
 
 
+@pytest.mark.slow
 def test_resume_continues_epoch_counter(tiny, tmp_path):
     from detection.frcnn_train import train
 
@@ -147,6 +149,7 @@ def test_resume_continues_epoch_counter(tiny, tmp_path):
     assert last["lr_scheduler"]["last_epoch"] == 2  # one iteration per epoch (2 images, batch 2)
 
 
+@pytest.mark.slow
 def test_refuses_existing_run_dir(tiny):
     from detection.frcnn_train import train
 
@@ -155,6 +158,7 @@ def test_refuses_existing_run_dir(tiny):
         train(data=str(spec), epochs=1, imgsz=IMGSZ, init="none", project=str(runs), name="t", threads=1)
 
 
+@pytest.mark.slow
 def test_test_only_evaluates_best(tiny):
     from detection.frcnn_train import train
     from facewear.cli import main
@@ -169,6 +173,7 @@ def test_test_only_evaluates_best(tiny):
 
 
 # --- export, detectors, routing -------------------------------------------------------------------
+@pytest.mark.slow
 def test_export_onnx_agrees_with_torch(exported):
     import onnx
 
@@ -189,6 +194,7 @@ def test_export_onnx_agrees_with_torch(exported):
     assert not list(pt.parent.glob(".*.part"))  # atomic writes leave nothing behind
 
 
+@pytest.mark.slow
 def test_load_detector_routes_pt_and_onnx(exported):
     from detection.base import load_detector
     from detection.frcnn_detector import (
@@ -217,6 +223,7 @@ def test_load_detector_routes_pt_and_onnx(exported):
         assert not is_frcnn_checkpoint(yolo_pt)
 
 
+@pytest.mark.slow
 def test_half_checkpoint_loads_back_in_fp32(tiny, tmp_path):
     from detection.frcnn import half_checkpoint, load_checkpoint
     from detection.frcnn_detector import FasterRCNNDetector
@@ -233,6 +240,7 @@ def test_half_checkpoint_loads_back_in_fp32(tiny, tmp_path):
     assert len(a) > 0 and abs(len(a) - len(b)) <= 0.1 * len(a) and _matched(a, b) >= 0.9
 
 
+@pytest.mark.slow
 def test_val_predict_bench_serve_frcnn(exported, tiny, tmp_path, monkeypatch):
     import detection.export as exp
     from detection.bench import run as bench
@@ -255,6 +263,7 @@ def test_val_predict_bench_serve_frcnn(exported, tiny, tmp_path, monkeypatch):
 
 
 # --- bad input --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_errors_name_the_file(tiny, tmp_path):
     from detection.export import run as export
     from detection.frcnn import is_frcnn_checkpoint, load_checkpoint

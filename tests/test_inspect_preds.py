@@ -46,6 +46,7 @@ def gt_count(ds, label: str | None = None) -> int:
 
 
 # --- inspect preds, no browser -------------------------------------------------------------
+@pytest.mark.slow
 def test_preds_fields_evaluation_views(squares: Path, fo_name: str, tmp_path: Path,
                                        capsys: pytest.CaptureFixture) -> None:
     ds = preds.run(two_models(), data=squares, name=fo_name, no_launch=True, views_dir=tmp_path / "views")
@@ -82,6 +83,7 @@ def test_preds_fields_evaluation_views(squares: Path, fo_name: str, tmp_path: Pa
     assert "| squares-confused | pred_squares_confused |" in out
 
 
+@pytest.mark.slow
 def test_preds_rerun_updates_in_place(squares: Path, fo_name: str, tmp_path: Path) -> None:
     import fiftyone as fo
 
@@ -129,6 +131,7 @@ def tiny_cls(tmp_path_factory) -> Path:
     return make_cls_ckpt(tmp_path_factory.mktemp("cls") / "tiny-cls.pt")
 
 
+@pytest.mark.slow
 def test_cli_preds_with_a_cascade_model(squares: Path, fo_name: str, tiny_cls: Path,
                                         capsys: pytest.CaptureFixture) -> None:
     import fiftyone as fo
@@ -143,6 +146,7 @@ def test_cli_preds_with_a_cascade_model(squares: Path, fo_name: str, tiny_cls: P
     assert "| haar+tiny-cls | pred_haar_tiny_cls |" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_errors_name_the_file(squares: Path, fo_name: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import fiftyone as fo
 
@@ -168,6 +172,7 @@ def test_cli_args() -> None:
         build_parser("inspect").parse_args(["inspect", "preds"])  # --model is required
 
 
+@pytest.mark.slow
 def test_launch_serves_on_localhost_and_stops(squares: Path, fo_name: str, fake_app: dict) -> None:
     calls = fake_app
     preds.run(SquaresDetector(), data=squares, name=fo_name, max_images=1, port=5998)
@@ -177,6 +182,7 @@ def test_launch_serves_on_localhost_and_stops(squares: Path, fo_name: str, fake_
 # --- the App in a real browser -------------------------------------------------------------
 @pytest.mark.skipif(find_browser() is None,
                     reason="no Chromium: `apt-get install -y chromium` (plus `pip install playwright`) runs this check")
+@pytest.mark.slow
 def test_app_renders_in_headless_chromium(tmp_path: Path) -> None:
     import fiftyone as fo
 

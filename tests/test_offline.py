@@ -227,6 +227,7 @@ def _child_env(tmp_path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_import_and_tiny_training_make_no_connection(tmp_path):
     (tmp_path / "blocker.py").write_text(BLOCKER)
     (tmp_path / "train.py").write_text(TRAIN_SCRIPT)

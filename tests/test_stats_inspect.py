@@ -154,6 +154,7 @@ def fo_name():
         fo.delete_dataset(name)
 
 
+@pytest.mark.slow
 def test_inspect_builds_dataset(built: Path, fo_name: str) -> None:
     import fiftyone as fo
 
@@ -215,6 +216,7 @@ def test_stats_default_specs_skip_missing(built: Path, tmp_path: Path, monkeypat
     assert not (tmp_path / "e.md").exists()
 
 
+@pytest.mark.slow
 def test_inspect_launch_stops_on_ctrl_c(built: Path, fo_name: str, fake_app: dict) -> None:
     from facewear.data import inspect
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 from conftest import make_cls_ckpt
 
 
@@ -12,6 +13,7 @@ def _entry(file: str, **kw) -> dict:
     return {"name": file, "file": file, "sha256": "0" * 64, "bytes": 0, "task": "classify", **kw}
 
 
+@pytest.mark.slow
 def test_rebuild_missing_variants_and_checks(tmp_path, build_dir):
     from detection.export import rebuild_variants as rebuild
     from detection.manifest import rebuildable, verify
