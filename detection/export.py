@@ -385,7 +385,8 @@ def rebuild_variants(weights_dir: str | Path | None = None, names: Sequence[str]
         for c in checked:
             fig = (f"  {c['metric']} {c['rebuilt']:.4g} (released {c['released']:.4g}, tolerance {c['tolerance']:g})"
                    if c.get("metric") and c.get("rebuilt") is not None else "")
-            print(f"{'ok' if c['ok'] else 'DIFFERS':>7}  {c['file']:<32} check {c['check']}{fig}")
+            print(f"{'ok' if c['ok'] else 'DIFFERS':>7}  {c['file']:<32} check {c['check']}{fig}"
+                  + (f"  ({c['note']})" if c.get("note") else ""))
         for f, why in skipped.items():
             print(f"skipped  {f:<32} {why}")
         if not todo:
