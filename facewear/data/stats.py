@@ -30,7 +30,8 @@ KINDS: tuple[str, ...] = ("real", "synthetic")
 BEGIN, END = "<!-- stats:begin -->", "<!-- stats:end -->"
 UNKNOWN_SOURCE = "unknown"
 
-DEFAULT_SPECS: tuple[Path, ...] = (DATASETS_DIR / "facewear4.yaml", DATASETS_DIR / "ilc-heldout.yaml")
+DEFAULT_SPECS: tuple[Path, ...] = (DATASETS_DIR / "facewear4.yaml", DATASETS_DIR / "ilc-heldout.yaml",
+                                   DATASETS_DIR / "real-checks.yaml")
 DEFAULT_OUT: Path = DATASETS_DIR / "README.md"
 DEFAULT_PLOT: Path = DATASETS_DIR / "stats.png"
 
@@ -283,7 +284,7 @@ def write_plot(all_counts: list[dict[str, Any]], dst: str | Path) -> Path:
 # --- verb -------------------------------------------------------------------------------
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", default=None,
-                   help="dataset spec YAML(s); default datasets/facewear4.yaml and datasets/ilc-heldout.yaml "
+                   help="dataset spec YAML(s); default datasets/facewear4.yaml, ilc-heldout.yaml and real-checks.yaml "
                         "(missing ones skipped)")
     p.add_argument("--out", default=None, help=f"markdown report (default {_shown(DEFAULT_OUT)})")
     p.add_argument("--plot", default=None, help=f"bar chart PNG (default {_shown(DEFAULT_PLOT)})")
