@@ -406,7 +406,8 @@ def run(source: str, out: str | None = None, model: Any = None, imgsz: int = 320
     model = str(model)
     out_dir = Path(out)
     inputs = list_inputs(source)
-    check_dir_apart(out_dir, [p for p, _ in inputs] + model_files(model), "--out")
+    roots = [Path(source)] if Path(source).is_dir() else []  # --out inside SOURCE would be read back next time
+    check_dir_apart(out_dir, roots + [p for p, _ in inputs] + model_files(model), "--out")
     label = model_name(model)
     _settings(out_dir, {"source": str(source), "model": label, "imgsz": imgsz, "conf": conf, "iou": iou,
                         "agnostic_nms": agnostic_nms, "margin": margin, "frames_per_task": frames_per_task})
@@ -427,10 +428,11 @@ def run(source: str, out: str | None = None, model: Any = None, imgsz: int = 320
             import ray.data
 
             _data_context(progress)
-            n_blocks = max(1, -(-len(pending) // shard_size))
-            ds = ray.data.from_items(pending, override_num_blocks=n_blocks)
+            # at least two batches per actor, so that a small input still spreads over every actor
+            size = max(1, min(shard_size, -(-len(pending) // (2 * workers))))
+            ds = ray.data.from_items(pending, override_num_blocks=max(1, -(-len(pending) // size)))
             res = ds.map_batches(
-                PredictWorker, batch_size=shard_size,
+                PredictWorker, batch_size=size,
                 fn_constructor_kwargs=dict(model=str(Path(model).absolute()) if Path(model).is_file() else model,
                                            out=str(out_dir.absolute()), imgsz=imgsz, conf=conf, iou=iou,
                                            agnostic_nms=agnostic_nms, margin=margin,

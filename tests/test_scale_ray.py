@@ -175,3 +175,41 @@ def test_inputs_lists_manifests_and_plan(media, tmp_path):
     assert len({t["crop_base"] for t in clash}) == 2 and all(t["crop_base"].startswith("a_b_") for t in clash)
     with pytest.raises(ValueError, match="--out"):
         predict.run(str(media), str(MODEL), engine="ray")
+    with pytest.raises(ValueError, match="overlaps"):  # output inside the source folder: refused before anything
+        ray_predict.run(str(media), out=str(media / "preds"), model=str(MODEL))
+    assert not (media / "preds").exists()
+
+
+def test_ctrl_c_then_rerun_gives_every_row_once(media, single, tmp_path):
+    """A real Ctrl-C (SIGINT to the CLI's process, its own local Ray) while shards are being committed; the same
+    command again completes the output, each row and crop once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    recs, _ = single
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "facewear.cli", "predict", str(media), "--engine", "ray", "--out", str(out),
+           "--model", str(MODEL), "--workers", "1", "--threads", "1", "--shard-size", "1", "--frames-per-task", "2",
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list((out / "rows").glob("part-*.parquet"))) < 2:
+            time.sleep(0.2)
+        assert proc.poll() is None, "finished before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done_before = len(ray_predict.scan(out))
+    assert 2 <= done_before < 17, text[-2000:]  # 7 files + 10 two-frame ranges of the video
+    rc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert rc.returncode == 0, rc.stdout[-2000:] + rc.stderr[-2000:]
+    assert f"this run:   {17 - done_before} task(s)" in rc.stdout  # only what was left
+    rows = ray_predict.read_rows(out)
+    assert same_detections(_key_rows(rows), recs)
+    assert max(Counter((r["file"], r["frame"], r["crop"]) for r in rows.to_pylist()).values()) == 1
+    assert len(_files_under(out / "crops")) == rows.num_rows
