@@ -139,7 +139,7 @@ def plan(inputs: list[tuple[Path, str]], frames_per_task: int) -> list[dict[str,
     for (path, name), base in zip(inputs, bases):
         if base in clash:
             base = f"{base}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-        common = {"path": str(path), "name": name, "crop_base": base}
+        common = {"path": str(path.absolute()), "name": name, "crop_base": base}  # actors may run elsewhere
         if path.suffix.lower() in VIDEO_SUFFIXES:
             n = video_frames(path)
             starts = list(range(0, n, frames_per_task)) if n else [0]
@@ -353,6 +353,16 @@ def _settings(out: Path, current: dict[str, Any]) -> None:
     write_json(f, current)
 
 
+def _absolute_model(model: str) -> str:
+    """``model`` with its files made absolute (a file, or a cascade's finder/classifier files): actors do not
+    share the driver's working folder."""
+    from classification.cascade import CASCADE_SEP, is_cascade_spec, split_spec
+
+    if is_cascade_spec(model):
+        return CASCADE_SEP.join(str(Path(x).absolute()) if Path(x).is_file() else x for x in split_spec(model))
+    return str(Path(model).absolute()) if Path(model).is_file() else model
+
+
 def _init_ray(address: str | None, workers: int, cpus_per_worker: float, progress: bool) -> bool:
     """Connect to ``address`` or start a local Ray; True when this call started it (and must shut it down)."""
     import ray
@@ -433,7 +443,7 @@ def run(source: str, out: str | None = None, model: Any = None, imgsz: int = 320
             ds = ray.data.from_items(pending, override_num_blocks=max(1, -(-len(pending) // size)))
             res = ds.map_batches(
                 PredictWorker, batch_size=size,
-                fn_constructor_kwargs=dict(model=str(Path(model).absolute()) if Path(model).is_file() else model,
+                fn_constructor_kwargs=dict(model=_absolute_model(model),
                                            out=str(out_dir.absolute()), imgsz=imgsz, conf=conf, iou=iou,
                                            agnostic_nms=agnostic_nms, margin=margin,
                                            threads=threads or max(1, int(cpus_per_worker)), model_label=label),

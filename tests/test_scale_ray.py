@@ -6,6 +6,7 @@ finds something); one local Ray serves the whole module.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -170,6 +171,12 @@ def test_inputs_lists_manifests_and_plan(media, tmp_path):
     video = [(t["start"], t["end"]) for t in tasks if t["kind"] == "video"]
     assert video == [(0, 8), (8, 16), (16, -1)]  # the last range reads to the end
     assert len({t["task"] for t in tasks}) == len(tasks)
+    # actors do not share the driver's working folder: paths (images, model files, a cascade's parts) go absolute
+    rel = ray_predict.plan([(Path("x/a.jpg"), "a.jpg")], 8)
+    assert Path(rel[0]["path"]).is_absolute() and rel[0]["name"] == "a.jpg"
+    cls = REPO_ROOT / "weights" / "facewear-cls.pt"  # tracked (the .onnx exports are rebuilt, not committed)
+    assert ray_predict._absolute_model(f"mtcnn+{os.path.relpath(cls)}") == f"mtcnn+{cls}"
+    assert ray_predict._absolute_model(os.path.relpath(MODEL)) == str(MODEL)
     # two names with the same safe crop base get a hash each, so their crops never collide
     clash = ray_predict.plan([(Path("x/a b.jpg"), "a b.jpg"), (Path("x/a_b.jpg"), "a_b.jpg")], 8)
     assert len({t["crop_base"] for t in clash}) == 2 and all(t["crop_base"].startswith("a_b_") for t in clash)
