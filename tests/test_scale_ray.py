@@ -198,7 +198,7 @@ def test_ctrl_c_then_rerun_gives_every_row_once(media, single, tmp_path):
     recs, _ = single
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "facewear.cli", "predict", str(media), "--engine", "ray", "--out", str(out),
-           "--model", str(MODEL), "--workers", "1", "--threads", "1", "--shard-size", "1", "--frames-per-task", "2",
+           "--model", str(MODEL), "--workers", "1", "--threads", "1", "--shard-size", "1", "--frames-per-task", "1",
            "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -212,10 +212,10 @@ def test_ctrl_c_then_rerun_gives_every_row_once(media, single, tmp_path):
         if proc.poll() is None:
             proc.kill()
     done_before = len(ray_predict.scan(out))
-    assert 2 <= done_before < 17, text[-2000:]  # 7 files + 10 two-frame ranges of the video
+    assert 2 <= done_before < 27, text[-2000:]  # 7 files + 20 one-frame ranges of the video
     rc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert rc.returncode == 0, rc.stdout[-2000:] + rc.stderr[-2000:]
-    assert f"this run:   {17 - done_before} task(s)" in rc.stdout  # only what was left
+    assert f"this run:   {27 - done_before} task(s)" in rc.stdout  # only what was left
     rows = ray_predict.read_rows(out)
     assert same_detections(_key_rows(rows), recs)
     assert max(Counter((r["file"], r["frame"], r["crop"]) for r in rows.to_pylist()).values()) == 1
