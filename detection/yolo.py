@@ -134,9 +134,19 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder instead of stopping")
     p.add_argument("--cache", default=False, help="ram | disk | False")
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train split to use")
+    p.add_argument("--lr0", type=float, default=argparse.SUPPRESS,
+                   help="initial learning rate (ultralytics' lr0; default 0.01). Fine-tuning released weights wants "
+                        "a lower one, e.g. 0.002")
+    p.add_argument("--warmup-epochs", dest="warmup_epochs", type=float, default=argparse.SUPPRESS,
+                   help="ultralytics' warm-up length in epochs (default 3.0); its bias learning rate starts at 0.1, "
+                        "which hurts a short fine-tune: use 0 there")
+    p.add_argument("--optimizer", default=argparse.SUPPRESS,
+                   help="ultralytics' optimizer: SGD, AdamW, ... or auto (the default)")
 
 
 def run(**kwargs):
+    """``facewear train yolo``: :func:`train` with the CLI's arguments (``lr0``, ``warmup_epochs`` and
+    ``optimizer`` go to ultralytics as overrides when given)."""
     return train(**kwargs)
 
 
