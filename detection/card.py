@@ -236,7 +236,25 @@ def evaluate_model(model: str, data: str, split: str, imgsz: int, max_images: in
             "mAP50-95": res["mAP50-95"], "precision": res["precision"], "recall": res["recall"],
             "per_class": {n: {k: v for k, v in pc.items() if k != "pr50"} for n, pc in res["per_class"].items()},
             "found": found_and_named(gt, dets, conf=CONF), "false_boxes_per_image": fp / max(res["images"], 1),
-            "ms_per_image": spi * 1000}
+            "ms_per_image": spi * 1000, "true_class": res.get("true_class", {})}
+
+
+def _spec_built(spec: Path) -> bool:
+    """True when ``spec`` exists and its images folder has been built."""
+    from facewear.data.layout import load_spec
+
+    try:
+        return spec.is_file() and Path(load_spec(spec)["path"]).is_dir()
+    except (FileNotFoundError, ValueError, KeyError):
+        return False
+
+
+def _real_recall(r: dict, n: str, called: str | None = None) -> float | None:
+    """Recall of true class ``n`` on the real checks at ``CONF`` (or the share called ``called``)."""
+    tc = ((r.get("real") or {}).get("true_class") or {}).get(n)
+    if not tc:
+        return None
+    return tc["recall"] if called is None else tc["as"].get(called)
 
 
 def network_latency(models: list[str], imgsz: int, iters: int,
@@ -311,8 +329,12 @@ def _command(kw: dict[str, Any]) -> str:
 def run(models: list[str] | None = None, data: str | None = None, synth_data: str | None = None,
         video: str | None = None, out: str | None = None, max_images: int | None = None, iters: int | None = None,
         imgsz: int | None = None, readme: bool | str | None = None, command: str | None = None,
-        weights_dir: str | None = None, threads: tuple[int, ...] | None = None) -> dict[str, Any]:
+        weights_dir: str | None = None, threads: tuple[int, ...] | None = None,
+        real_data: str | None = None) -> dict[str, Any]:
     """Measure ``models`` (default: every shipped model) and write the model card; returns all numbers.
+
+    ``real_data``: the real checks (default ``datasets/real-checks.yaml`` when built; ``"none"`` skips them):
+    recall on real sunglasses and mask_sunglasses faces and the share of real sunglasses faces called ``face``.
 
     ``data``: held-out spec (its test split); ``synth_data``: synthetic spec (its val split; ``"none"`` skips it);
     ``video``: FPS video (default ``../shared/data/videos/faces_stage.mp4`` if present, ``"none"``: no video);
@@ -329,6 +351,11 @@ def run(models: list[str] | None = None, data: str | None = None, synth_data: st
 
     cmd = command or _command({"models": models, "data": data, "synth_data": synth_data, "video": video, "out": out,
                                    "imgsz": imgsz, "max_images": max_images, "iters": iters})
+    if real_data is None:  # the default: with the default held-out set, when the real checks are built
+        real_default = DATASETS_DIR / "real-checks.yaml"
+        real_data = str(real_default) if data is None and _spec_built(real_default) else None
+    elif str(real_data).lower() in ("", "none"):
+        real_data = None
     data = data or str(DATASETS_DIR / "ilc-heldout.yaml")
     synth_data = str(DATASETS_DIR / "facewear4.yaml") if synth_data is None else synth_data
     synth_data = None if str(synth_data).lower() in ("", "none") else str(synth_data)
@@ -372,6 +399,8 @@ def run(models: list[str] | None = None, data: str | None = None, synth_data: st
                                    "MB": round(model_bytes(m) / 1e6, 3)}
             row["heldout"] = evaluate_model(m, data, held_split, imgsz, max_images)
             row["synth"] = evaluate_model(m, synth_data, "val", imgsz, max_images) if synth_data else None
+            # real sunglasses faces (held-out photos that hold them, and cmu-faces): measured, never tuned on
+            row["real"] = evaluate_model(m, real_data, "test", imgsz, None) if real_data else None
             lat = cascade_latency(m, data, imgsz, threads=threads, iters=iters)
             torch.set_num_threads(n0)
             row["latency"] = {"end_to_end": lat, "network": net.get(m)}
@@ -433,13 +462,15 @@ def headline_table(res: dict) -> list[str]:
     """One row per model: what it is, size, held-out mAP, synthetic AP50 of the rare classes, latency, FPS."""
     th = res.get("threads") or list(THREADS)
     lines = ["| model | what | MB | held-out mAP50 | held-out mAP50-95 | synth AP50 sunglasses | "
-             "synth AP50 mask_sunglasses | " + " | ".join(f"p50 ms {t}t" for t in th) + " | video FPS |",
-             "|---|---|" + "---:|" * (6 + len(th))]
+             "synth AP50 mask_sunglasses | real sunglasses recall | real sunglasses called face | "
+             "real mask_sunglasses recall | " + " | ".join(f"p50 ms {t}t" for t in th) + " | video FPS |",
+             "|---|---|" + "---:|" * (9 + len(th))]
     for r in res["rows"]:
         v = r.get("video")
         lines.append(f"| `{r['model']}` | {r['what']} | {r['MB']:.2f} | {_f(r['heldout']['mAP50'])} | "
                      f"{_f(r['heldout']['mAP50-95'])} | {_f(_synth_ap(r, 'sunglasses'))} | "
-                     f"{_f(_synth_ap(r, 'mask_sunglasses'))} | "
+                     f"{_f(_synth_ap(r, 'mask_sunglasses'))} | {_f(_real_recall(r, 'sunglasses'))} | "
+                     f"{_f(_real_recall(r, 'sunglasses', 'face'))} | {_f(_real_recall(r, 'mask_sunglasses'))} | "
                      + " | ".join(_f(_p50(r, f"{t}t"), ".1f") for t in th)
                      + f" | {_f(v['fps'], '.1f') if v else '-'} |")
     return lines

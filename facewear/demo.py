@@ -101,7 +101,8 @@ DEMO_RECIPE = {
 
 def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128, synthetic_only: bool = False,
                   seed: int | None = None, splits: tuple[str, ...] = ("train", "val"),
-                  classes: tuple[str, ...] = CLASS_NAMES, label_prefix: str = "", write: bool = True) -> np.ndarray:
+                  classes: tuple[str, ...] = CLASS_NAMES, label_prefix: str = "", write: bool = True,
+                  label_w: int = 150) -> np.ndarray:
     """One row per class of face crops from a built dataset (composites only with ``synthetic_only``).
 
     ``seed`` picks a random sample of images instead of the first ones. Returns the sheet (BGR), written
@@ -136,7 +137,7 @@ def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128, sy
     lines = []
     for name in classes:
         tiles = rows[name] + [np.full((tile, tile, 3), 255, np.uint8)] * (per_class - len(rows[name]))
-        label = np.full((tile, 170, 3), 255, np.uint8)
+        label = np.full((tile, label_w, 3), 255, np.uint8)
         cv2.putText(label, f"{label_prefix}{name}", (5, tile // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
                     cv2.LINE_AA)
         lines.append(np.hstack([label, *tiles]))

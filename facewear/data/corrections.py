@@ -258,12 +258,13 @@ def run(data_root: str | None = None, sources: list[str] | None = None, top: int
 
         dst = Path(out or default_build_dir() / "review") / "composites_per_class.png"
         sheet = contact_sheet(Path(load_spec(composites)["path"]), dst, per_class=10, tile=112, synthetic_only=True,
-                              seed=2, label_prefix="composite ", write=False)
+                              seed=2, label_prefix="composite ", write=False, label_w=230)
         real = Path(composites).with_name("real-checks.yaml")
         if real.is_file():  # real sunglasses faces under the composites, to judge them side by side
             try:
                 rs = contact_sheet(Path(load_spec(real)["path"]), dst, per_class=10, tile=112, seed=2, splits=("test",),
-                                   classes=("sunglasses", "mask_sunglasses"), label_prefix="REAL ", write=False)
+                                   classes=("sunglasses", "mask_sunglasses"), label_prefix="REAL ", write=False,
+                                   label_w=230)
                 sheet = np.vstack([sheet, np.full((8, sheet.shape[1], 3), 0, np.uint8), rs])
             except FileNotFoundError as e:
                 LOG.warning("%s: real checks not built, composites shown alone (%s)", real, e)
