@@ -138,8 +138,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="initial learning rate (ultralytics' lr0; default 0.01). Fine-tuning released weights wants "
                         "a lower one, e.g. 0.002")
     p.add_argument("--warmup-epochs", dest="warmup_epochs", type=float, default=argparse.SUPPRESS,
-                   help="ultralytics' warm-up length in epochs (default 3.0); its bias learning rate starts at 0.1, "
-                        "which hurts a short fine-tune: use 0 there")
+                   help="ultralytics' warm-up length in epochs (default 3.0; 0: none)")
     p.add_argument("--optimizer", default=argparse.SUPPRESS,
                    help="ultralytics' optimizer: SGD, AdamW, ... or auto (the default)")
 

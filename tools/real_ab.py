@@ -15,6 +15,7 @@ Never train or tune on either set: this only measures.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 from pathlib import Path
@@ -75,7 +76,8 @@ def render(results: dict, commands: dict, argv: str) -> str:
              "plus `cmu-faces` (real dark sunglasses, and the same people without), boxes reviewed by eye;",
              "* **blank frames**: uniform, near-uniform and 1x1 frames (`detection/blank.py`): frames with any "
              "detection at conf 0.25.", "",
-             f"Machine: {machine()}. Written by `python tools/real_ab.py {argv}`.", "",
+             f"Machine: {machine()}. Each row measured by `python tools/real_ab.py --model LABEL=PATH` (rows of "
+             f"several runs joined with `--merge`); models: {argv}.", "",
              "| model | held-out mAP50 | AP50 face | AP50 mask | AP50 sunglasses | AP50 mask_sunglasses | "
              "real sunglasses recall | called face | missed | real mask_sunglasses recall | "
              "blank frames with boxes |",
@@ -103,7 +105,10 @@ def render(results: dict, commands: dict, argv: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", required=True, help="LABEL=PATH (.pt or .onnx); repeat")
+    ap.add_argument("--model", action="append", default=[], help="LABEL=PATH (.pt or .onnx); repeat")
+    ap.add_argument("--merge", nargs="+", default=[],
+                    help="earlier JSON outputs of this tool whose models go into the report as measured then "
+                         "(rows keep their order: merged files first, then --model)")
     ap.add_argument("--command", action="append", default=[], help="LABEL=training command; repeat")
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--max-images", type=int, default=None, help="first N images only (dry runs)")
@@ -111,8 +116,18 @@ def main() -> int:
     ap.add_argument("--out", default="weights/real-data-ab.md")
     a = ap.parse_args()
     models, commands = _pair(a.model, "model"), _pair(a.command, "command")
-    results = {label: measure(path, a.imgsz, a.max_images, Path(a.specs)) for label, path in models.items()}
-    argv = " ".join(f"--model {label!r}={path}" for label, path in models.items()) + " ..."
+    if not models and not a.merge:
+        raise SystemExit("give --model LABEL=PATH and/or --merge FILE.json")
+    results: dict = {}
+    merged_models: dict = {}
+    for f in a.merge:
+        old = json.loads(Path(f).read_text())
+        results.update(old["results"])
+        merged_models.update(old["models"])
+        commands = {**old.get("commands", {}), **commands}
+    results.update({label: measure(path, a.imgsz, a.max_images, Path(a.specs)) for label, path in models.items()})
+    models = {**merged_models, **models}
+    argv = " ".join(f"--model {label!r}={path}" for label, path in models.items())
     out = Path(a.out)
     write_text(out, render(results, commands, argv))
     write_json(out.with_suffix(".json"), {"models": models, "commands": commands, "imgsz": a.imgsz,
