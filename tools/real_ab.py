@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facewear.constants import CLASS_NAMES, DATASETS_DIR
-from facewear.io import write_json, write_text
+from facewear.constants import CLASS_NAMES, DATASETS_DIR, REPO_ROOT
+from facewear.io import write_json, write_marked_block, write_text
 
 
 def machine() -> str:
@@ -114,6 +114,8 @@ def main() -> int:
     ap.add_argument("--max-images", type=int, default=None, help="first N images only (dry runs)")
     ap.add_argument("--specs", default=str(DATASETS_DIR), help="folder holding ilc-heldout.yaml and real-checks.yaml")
     ap.add_argument("--out", default="weights/real-data-ab.md")
+    ap.add_argument("--readme", action="store_true",
+                    help="also write the table into README.md between <!-- real-data-ab:begin/end --> markers")
     a = ap.parse_args()
     models, commands = _pair(a.model, "model"), _pair(a.command, "command")
     if not models and not a.merge:
@@ -132,6 +134,12 @@ def main() -> int:
     write_text(out, render(results, commands, argv))
     write_json(out.with_suffix(".json"), {"models": models, "commands": commands, "imgsz": a.imgsz,
                                           "machine": machine(), "results": results})
+    if a.readme:
+        text = out.read_text()
+        table = "\n".join(ln for ln in text.splitlines() if ln.startswith("|"))
+        write_marked_block(REPO_ROOT / "README.md", "real-data-ab",
+                           f"{table}\n\nFrom [`{out.as_posix()}`]({out.as_posix()}) (machine, commands and the "
+                           f"held-out-only breakdown there).\n", "tools/real_ab.py")
     print(out.read_text())
     return 0
 
