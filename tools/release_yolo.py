@@ -44,6 +44,25 @@ def held_table(held: dict, synth: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def relative_paths(obj, root: Path = REPO_ROOT):
+    """``obj`` with every string that starts with the repository's absolute path made relative to it (reports are
+    committed: no machine paths in them)."""
+    prefix = str(root) + "/"
+    if isinstance(obj, dict):
+        return {k: relative_paths(v, root) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [relative_paths(v, root) for v in obj]
+    if isinstance(obj, str):
+        return obj.replace(prefix, "")
+    return obj
+
+
+def relativize_file(path: Path) -> None:
+    """Rewrite a JSON report in place with :func:`relative_paths` (no-op when the file is missing)."""
+    if path.is_file():
+        write_json(path, relative_paths(json.loads(path.read_text())))
+
+
 def real_lines(real: dict | None, blank: dict) -> str:
     """The real-check recall per class (and what the rest were called) and the blank-frame count, as text."""
     out = ""
@@ -109,7 +128,9 @@ def main() -> int:
                   iters=20 if a.max_images else 50,
                   command="python tools/release_yolo.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     metrics["bench"] = b
-    write_json(WEIGHTS_DIR / f"{a.name}.metrics.json", metrics)
+    write_json(WEIGHTS_DIR / f"{a.name}.metrics.json", relative_paths(metrics))
+    for suffix in (".export.json", ".bench.json"):
+        relativize_file(WEIGHTS_DIR / f"{a.name}{suffix}")
     ex = json.loads((WEIGHTS_DIR / f"{a.name}.export.json").read_text()) if (WEIGHTS_DIR / f"{a.name}.export.json").is_file() else {}
     common = dict(task="detect", architecture=a.arch, imgsz=a.imgsz, train_command=a.train_command,
                   data="datasets/facewear4.yaml")
