@@ -360,3 +360,17 @@ def test_blank_frame_check_counts_frames_with_boxes():
     bright = sum(1 for _, f in blank_frames() if f.mean() > 150)
     assert r["frames"] == len(names) and r["frames_with_detections"] == bright > 0
     assert r["per_frame"]["grey255_640x480"] == [["sunglasses", 0.6]] and r["max_score"] == 0.6
+
+
+def test_released_detector_boxes_no_blank_frame():
+    """Field report: uniform grey/white frames got whole-frame `sunglasses` boxes at 0.6 and were cropped. The cure
+    is background images in training; the released detector must find nothing on blank frames."""
+    from detection.base import load_detector
+    from detection.blank import blank_frame_check
+    from facewear.constants import WEIGHTS_DIR
+
+    onnx = WEIGHTS_DIR / "yolov5n-facewear4.onnx"
+    if not onnx.is_file():
+        pytest.skip(f"{onnx}: released detector not present")
+    r = blank_frame_check(load_detector(onnx, conf=0.25))
+    assert r["frames_with_detections"] == 0, r["per_frame"]
