@@ -353,7 +353,9 @@ def run(models: list[str] | None = None, data: str | None = None, synth_data: st
                                    "imgsz": imgsz, "max_images": max_images, "iters": iters})
     if real_data is None:  # the default: with the default held-out set, when the real checks are built
         real_default = DATASETS_DIR / "real-checks.yaml"
-        real_data = str(real_default) if data is None and _spec_built(real_default) else None
+        default_held = DATASETS_DIR / "ilc-heldout.yaml"
+        is_default = data is None or Path(data).resolve() == default_held.resolve()
+        real_data = str(real_default) if is_default and _spec_built(real_default) else None
     elif str(real_data).lower() in ("", "none"):
         real_data = None
     data = data or str(DATASETS_DIR / "ilc-heldout.yaml")
