@@ -44,7 +44,7 @@ from facewear.constants import (
     WEIGHTS_DIR,
     default_data_root,
 )
-from facewear.io import atomic_path, write_json, write_marked_block, write_text
+from facewear.io import atomic_path, portable_paths, write_json, write_marked_block, write_text
 
 LOG = logging.getLogger("facewear.card")
 
@@ -421,7 +421,7 @@ def run(models: list[str] | None = None, data: str | None = None, synth_data: st
         "synth_data": _rel(synth_data) if synth_data else None, "imgsz": imgsz, "iters": iters,
         "max_images": max_images, "conf": CONF, "threads": list(threads), "latency_image": _latency_image(data),
         "video": _rel(video) if video else None, "rows": rows, "skipped": skipped}
-    res = _nan_to_none(res)
+    res = portable_paths(_nan_to_none(res))  # a committed report: no machine paths
     json_p = out_p.parent / "card.json"
     plots_dir = out_p.parent / "plots"
     res["plots"] = [os.path.relpath(p, out_p.parent) for p in plot_card(res, plots_dir)]

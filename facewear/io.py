@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .constants import IMAGE_SUFFIXES
+from .constants import IMAGE_SUFFIXES, REPO_ROOT, default_data_root
 
 
 class ImageReadError(ValueError):
@@ -215,6 +215,37 @@ def write_marked_block(path: str | os.PathLike, key: str, body: str, writer: str
     block = f"{begin}\n<!-- written by {writer}; do not edit by hand -->\n{body}{end}"
     write_text(p, text[:text.index(begin)] + block + text[text.index(end) + len(end):])
     return True
+
+
+def portable_path(p: str | os.PathLike) -> str:
+    """A path fit for a committed report: relative to the repository when it lies in it, ``$FACEWEAR_DATA/...``
+    when it lies in the data root, else unchanged (never this machine's absolute path for those two)."""
+    s = os.fspath(p)
+    if not os.path.isabs(s):
+        return s
+    path = Path(s)
+    if path.is_relative_to(REPO_ROOT):
+        return path.relative_to(REPO_ROOT).as_posix()
+    data = default_data_root()
+    if data is not None and path.is_relative_to(data):
+        return f"$FACEWEAR_DATA/{path.relative_to(data).as_posix()}"
+    return s
+
+
+def portable_paths(obj: Any) -> Any:
+    """``obj`` (JSON-like) with every string holding an absolute path under the repository or the data root
+    rewritten by :func:`portable_path`, also inside longer strings such as commands."""
+    if isinstance(obj, dict):
+        return {k: portable_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [portable_paths(v) for v in obj]
+    if isinstance(obj, str):
+        data = default_data_root()
+        for root, new in ((REPO_ROOT, ""), (data, "$FACEWEAR_DATA/")):
+            if root is not None:
+                obj = obj.replace(f"{root}/", new)
+        return obj
+    return obj
 
 
 def write_json(dst: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:

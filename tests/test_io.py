@@ -334,3 +334,20 @@ def test_one_pixel_image_reads(tmp_path):
     p = tmp_path / "dot.png"
     cv2.imwrite(str(p), np.full((1, 1, 3), 7, np.uint8))
     assert read_image(p).shape == (1, 1, 3) and image_size(p) == (1, 1)
+
+
+def test_portable_paths_leave_no_machine_path(tmp_path, monkeypatch):
+    from facewear.constants import DATA_ROOT_ENV, REPO_ROOT
+    from facewear.io import portable_path, portable_paths
+
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv(DATA_ROOT_ENV, str(data))
+    assert portable_path(REPO_ROOT / "weights" / "m.pt") == "weights/m.pt"
+    assert portable_path(data / "videos" / "v.mp4") == "$FACEWEAR_DATA/videos/v.mp4"
+    assert portable_path("rel/x.jpg") == "rel/x.jpg"
+    report = {"video": str(data / "v.mp4"), "rows": [{"cmd": f"facewear val --model {REPO_ROOT}/weights/m.pt"}],
+              "n": 3}
+    out = portable_paths(report)
+    assert out == {"video": "$FACEWEAR_DATA/v.mp4", "rows": [{"cmd": "facewear val --model weights/m.pt"}], "n": 3}
+    assert str(tmp_path) not in str(out) and str(REPO_ROOT) not in str(out)

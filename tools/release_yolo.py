@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR, default_data_root  # noqa: E402
-from facewear.io import OverwriteError, check_not_inputs, write_json, write_marked_block  # noqa: E402
+from facewear.io import OverwriteError, check_not_inputs, portable_paths, write_json, write_marked_block  # noqa: E402
 
 
 def slim_metrics(m: dict) -> dict:
@@ -44,23 +44,10 @@ def held_table(held: dict, synth: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def relative_paths(obj, root: Path = REPO_ROOT):
-    """``obj`` with every string that starts with the repository's absolute path made relative to it (reports are
-    committed: no machine paths in them)."""
-    prefix = str(root) + "/"
-    if isinstance(obj, dict):
-        return {k: relative_paths(v, root) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [relative_paths(v, root) for v in obj]
-    if isinstance(obj, str):
-        return obj.replace(prefix, "")
-    return obj
-
-
 def relativize_file(path: Path) -> None:
-    """Rewrite a JSON report in place with :func:`relative_paths` (no-op when the file is missing)."""
+    """Rewrite a JSON report in place with :func:`facewear.io.portable_paths` (no-op when the file is missing)."""
     if path.is_file():
-        write_json(path, relative_paths(json.loads(path.read_text())))
+        write_json(path, portable_paths(json.loads(path.read_text())))
 
 
 def real_lines(real: dict | None, blank: dict) -> str:
@@ -128,7 +115,7 @@ def main() -> int:
                   iters=20 if a.max_images else 50,
                   command="python tools/release_yolo.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     metrics["bench"] = b
-    write_json(WEIGHTS_DIR / f"{a.name}.metrics.json", relative_paths(metrics))
+    write_json(WEIGHTS_DIR / f"{a.name}.metrics.json", portable_paths(metrics))
     for suffix in (".export.json", ".bench.json"):
         relativize_file(WEIGHTS_DIR / f"{a.name}{suffix}")
     ex = json.loads((WEIGHTS_DIR / f"{a.name}.export.json").read_text()) if (WEIGHTS_DIR / f"{a.name}.export.json").is_file() else {}
