@@ -8,6 +8,7 @@ target and renames it into place.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -246,6 +247,30 @@ def portable_paths(obj: Any) -> Any:
                 obj = obj.replace(f"{root}/", new)
         return obj
     return obj
+
+
+def write_box_csv(path: str | os.PathLike, rows: Iterable[dict[str, Any]], fields: tuple[str, ...] | list[str],
+                  header: str = "") -> None:
+    """Write a reviewed-box CSV (label corrections, reviewed real labels) atomically: ``header`` as ``# `` comment
+    lines, then ``fields`` as columns, rows sorted by source, image and box (stable diffs)."""
+    rows = sorted(rows, key=lambda r: (r["source"], r["image"], float(r["x1"]), float(r["y1"])))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        if header:
+            f.write("".join(f"# {ln}\n" for ln in header.splitlines()))
+        wr = csv.DictWriter(f, fieldnames=list(fields))
+        wr.writeheader()
+        for r in rows:
+            wr.writerow({k: r.get(k, "") for k in fields})
+
+
+def read_commented_csv(path: str | os.PathLike) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """``(columns, [(line number in the file, row), ...])`` of a CSV whose ``#`` lines are comments, so that
+    errors can name the file's own line."""
+    with open(path, newline="") as f:
+        kept = [(n, text) for n, text in enumerate(f, 1) if not text.startswith("#")]
+    rows = csv.DictReader(text for _, text in kept)
+    out = [(kept[rows.line_num - 1][0], r) for r in rows]
+    return list(rows.fieldnames or []), out
 
 
 def write_json(dst: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:

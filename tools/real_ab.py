@@ -16,29 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from detection.bench import machine  # the one machine line of every report
 from facewear.constants import CLASS_NAMES, DATASETS_DIR, REPO_ROOT
 from facewear.io import write_json, write_marked_block, write_text
-
-
-def machine() -> str:
-    """CPU model and core count, as the other reports say it."""
-    import os
-
-    cpu = platform.processor() or "cpu"
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, CPU only"
 
 
 def _pair(items: list[str], what: str) -> dict[str, str]:

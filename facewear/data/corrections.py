@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 from dataclasses import dataclass
@@ -45,26 +44,24 @@ class Correction:
 
 def load_corrections(path: str | Path) -> list[Correction]:
     """Read and validate the corrections CSV; errors name the file and line."""
+    from ..io import read_commented_csv
+
     path = Path(path)
     out = []
-    with open(path, newline="") as f:
-        # keep the file's own line numbers: comment lines are dropped before the CSV reader sees them
-        kept = [(n, text) for n, text in enumerate(f, 1) if not text.startswith("#")]
-        rows = csv.DictReader(text for _, text in kept)
-        missing = set(FIELDS[:-1]) - set(rows.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
-        for r in rows:
-            ln = kept[rows.line_num - 1][0]
-            try:
-                box = tuple(float(r[k]) for k in ("x1", "y1", "x2", "y2"))
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}:{ln}: non-numeric box") from None
-            for k in ("old_class", "new_class"):
-                if r[k] not in CLASS_NAMES:
-                    raise ValueError(f"{path}:{ln}: unknown class {r[k]!r} in {k} (expected one of {CLASS_NAMES})")
-            out.append(Correction(r["source"], r["image"], box, r["old_class"], r["new_class"], r.get("note") or "",
-                                  ln))
+    columns, rows = read_commented_csv(path)  # the file's own line numbers, comment lines skipped
+    missing = set(FIELDS[:-1]) - set(columns)
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+    for ln, r in rows:
+        try:
+            box = tuple(float(r[k]) for k in ("x1", "y1", "x2", "y2"))
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}:{ln}: non-numeric box") from None
+        for k in ("old_class", "new_class"):
+            if r[k] not in CLASS_NAMES:
+                raise ValueError(f"{path}:{ln}: unknown class {r[k]!r} in {k} (expected one of {CLASS_NAMES})")
+        out.append(Correction(r["source"], r["image"], box, r["old_class"], r["new_class"], r.get("note") or "",
+                              ln))
     return out
 
 
@@ -226,16 +223,9 @@ def _contact_sheets(cands: list[dict], out_dir: Path, src: str, per_sheet: int =
 def write_corrections(rows: list[dict[str, Any]], path: str | Path = DATASETS_DIR / "corrections.csv",
                       header: str = "") -> None:
     """Write reviewed corrections (sorted, stable) to the versioned CSV."""
-    from ..io import atomic_path
+    from ..io import write_box_csv
 
-    rows = sorted(rows, key=lambda r: (r["source"], r["image"], float(r["x1"]), float(r["y1"])))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        if header:
-            f.write("".join(f"# {ln}\n" for ln in header.splitlines()))
-        wr = csv.DictWriter(f, fieldnames=FIELDS)
-        wr.writeheader()
-        for r in rows:
-            wr.writerow({k: r.get(k, "") for k in FIELDS})
+    write_box_csv(path, rows, FIELDS, header)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:

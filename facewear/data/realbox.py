@@ -29,7 +29,6 @@ every box, so "no line" means "seen, and right".
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import re
@@ -43,7 +42,7 @@ from tqdm import tqdm
 
 from ..constants import CLASS_COLORS_BGR, CLASS_IDS, CLASS_NAMES, DATASETS_DIR, WEIGHTS_DIR, default_build_dir, \
     default_data_root
-from ..io import ImageReadError, atomic_path, list_images, read_image, write_image, write_json
+from ..io import ImageReadError, list_images, read_commented_csv, read_image, write_box_csv, write_image, write_json
 
 LOG = logging.getLogger("facewear.autobox")
 
@@ -316,34 +315,28 @@ def apply_decisions(props: list[Proposal], images: list[dict], box_dec: dict[int
 
 def write_labels(rows: list[dict[str, Any]], path: Path, header: str = "") -> None:
     """Write the reviewed label file atomically, sorted by source, image and box."""
-    rows = sorted(rows, key=lambda r: (r["source"], r["image"], float(r["x1"]), float(r["y1"])))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        if header:
-            f.write("".join(f"# {ln}\n" for ln in header.splitlines()))
-        wr = csv.DictWriter(f, fieldnames=LABEL_FIELDS)
-        wr.writeheader()
-        for r in rows:
-            wr.writerow({k: r.get(k, "") for k in LABEL_FIELDS})
+    write_box_csv(path, rows, LABEL_FIELDS, header)
 
 
 def read_labels(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a reviewed label file (comment lines skipped); numbers as floats.
 
     Raises:
-        ValueError: a missing column or an unknown class, naming the file and row.
+        ValueError: a missing value, a non-numeric box or score, or an unknown class, naming the file and line.
     """
     path = Path(path)
-    with open(path, newline="") as f:
-        lines = [ln for ln in f if not ln.startswith("#")]
     rows = []
-    for i, r in enumerate(csv.DictReader(lines), 2):
+    for ln, r in read_commented_csv(path)[1]:
         missing = [k for k in LABEL_FIELDS if r.get(k) in (None, "")]
         if missing:
-            raise ValueError(f"{path}: row {i}: missing {missing}")
+            raise ValueError(f"{path}:{ln}: missing {missing}")
         if r["class"] not in CLASS_NAMES:
-            raise ValueError(f"{path}: row {i}: unknown class {r['class']!r} (expected one of {CLASS_NAMES})")
-        for k in ("x1", "y1", "x2", "y2", "score"):
-            r[k] = float(r[k])
+            raise ValueError(f"{path}:{ln}: unknown class {r['class']!r} (expected one of {CLASS_NAMES})")
+        try:
+            for k in ("x1", "y1", "x2", "y2", "score"):
+                r[k] = float(r[k])
+        except ValueError:
+            raise ValueError(f"{path}:{ln}: non-numeric {k} {r[k]!r}") from None
         rows.append(r)
     return rows
 
