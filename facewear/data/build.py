@@ -43,15 +43,15 @@ from ..io import ImageReadError, atomic_dir, image_size, list_images, read_image
 from ..overlays import OverlayLibrary, load_shared_overlays
 from .corrections import Correction, apply_corrections, load_corrections
 from .layout import ImageMeta, write_spec
+from .realbox import CHECK_SOURCES, REVIEWED_SOURCES, read_labels
+from .realbox import DEFAULT_LABELS as DEFAULT_REAL_LABELS
 
 LOG = logging.getLogger("facewear.build")
 
 HELDOUT = "ilc2021-heldout"
-#: Real photos boxed by `facewear data autobox` and reviewed by eye (datasets/real-labels.csv).
-REVIEWED_SOURCES = ("rmfd-part1", "karan-scenes/masked", "karan-scenes/bare")
+# Real photos boxed by `facewear data autobox` and reviewed by eye (datasets/real-labels.csv); the real
+# checks among them are never training data.
 TRAIN_SOURCES = ("kaggle-facemask", "ytf-landmarks", "chandrika-faces", *REVIEWED_SOURCES)
-CHECK_SOURCES = ("cmu-faces/sunglasses", "cmu-faces/open")  # real checks: never training data
-DEFAULT_REAL_LABELS = DATASETS_DIR / "real-labels.csv"
 DEFAULT_RECIPE = DATASETS_DIR / "facewear4.recipe.yaml"
 DEFAULT_CORRECTIONS = DATASETS_DIR / "corrections.csv"
 
@@ -232,8 +232,6 @@ def collect_reviewed(root: Path, source: str, rows: list[dict[str, Any]], report
 
 def load_real_labels(path: Path) -> list[dict[str, Any]]:
     """The reviewed label rows, or [] (with a warning) when the file does not exist."""
-    from .realbox import read_labels  # noqa: PLC0415
-
     if not path.is_file():
         LOG.warning("%s: no reviewed labels; the unboxed real sources are left out", path)
         return []

@@ -56,7 +56,9 @@ REAL_UNBOXED: dict[str, str] = {
     "cmu-faces/sunglasses": "check-sunglasses",
     "cmu-faces/open": "check-face",
 }
-CHECK_SOURCES: tuple[str, ...] = ("cmu-faces/sunglasses", "cmu-faces/open")
+CHECK_SOURCES: tuple[str, ...] = tuple(k for k, v in REAL_UNBOXED.items() if v.startswith("check"))
+#: the unboxed sources that, once reviewed, are training data (``facewear data build`` reads them)
+REVIEWED_SOURCES: tuple[str, ...] = tuple(k for k in REAL_UNBOXED if k not in CHECK_SOURCES)
 DEFAULT_LABELS = DATASETS_DIR / "real-labels.csv"
 LABEL_FIELDS = ("source", "image", "x1", "y1", "x2", "y2", "class", "decision", "proposed", "score")
 CROWD_FACES = 20  # photos with more detected faces than this are dropped as unboxable crowds
@@ -188,39 +190,51 @@ def _tile_text(tile: np.ndarray, text: str, colour=(0, 0, 0)) -> None:
     cv2.putText(tile, text, (2, 11), cv2.FONT_HERSHEY_SIMPLEX, 0.38, colour, 1, cv2.LINE_AA)
 
 
+def _paged_sheets(items: list, make_tile, out_dir: Path, prefix: str, per_sheet: int, cols: int,
+                  tile: int) -> list[Path]:
+    """Lay ``make_tile(item)`` (``tile`` x ``tile`` BGR) out ``cols`` wide, ``per_sheet`` a sheet, into
+    ``<out_dir>/<prefix>-NNN.png``; returns the sheet paths."""
+    paths = []
+    for s in range(0, len(items), per_sheet):
+        chunk = items[s:s + per_sheet]
+        rows = (len(chunk) + cols - 1) // cols
+        sheet = np.full((rows * tile, cols * tile, 3), 255, np.uint8)
+        for k, item in enumerate(chunk):
+            r, c = divmod(k, cols)
+            sheet[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = make_tile(item)
+        dst = out_dir / f"{prefix}-{s // per_sheet:03d}.png"
+        write_image(dst, sheet)
+        paths.append(dst)
+    return paths
+
+
 def box_sheets(data_root: Path, props: list[Proposal], out_dir: Path, per_sheet: int = 48, cols: int = 8,
                tile: int = 128) -> list[Path]:
     """Numbered face tiles (box drawn in its class colour, 40 % context), ``per_sheet`` a sheet."""
-    paths, cache = [], {}
-    for s in range(0, len(props), per_sheet):
-        chunk = props[s:s + per_sheet]
-        rows = (len(chunk) + cols - 1) // cols
-        sheet = np.full((rows * tile, cols * tile, 3), 255, np.uint8)
-        for k, p in enumerate(chunk):
-            key = (p.source, p.image)
-            if key not in cache:
-                cache.clear()
-                cache[key] = read_image(data_root / p.source / p.image)
-            img = cache[key]
-            w, h = p.x2 - p.x1, p.y2 - p.y1
-            side = max(w, h) * 1.4
-            cx, cy = (p.x1 + p.x2) / 2, (p.y1 + p.y2) / 2
-            x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-            pad = int(side) + 2
-            padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
-            crop = padded[y0 + pad:y0 + pad + int(side), x0 + pad:x0 + pad + int(side)]
-            t = cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_CUBIC)
-            sc = tile / max(side, 1)
-            col = CLASS_COLORS_BGR[CLASS_IDS[p.proposed]]
-            cv2.rectangle(t, (int((p.x1 - x0) * sc), int((p.y1 - y0) * sc)), (int((p.x2 - x0) * sc), int((p.y2 - y0) * sc)),
-                          col, 1)
-            _tile_text(t, f"b{p.id} {p.proposed[:8]} {int(w)}px")
-            r, c = divmod(k, cols)
-            sheet[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = t
-        dst = out_dir / f"boxes-{s // per_sheet:03d}.png"
-        write_image(dst, sheet, quality=90)
-        paths.append(dst)
-    return paths
+    cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def make_tile(p: Proposal) -> np.ndarray:
+        key = (p.source, p.image)
+        if key not in cache:  # proposals come photo by photo: keep only the current photo
+            cache.clear()
+            cache[key] = read_image(data_root / p.source / p.image)
+        img = cache[key]
+        w, h = p.x2 - p.x1, p.y2 - p.y1
+        side = max(w, h) * 1.4
+        cx, cy = (p.x1 + p.x2) / 2, (p.y1 + p.y2) / 2
+        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        pad = int(side) + 2
+        padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+        crop = padded[y0 + pad:y0 + pad + int(side), x0 + pad:x0 + pad + int(side)]
+        t = cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_CUBIC)
+        sc = tile / max(side, 1)
+        col = CLASS_COLORS_BGR[CLASS_IDS[p.proposed]]
+        cv2.rectangle(t, (int((p.x1 - x0) * sc), int((p.y1 - y0) * sc)), (int((p.x2 - x0) * sc), int((p.y2 - y0) * sc)),
+                      col, 1)
+        _tile_text(t, f"b{p.id} {p.proposed[:8]} {int(w)}px")
+        return t
+
+    return _paged_sheets(props, make_tile, out_dir, "boxes", per_sheet, cols, tile)
 
 
 def image_sheets(data_root: Path, images: list[dict], props: list[Proposal], out_dir: Path, per_sheet: int = 30,
@@ -230,28 +244,21 @@ def image_sheets(data_root: Path, images: list[dict], props: list[Proposal], out
     for p in props:
         by_img.setdefault(p.image_id, []).append(p)
     shown = [r for r in images if r["faces"] and r["source"] not in CHECK_SOURCES and r["auto_drop"] != "crowd"]
-    paths = []
-    for s in range(0, len(shown), per_sheet):
-        chunk = shown[s:s + per_sheet]
-        rows = (len(chunk) + cols - 1) // cols
-        sheet = np.full((rows * tile, cols * tile, 3), 255, np.uint8)
-        for k, rec in enumerate(chunk):
-            img = read_image(data_root / rec["source"] / rec["image"])
-            h, w = img.shape[:2]
-            sc = (tile - 16) / max(h, w)
-            t = np.full((tile, tile, 3), 255, np.uint8)
-            small = cv2.resize(img, (max(1, int(w * sc)), max(1, int(h * sc))), interpolation=cv2.INTER_AREA)
-            t[16:16 + small.shape[0], :small.shape[1]] = small
-            for p in by_img.get(rec["id"], []):
-                col = CLASS_COLORS_BGR[CLASS_IDS[p.proposed]]
-                cv2.rectangle(t, (int(p.x1 * sc), int(p.y1 * sc) + 16), (int(p.x2 * sc), int(p.y2 * sc) + 16), col, 1)
-            _tile_text(t, f"i{rec['id']} {rec['faces']} faces{' CROWD' if rec['auto_drop'] == 'crowd' else ''}")
-            r, c = divmod(k, cols)
-            sheet[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = t
-        dst = out_dir / f"images-{s // per_sheet:03d}.png"
-        write_image(dst, sheet, quality=88)
-        paths.append(dst)
-    return paths
+
+    def make_tile(rec: dict) -> np.ndarray:
+        img = read_image(data_root / rec["source"] / rec["image"])
+        h, w = img.shape[:2]
+        sc = (tile - 16) / max(h, w)
+        t = np.full((tile, tile, 3), 255, np.uint8)
+        small = cv2.resize(img, (max(1, int(w * sc)), max(1, int(h * sc))), interpolation=cv2.INTER_AREA)
+        t[16:16 + small.shape[0], :small.shape[1]] = small
+        for p in by_img.get(rec["id"], []):
+            col = CLASS_COLORS_BGR[CLASS_IDS[p.proposed]]
+            cv2.rectangle(t, (int(p.x1 * sc), int(p.y1 * sc) + 16), (int(p.x2 * sc), int(p.y2 * sc) + 16), col, 1)
+        _tile_text(t, f"i{rec['id']} {rec['faces']} faces")
+        return t
+
+    return _paged_sheets(shown, make_tile, out_dir, "images", per_sheet, cols, tile)
 
 
 # --- decisions -> label file ----------------------------------------------------------------------
