@@ -211,6 +211,24 @@ def make_det_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 6
     return spec
 
 
+def make_crop_root(root: Path, n: int = 6, size: int = 48,
+                   splits: tuple[str, ...] = ("train", "val", "heldout-real")) -> Path:
+    """A crop-classifier dataset (``<root>/<split>/<class>/*.jpg``): each class a coloured face-like square
+    inside a grey context crop; ``n`` images per class in train, 3 in the other splits."""
+    from facewear.io import write_image
+
+    rng = np.random.default_rng(0)
+    for split in splits:
+        k = n if split == "train" else 3
+        for ci, c in enumerate(CLASS_NAMES):
+            for i in range(k):
+                img = np.full((size, size, 3), 100, np.uint8) + rng.integers(0, 20, (size, size, 3), dtype=np.uint8)
+                s = size // 3
+                img[s:2 * s, s:2 * s] = DET_COLORS[ci]
+                write_image(root / split / c / f"{c}{i}.jpg", img, quality=95)
+    return root
+
+
 def make_cls_ckpt(path: Path, imgsz: int = 32, arch: str = "mobilenet_v2_050") -> Path:
     """An untrained crop-classifier checkpoint (seeded), as `facewear train cls` writes it, minus the optimizer."""
     import torch

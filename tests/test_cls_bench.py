@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import make_cls_ckpt, make_det_dataset
-from test_cls_train import _crop_root
+from conftest import make_cls_ckpt, make_crop_root, make_det_dataset
 
 from facewear.constants import CLASS_NAMES
 from facewear.data.layout import write_spec
@@ -17,7 +16,7 @@ from facewear.data.layout import write_spec
 def test_bench_classifiers_table_and_plot(tmp_path):
     from facewear.cli import main
 
-    root = _crop_root(tmp_path / "crops", n=4)
+    root = make_crop_root(tmp_path / "crops", n=4)
     # a synthetic held-out split too, so both accuracy columns are filled
     import shutil
 

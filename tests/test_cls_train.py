@@ -3,29 +3,14 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import DET_COLORS, make_det_dataset
+from conftest import make_crop_root, make_det_dataset
 
 from facewear.constants import CLASS_NAMES
 from facewear.data.layout import write_spec
-from facewear.io import write_image
-
-
-def _crop_root(root: Path, n: int = 6, size: int = 48) -> Path:
-    """A crop dataset by hand: each class a coloured face-like square inside a grey context crop."""
-    rng = np.random.default_rng(0)
-    for split, k in (("train", n), ("val", 3), ("heldout-real", 3)):
-        for ci, c in enumerate(CLASS_NAMES):
-            for i in range(k):
-                img = np.full((size, size, 3), 100, np.uint8) + rng.integers(0, 20, (size, size, 3), dtype=np.uint8)
-                s = size // 3
-                img[s:2 * s, s:2 * s] = DET_COLORS[ci]
-                write_image(root / split / c / f"{c}{i}.jpg", img, quality=95)
-    return root
 
 
 def test_crops_from_detection_specs(tmp_path):
@@ -59,7 +44,7 @@ def test_train_one_epoch_resume_test_only(tmp_path):
     from classification.runtime import load_classifier
     from classification.train import train
 
-    root = _crop_root(tmp_path / "crops")
+    root = make_crop_root(tmp_path / "crops")
     proj = tmp_path / "runs"
     res = train(arch="mobilenet_v2_050", data=str(root), imgsz=32, epochs=1, batch=8, init="none",
                 project=str(proj), name="t", threads=1)
@@ -95,7 +80,7 @@ def test_learns_separable_crops(tmp_path):
     """A signal check: on crops whose classes differ by colour, a few epochs beat chance by far."""
     from classification.train import train
 
-    root = _crop_root(tmp_path / "crops", n=32)
+    root = make_crop_root(tmp_path / "crops", n=32)
     res = train(arch="mobilenet_v2_050", data=str(root), imgsz=32, epochs=8, batch=16, init="none", lr=3e-3,
                 project=str(tmp_path / "runs"), name="s", threads=1, label_smoothing=0.0)
     assert res["metrics"]["heldout-real"]["accuracy"] >= 0.75
@@ -105,7 +90,7 @@ def test_learns_separable_crops(tmp_path):
 def test_distill_and_cli(tmp_path):
     from facewear.cli import main
 
-    root = _crop_root(tmp_path / "crops")
+    root = make_crop_root(tmp_path / "crops")
     proj = tmp_path / "runs"
     args = ["train", "cls", "--arch", "mobilenet_v2_050", "--data", str(root), "--imgsz", "32", "--epochs", "1",
             "--batch", "8", "--init", "none", "--project", str(proj), "--threads", "1"]

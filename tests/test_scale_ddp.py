@@ -14,10 +14,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import DET_COLORS, make_det_dataset
+from conftest import make_crop_root, make_det_dataset
 
-from facewear.constants import CLASS_NAMES, REPO_ROOT
-from facewear.io import write_image
+from facewear.constants import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -76,23 +75,11 @@ def test_frcnn_torchrun_two_processes_match_one_and_resume_in_one(tmp_path):
 
 
 # --- crop classifier --------------------------------------------------------------------------
-def _crops(root: Path, n: int = 6, size: int = 40) -> Path:
-    rng = np.random.default_rng(0)
-    for split, k in (("train", n), ("val", 3)):
-        for ci, c in enumerate(CLASS_NAMES):
-            for i in range(k):
-                img = np.full((size, size, 3), 100, np.uint8) + rng.integers(0, 20, (size, size, 3), dtype=np.uint8)
-                s = size // 3
-                img[s:2 * s, s:2 * s] = DET_COLORS[ci]
-                write_image(root / split / c / f"{c}{i}.jpg", img, quality=95)
-    return root
-
-
 def test_cls_torchrun_two_processes_and_resume_in_one(tmp_path):
     from classification.runtime import load_classifier
     from classification.train import evaluate_all, train
 
-    root = _crops(tmp_path / "crops")
+    root = make_crop_root(tmp_path / "crops", size=40, splits=("train", "val"))
     runs = tmp_path / "runs"
     torchrun(["train", "cls", "--arch", "mobilenet_v2_050", "--data", str(root), "--imgsz", "32", "--epochs", "1",
               "--batch", "4", "--init", "none", "--threads", "1", "--bn-batches", "2", "--project", str(runs),
