@@ -45,10 +45,6 @@ def head_pose(lm: np.ndarray) -> tuple[str, float]:
     return ("left" if r < 0.38 else "right" if r > 0.62 else "front"), r
 
 
-def _lum(bgr: np.ndarray) -> float:
-    return float(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).mean()) if bgr.size else 128.0
-
-
 def _jitter_colour(rgba: np.ndarray, rng: np.random.Generator, hue: float = 0.0, sat: float = 0.0,
                    val: float = 0.0) -> np.ndarray:
     out = rgba.copy()
