@@ -139,13 +139,17 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "a lower one, e.g. 0.002")
     p.add_argument("--warmup-epochs", dest="warmup_epochs", type=float, default=argparse.SUPPRESS,
                    help="ultralytics' warm-up length in epochs (default 3.0; 0: none)")
+    p.add_argument("--hsv-s", dest="hsv_s", type=float, default=argparse.SUPPRESS,
+                   help="ultralytics' saturation gain range: each image's saturation is scaled by a factor drawn "
+                        "from [1-HSV_S, 1+HSV_S] (default here 0.6; 1.0 also makes some images near-grayscale, as "
+                        "CCTV and infrared frames are)")
     p.add_argument("--optimizer", default=argparse.SUPPRESS,
                    help="ultralytics' optimizer: SGD, AdamW, ... or auto (the default)")
 
 
 def run(**kwargs):
     """``facewear train yolo``: :func:`train` with the CLI's arguments (``lr0``, ``warmup_epochs`` and
-    ``optimizer`` go to ultralytics as overrides when given)."""
+    ``optimizer`` and ``hsv_s`` go to ultralytics as overrides when given)."""
     return train(**kwargs)
 
 
