@@ -47,14 +47,15 @@ def measure(model: str, imgsz: int, max_images: int | None, specs: Path = DATASE
     slim = lambda m: {"mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"],  # noqa: E731
                       "AP50": {n: pc["AP50"] for n, pc in m["per_class"].items()},
                       "true_class": m.get("true_class", {}), "images": m["images"]}
-    return {"ilc-heldout": slim(held), "real-checks": slim(real), "blank": blank}
+    return {"ilc-heldout": slim(held), "real-checks": slim(real), "blank": blank, "imgsz": imgsz}
 
 
 def render(results: dict, commands: dict, argv: str) -> str:
     f = lambda v: "n/a" if v is None or v != v else f"{v:.3f}"  # noqa: E731
     lines = ["# Real data A/B: does the new dataset fix real sunglasses?", "",
              "Same recipe and budget, old dataset against new (see the commands below). Figures from "
-             "`facewear val` at 320 px (AP at IoU 0.5; recall and confusions at conf 0.25, IoU 0.5) on",
+             "`facewear val` at each model's input size (column px; AP at IoU 0.5; recall and confusions at "
+             "conf 0.25, IoU 0.5) on",
              "* **held-out**: `ilc2021-heldout` (1600 real web photos; 64 sunglasses and 48 mask_sunglasses faces "
              "after label correction);",
              "* **real checks**: `datasets/real-checks.yaml`, the held-out photos holding real sunglasses faces "
@@ -63,16 +64,17 @@ def render(results: dict, commands: dict, argv: str) -> str:
              "detection at conf 0.25.", "",
              f"Machine: {machine()}. Each row measured by `python tools/real_ab.py --model LABEL=PATH` (rows of "
              f"several runs joined with `--merge`); models: {argv}.", "",
-             "| model | held-out mAP50 | AP50 face | AP50 mask | AP50 sunglasses | AP50 mask_sunglasses | "
+             "| model | px | held-out mAP50 | AP50 face | AP50 mask | AP50 sunglasses | AP50 mask_sunglasses | "
              "real sunglasses recall | called face | missed | real mask_sunglasses recall | "
              "blank frames with boxes |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in results.items():
         h, rc = r["ilc-heldout"], r["real-checks"]
         sg = rc["true_class"].get("sunglasses", {})
         msg = rc["true_class"].get("mask_sunglasses", {})
         ap = h["AP50"]
-        lines.append(f"| {label} | {f(h['mAP50'])} | " + " | ".join(f(ap.get(n)) for n in CLASS_NAMES) +
+        lines.append(f"| {label} | {r.get('imgsz', 320)} | {f(h['mAP50'])} | " +
+                     " | ".join(f(ap.get(n)) for n in CLASS_NAMES) +
                      f" | {f(sg.get('recall'))} (n {sg.get('n', 0)}) | {f(sg.get('as', {}).get('face'))} | "
                      f"{f(sg.get('as', {}).get('missed'))} | {f(msg.get('recall'))} (n {msg.get('n', 0)}) | "
                      f"{r['blank']['frames_with_detections']}/{r['blank']['frames']} |")
@@ -95,7 +97,7 @@ def main() -> int:
                     help="earlier JSON outputs of this tool whose models go into the report as measured then "
                          "(rows keep their order: merged files first, then --model)")
     ap.add_argument("--command", action="append", default=[], help="LABEL=training command; repeat")
-    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--imgsz", type=int, default=320, help="input size of the --model rows (each row records its own)")
     ap.add_argument("--max-images", type=int, default=None, help="first N images only (dry runs)")
     ap.add_argument("--specs", default=str(DATASETS_DIR), help="folder holding ilc-heldout.yaml and real-checks.yaml")
     ap.add_argument("--out", default="weights/real-data-ab.md")
