@@ -7,6 +7,14 @@
 Every figure it writes (``weights/<name>.metrics.json``, ``weights/<name>.bench.md``,
 the manifest's metrics) comes from ``facewear val`` / ``facewear export`` /
 ``facewear bench`` run here, on this machine.
+
+Release gate (``facewear.gate``): before anything in ``weights/`` is touched, the run's ``best.pt`` is measured
+on the held-out set and the real checks and compared with the released model (``--against``; default the entry
+named ``--name``, else the one the default detector was exported from): held-out face and mask AP50 and real
+sunglasses recall at conf 0.25 must be at least as good. The released model's figures are read from its manifest
+entry / ``weights/<name>.metrics.json`` (not re-measured; ``--remeasure-old`` measures them now). Old and new are
+printed side by side; a worse model is refused unless ``--force``, and the manifest entry's ``gate`` records
+the decision.
 """
 from __future__ import annotations
 
@@ -19,7 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR, default_data_root  # noqa: E402
+from facewear.constants import (  # noqa: E402
+    DATASETS_DIR,
+    DEFAULT_DETECTOR,
+    REPO_ROOT,
+    WEIGHTS_DIR,
+    default_data_root,
+)
 from facewear.io import OverwriteError, check_not_inputs, portable_paths, write_json, write_marked_block  # noqa: E402
 
 
@@ -65,6 +79,79 @@ def real_lines(real: dict | None, blank: dict) -> str:
     return out
 
 
+def real_recall(real: dict | None) -> dict:
+    """``{"real-checks-recall": {class: recall}}`` for a manifest entry (the gate reads it), or ``{}``."""
+    if not real:
+        return {}
+    return {"real-checks-recall": {n: o["recall"] for n, o in real.get("true_class", {}).items()}}
+
+
+def add_gate_args(ap: argparse.ArgumentParser) -> None:
+    """The release gate's options (``facewear.gate``), shared by the detector release tools."""
+    ap.add_argument("--force", action="store_true",
+                    help="release even when the gate fails (worse than the released model on a real check); "
+                         "the manifest entry records it")
+    ap.add_argument("--against", default=None,
+                    help="manifest name of the released model the gate compares with (default: --name's entry, "
+                         "else the model the released default detector was exported from)")
+    ap.add_argument("--remeasure-old", action="store_true",
+                    help="measure the released model's gate figures now instead of reading what its release "
+                         "recorded (use after a dataset rebuild)")
+    ap.add_argument("--gate-tolerance", type=float, default=0.0,
+                    help="a new figure may be this much below the old one and still pass (default 0)")
+
+
+def released_entry(name: str, fallback_default: bool = True) -> dict | None:
+    """The manifest entry named ``name``; else (``fallback_default``) the entry of the file the released default
+    detector was exported from; None when there is none."""
+    from detection import manifest
+
+    if not manifest.MANIFEST.is_file():
+        return None
+    models = manifest.load()["models"]
+    e = next((m for m in models if m["name"] == name), None)
+    if e is None and fallback_default:
+        d = next((m for m in models if m["name"] == DEFAULT_DETECTOR), None) or {}
+        src = d.get("exported_from", d.get("file"))
+        e = next((m for m in models if m["file"] == src), None)
+    return e
+
+
+def gate_detector(held: dict, real: dict | None, against: dict | None, val_kw: dict, a: argparse.Namespace) -> dict:
+    """Run the release gate for a detector: the new model's held-out and real-check results against the released
+    model ``against`` (figures as recorded; missing ones, or all with ``--remeasure-old``, measured on its file
+    with ``val_kw``). Prints both side by side; exits when the new model is worse (unless ``--force``). Returns
+    the manifest's ``gate`` record."""
+    from detection import val
+    from facewear import gate
+
+    new = gate.detector_figures(held, real)
+    if a.max_images:
+        print(f"note: --max-images {a.max_images}: the new figures come from a subset, the recorded old ones from "
+              "the full sets; add --remeasure-old for a like-for-like dry run")
+    if against is None:
+        return gate.enforce(gate.decide(None, new, gate.DETECT_CHECKS, force=a.force))
+    old_file = WEIGHTS_DIR / against["file"]
+    mfile = WEIGHTS_DIR / f"{against['name']}.metrics.json"
+    recorded = gate.detector_figures_recorded(against, json.loads(mfile.read_text()) if mfile.is_file() else None)
+    real_spec = DATASETS_DIR / "real-checks.yaml"
+
+    def measure(keys: list[str]) -> dict:
+        print(f"gate: measuring {', '.join(keys)} of the released {old_file.name} (not recorded by its release"
+              + (", or --remeasure-old" if a.remeasure_old else "") + ")")
+        kw = dict(imgsz=against.get("input_size") or 320, **val_kw)
+        h = (val.run(str(old_file), data=str(DATASETS_DIR / "ilc-heldout.yaml"), **kw)
+             if any(k.startswith("heldout") for k in keys) else None)
+        r = (val.run(str(old_file), data=str(real_spec), **kw)
+             if "real_sunglasses_recall" in keys and real_spec.is_file() else None)
+        return gate.detector_figures(h, r)
+
+    old, source = gate.old_figures(recorded, gate.DETECT_CHECKS, measure if old_file.is_file() else None,
+                                   remeasure=a.remeasure_old)
+    return gate.enforce(gate.decide(old, new, gate.DETECT_CHECKS, force=a.force, tol=a.gate_tolerance,
+                                    against=against["name"], source=source))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="ultralytics run folder (holds weights/best.pt)")
@@ -75,6 +162,7 @@ def main() -> int:
     ap.add_argument("--video", default=None, help="video for end-to-end FPS (default: ../shared/data/videos/faces_stage.mp4)")
     ap.add_argument("--skip-export", action="store_true")
     ap.add_argument("--max-images", type=int, default=None, help="evaluate on the first N images only (dry runs)")
+    add_gate_args(ap)
     a = ap.parse_args()
 
     from detection import bench, export, manifest, val
@@ -88,19 +176,30 @@ def main() -> int:
         check_not_inputs([pt], [best], "--name")  # a run inside weights/ must not be copied onto itself
     except OverwriteError as e:
         raise SystemExit(str(e)) from None
-    WEIGHTS_DIR.mkdir(exist_ok=True)
-    shutil.copyfile(best, pt)
-    if not a.skip_export:
-        export.run(str(pt), imgsz=a.imgsz, json_out=str(WEIGHTS_DIR / f"{a.name}.export.json"))
-    held = val.run(str(pt), data=str(DATASETS_DIR / "ilc-heldout.yaml"), imgsz=a.imgsz,
-                   plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-heldout"), max_images=a.max_images)
-    synth = val.run(str(pt), data=str(DATASETS_DIR / "facewear4.yaml"), split="val", imgsz=a.imgsz,
-                    plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-val"), max_images=a.max_images)
-    metrics = {"ilc-heldout": slim_metrics(held), "facewear4-val": slim_metrics(synth)}
+    # the gate's figures are measured on the run's checkpoint, before anything in weights/ is touched
+    gate_plots = run / "release-plots"
+    held = val.run(str(best), data=str(DATASETS_DIR / "ilc-heldout.yaml"), imgsz=a.imgsz,
+                   plots_dir=str(gate_plots / f"{a.name}-heldout"), max_images=a.max_images)
     real_spec = DATASETS_DIR / "real-checks.yaml"
     real = None
     if real_spec.is_file():  # real sunglasses faces: measured, never trained or tuned on
-        real = val.run(str(pt), data=str(real_spec), imgsz=a.imgsz, max_images=a.max_images)
+        real = val.run(str(best), data=str(real_spec), imgsz=a.imgsz, max_images=a.max_images)
+    against = released_entry(a.against or a.name, fallback_default=not a.against)
+    gate_record = gate_detector(held, real, against, dict(max_images=a.max_images), a)
+    for r in (held, real):
+        if r is not None:
+            r["model"] = str(pt)
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    shutil.copyfile(best, pt)
+    if (gate_plots / f"{a.name}-heldout").is_dir():
+        shutil.copytree(gate_plots / f"{a.name}-heldout", WEIGHTS_DIR / "plots" / f"{a.name}-heldout",
+                        dirs_exist_ok=True)
+    if not a.skip_export:
+        export.run(str(pt), imgsz=a.imgsz, json_out=str(WEIGHTS_DIR / f"{a.name}.export.json"))
+    synth = val.run(str(pt), data=str(DATASETS_DIR / "facewear4.yaml"), split="val", imgsz=a.imgsz,
+                    plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-val"), max_images=a.max_images)
+    metrics = {"ilc-heldout": slim_metrics(held), "facewear4-val": slim_metrics(synth), "gate": gate_record}
+    if real is not None:
         metrics["real-checks"] = slim_metrics(real)
     from detection.base import load_detector
     from detection.blank import blank_frame_check
@@ -126,7 +225,8 @@ def main() -> int:
                        metrics={"ilc-heldout": {k: held[k] for k in ("mAP50", "mAP50-95", "precision", "recall")},
                                 "ilc-heldout-AP50": {n: pc["AP50"] for n, pc in held["per_class"].items()},
                                 "facewear4-val-AP50": {n: pc["AP50"] for n, pc in synth["per_class"].items()},
-                                "latency": rows.get("torch", {}).get("latency")}, **common)
+                                **real_recall(real), "latency": rows.get("torch", {}).get("latency")},
+                       gate=gate_record, **common)
     for prec, suffix in (("fp32", ""), ("fp16", "-fp16"), ("int8", "-int8")):
         f = WEIGHTS_DIR / f"{a.name}{suffix}.onnx"
         if not f.is_file():
