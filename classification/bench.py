@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from facewear.boxes import iou_matrix
 from facewear.constants import (
     CLASS_NAMES,
     CLS_IMGSZ,
@@ -28,6 +29,8 @@ from facewear.constants import (
     default_build_dir,
 )
 from facewear.io import atomic_path, write_json, write_text
+from facewear.timing import latency as call_latency
+from facewear.timing import machine
 
 VARIANTS: dict[str, str] = {  # variant -> suffix beside the checkpoint
     "torch fp32": ".pt", "torch int8": "-int8.pt", "torch int8 qat": "-int8-qat.pt", "torch fp16": "-fp16.pt",
@@ -60,7 +63,6 @@ def bench_classifiers(models: list[str], data: str | None = None, out: str | Non
 
     ``export`` makes ``formats`` (default: every default format) beside each checkpoint first; any other
     export already there (e.g. ``-int8-qat.pt``, or ``-fp16.pt`` made for one model only) is benched too."""
-    from detection.bench import machine
 
     from .evaluate import evaluate
     from .models import count_params
@@ -186,18 +188,6 @@ def plot_tradeoff(res: dict, path: str | Path) -> None:
 
 
 # --- cascades --------------------------------------------------------------------------------
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1, y1 = np.maximum(a[:, None, 0], b[None, :, 0]), np.maximum(a[:, None, 1], b[None, :, 1])
-    x2, y2 = np.minimum(a[:, None, 2], b[None, :, 2]), np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    def area(z: np.ndarray) -> np.ndarray:
-        return (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])
-
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
-
-
 def found_and_named(gt: dict, dets: list[dict], conf: float = 0.25, iou: float = 0.5) -> dict[str, dict]:
     """Per true class: share of faces with any box (IoU >= iou, score >= conf), and of those, the share whose
     best-overlapping box has the right class. Separates 'missed the face' from 'named it wrong'."""
@@ -216,7 +206,7 @@ def found_and_named(gt: dict, dets: list[dict], conf: float = 0.25, iou: float =
         ds = by_img.get(img, [])
         d = np.array([[x["bbox"][0], x["bbox"][1], x["bbox"][0] + x["bbox"][2], x["bbox"][1] + x["bbox"][3]]
                       for x in ds]).reshape(-1, 4)
-        m = _iou(g, d)
+        m = iou_matrix(g, d)
         for i, a in enumerate(anns):
             name = cats[a["category_id"]]
             stats[name]["n"] += 1
@@ -252,8 +242,6 @@ def bench_cascades(models: list[str], data: str = str(DATASETS_DIR / "ilc-heldou
     import torch
 
     from detection.base import load_detector, model_bytes, model_name
-    from detection.bench import machine
-    from detection.export import latency
     from detection.val import detect_split, evaluate
     from facewear.data.layout import load_spec
     from facewear.io import read_image
@@ -272,7 +260,7 @@ def bench_cascades(models: list[str], data: str = str(DATASETS_DIR / "ilc-heldou
             torch.set_num_threads(t)
             for k, fr in frames.items():
                 lat[f"{k} face{'s' if k > 1 else ''} {t}t"] = {
-                    kk: round(v, 2) for kk, v in latency(d, fr, warmup=3, iters=iters).items()}
+                    kk: round(v, 2) for kk, v in call_latency(d, fr, warmup=3, iters=iters).items()}
         rows.append({"model": model_name(m), "spec": m, "MB": round(model_bytes(m) / 1e6, 2),
                      "mAP50": round(res["mAP50"], 4), "mAP50-95": round(res["mAP50-95"], 4),
                      "AP50": {n: round(res["per_class"][n]["AP50"], 4) for n in CLASS_NAMES},

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from facewear import timing
 from facewear.constants import (
     CLASS_NAMES,
     CLS_IMGSZ,
@@ -503,14 +504,7 @@ def agreement(ref: Classifier, other: Classifier, crops: np.ndarray, batch: int 
 def latency(clf: Classifier, imgsz: int, warmup: int = 10, iters: int = 50) -> dict[str, float]:
     """p50/p95 milliseconds of one batch-1 forward (normalised input ready, softmax excluded)."""
     x = np.random.default_rng(0).standard_normal((1, 3, imgsz, imgsz)).astype(np.float32)
-    for _ in range(warmup):
-        clf.logits(x)
-    ts = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        clf.logits(x)
-        ts.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": float(np.percentile(ts, 50)), "p95_ms": float(np.percentile(ts, 95))}
+    return timing.latency(clf.logits, x, warmup=warmup, iters=iters)
 
 
 def _formats(formats: Sequence[str]) -> list[str]:

@@ -26,22 +26,6 @@ class Detector(Protocol):
     def __call__(self, frame: np.ndarray) -> np.ndarray: ...
 
 
-def letterbox(img: np.ndarray, size: int, color: int = 114) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """Resize keeping the aspect ratio and pad to ``size x size`` (ultralytics' letterbox, centred)."""
-    import cv2
-
-    h, w = img.shape[:2]
-    r = min(size / h, size / w)
-    # a very thin image (4x3000) would round its short side to 0 px, which cv2.resize refuses: keep >= 1 px
-    nh, nw = max(1, min(size, round(h * r))), max(1, min(size, round(w * r)))
-    out = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else img
-    top, left = (size - nh) / 2, (size - nw) / 2
-    t, l_ = round(top - 0.1), round(left - 0.1)
-    out = cv2.copyMakeBorder(out, t, size - nh - t, l_, size - nw - l_, cv2.BORDER_CONSTANT,
-                             value=(color, color, color))
-    return out, r, (float(l_), float(t))
-
-
 def nms(dets: np.ndarray, iou: float, max_det: int = 300, agnostic: bool = False) -> np.ndarray:
     """NMS on ``(N, 6)`` detections: class-wise (torchvision's ``batched_nms``), or class-agnostic with
     ``agnostic`` (ultralytics' ``agnostic_nms``: overlapping boxes of different classes compete too, so one
@@ -170,5 +154,5 @@ def model_bytes(model: str | Path) -> int:
     return sum(f.stat().st_size for f in files)
 
 
-__all__ = ["AgnosticNMS", "Detector", "EMPTY", "letterbox", "nms", "load_detector", "model_bytes", "model_files",
+__all__ = ["AgnosticNMS", "Detector", "EMPTY", "nms", "load_detector", "model_bytes", "model_files",
            "model_name", "CLASS_NAMES"]

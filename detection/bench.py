@@ -10,7 +10,6 @@ Optionally the end-to-end video FPS (decode, detect, track, write crops) of
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import sys
 import time
@@ -20,25 +19,7 @@ from typing import Any
 from classification.cascade import is_cascade_spec
 from facewear.constants import CLASS_NAMES, DATASETS_DIR, WEIGHTS_DIR
 from facewear.io import write_json, write_text
-
-
-def machine() -> str:
-    """A one-line description of this machine (CPU model, cores, Python, torch, onnxruntime)."""
-    import os
-
-    import onnxruntime
-    import torch
-
-    cpu = platform.processor() or "cpu"
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
-            f"onnxruntime {onnxruntime.__version__}")
+from facewear.timing import latency, machine
 
 
 def variants(pt: Path) -> dict[str, Path]:
@@ -80,7 +61,6 @@ def cascade_latency(spec: str, data: str, imgsz: int, threads: tuple[int, ...] =
     from facewear.io import read_image
 
     from .base import load_detector
-    from .export import latency
 
     s = load_spec(data)
     images, _, _ = split_paths(s, "test" if "test" in s else "val")

@@ -346,8 +346,10 @@ def run(models: list[str] | None = None, data: str | None = None, synth_data: st
     """
     import torch
 
+    from facewear.timing import machine
+
     from .base import model_bytes, model_name
-    from .bench import cascade_latency, machine, video_fps
+    from .bench import cascade_latency, video_fps
 
     cmd = command or _command({"models": models, "data": data, "synth_data": synth_data, "video": video, "out": out,
                                    "imgsz": imgsz, "max_images": max_images, "iters": iters})

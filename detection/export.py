@@ -31,7 +31,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,13 @@ import numpy as np
 
 from classification.export import ALL_FORMATS as CLS_ALL_FORMATS
 from classification.export import FORMATS as CLS_FORMATS
+from facewear.boxes import iou_matrix, letterbox
 from facewear.constants import DATASETS_DIR
 from facewear.data.layout import load_spec, split_paths
 from facewear.io import list_images, read_image, write_json
+from facewear.timing import latency
 
 from . import manifest
-from .base import letterbox
 from .manifest import WEIGHTS_DIR
 
 LOG = logging.getLogger("facewear.export")
@@ -152,8 +152,6 @@ def agreement(pt: Path, onnx_path: Path, samples: list[np.ndarray]) -> dict[str,
     """Compare an ONNX export with the torch model on preprocessed samples."""
     import onnxruntime as ort
 
-    from .val import _iou_matrix
-
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     diffs, means, hit, tot = [], [], 0, 0
@@ -165,23 +163,11 @@ def agreement(pt: Path, onnx_path: Path, samples: list[np.ndarray]) -> dict[str,
         da, db = _decode(a), _decode(b)
         tot += len(da)
         if len(da) and len(db):
-            iou = _iou_matrix(da[:, :4], db[:, :4])
+            iou = iou_matrix(da[:, :4], db[:, :4])
             same = da[:, None, 5] == db[None, :, 5]
             hit += int(((iou >= 0.5) & same).any(1).sum())
     return {"max_abs_diff": max(diffs), "mean_abs_diff": float(np.mean(means)),
             "detections_torch": tot, "detections_matched": (hit / tot) if tot else 1.0}
-
-
-def latency(fn, x: np.ndarray, warmup: int = 10, iters: int = 50) -> dict[str, float]:
-    """p50/p95 milliseconds of ``fn(x)`` after a warm-up (timm-benchmark style)."""
-    for _ in range(warmup):
-        fn(x)
-    ts = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn(x)
-        ts.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": float(np.percentile(ts, 50)), "p95_ms": float(np.percentile(ts, 95))}
 
 
 def time_variants(pt: Path, onnx_files: dict[str, Path], imgsz: int, threads: tuple[int, ...] = (1, 2),

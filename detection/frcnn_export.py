@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from facewear.boxes import iou_matrix
 from facewear.constants import DATASETS_DIR, FRCNN_CHECK_CONF, FRCNN_ONNX_OPSET
 from facewear.io import ImageReadError, atomic_path, list_images, read_image, write_json
 from facewear.ort import set_metadata
@@ -149,8 +150,6 @@ def sample_inputs(data: str | Path | None, imgsz: int, n: int) -> list[np.ndarra
 def agreement(ref: Callable[[np.ndarray], Outputs], other: Callable[[np.ndarray], Outputs],
               samples: list[np.ndarray], conf: float = FRCNN_CHECK_CONF) -> dict[str, Any]:
     """How well ``other`` reproduces ``ref``'s detections (score >= ``conf``) on ``samples``."""
-    from .val import _iou_matrix
-
     tot = hit = 0
     box_d: list[float] = []
     score_d: list[float] = []
@@ -162,7 +161,7 @@ def agreement(ref: Callable[[np.ndarray], Outputs], other: Callable[[np.ndarray]
         tot += len(b0)
         if not len(b0) or not len(b1):
             continue
-        iou = np.where(l0[:, None] == l1[None, :], _iou_matrix(b0.astype(np.float64), b1.astype(np.float64)), 0.0)
+        iou = np.where(l0[:, None] == l1[None, :], iou_matrix(b0.astype(np.float64), b1.astype(np.float64)), 0.0)
         j = iou.argmax(1)
         ok = iou[np.arange(len(b0)), j] >= 0.5
         hit += int(ok.sum())

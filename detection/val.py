@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 import facewear  # noqa: F401
+from facewear.boxes import iou_matrix
 from facewear.constants import CLASS_NAMES, DATASETS_DIR
 from facewear.data.layout import label_file, load_spec, split_image_files
 from facewear.formats import AnnotationError, Report, from_coco, read_yolo, to_coco
@@ -188,18 +189,6 @@ def detect_split(det: Detector, spec: dict, split: str, max_images: int | None =
     return gt, out, t / max(len(done), 1)
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None] - inter + 1e-9)
-
-
 def confusion(gt: dict, dets: list[dict], nc: int, conf: float, iou: float = 0.5) -> np.ndarray:
     """(nc+1)x(nc+1) matrix, rows = predicted, cols = true; the last index is background."""
     m = np.zeros((nc + 1, nc + 1), np.int64)
@@ -218,8 +207,8 @@ def confusion(gt: dict, dets: list[dict], nc: int, conf: float, iou: float = 0.5
         crowd = [a for a in every if a.get("iscrowd")]  # "do not score": neither missed nor a false positive
         d = sorted(by_img_dt.get(im["id"], []), key=lambda z: -z["score"])
         gb, db = xyxy(g), xyxy(d)
-        ious = _iou_matrix(db, gb)
-        cious = _iou_matrix(db, xyxy(crowd))
+        ious = iou_matrix(db, gb)
+        cious = iou_matrix(db, xyxy(crowd))
         used = set()
         for i, z in enumerate(d):
             j = int(np.argmax(ious[i])) if len(g) else -1

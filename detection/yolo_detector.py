@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from facewear.boxes import letterbox
 from facewear.constants import CLASS_NAMES
 
-from .base import EMPTY, letterbox, nms
+from .base import EMPTY, nms
 
 LOG = logging.getLogger("facewear.detect")
 

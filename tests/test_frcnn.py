@@ -58,11 +58,11 @@ def _frame(seed: int = 0, h: int = 80, w: int = 120) -> np.ndarray:
 def _matched(a: np.ndarray, b: np.ndarray) -> float:
     """Share of detections in ``a`` with a same-class detection in ``b`` at IoU >= 0.9 (an untrained head gives
     near-equal scores, so the order of ties, and which of them pass the detection cap, may differ)."""
-    from detection.val import _iou_matrix
+    from facewear.boxes import iou_matrix
 
     if not len(a):
         return 1.0
-    iou = np.where(a[:, None, 5] == b[None, :, 5], _iou_matrix(a[:, :4], b[:, :4]), 0)
+    iou = np.where(a[:, None, 5] == b[None, :, 5], iou_matrix(a[:, :4], b[:, :4]), 0)
     return float((iou.max(1, initial=0) >= 0.9).mean())
 
 

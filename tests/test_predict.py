@@ -463,7 +463,7 @@ RELEASED_ONNX = Path(__file__).resolve().parent.parent / "weights" / "yolov5n-fa
 
 @pytest.mark.parametrize("h, w", [(4, 3000), (3000, 3), (1, 1), (2, 1000)])
 def test_letterbox_degenerate_aspect_ratios(h, w):
-    from detection.base import letterbox
+    from facewear.boxes import letterbox
 
     out, r, (px, py) = letterbox(np.full((h, w, 3), 128, np.uint8), 320)
     assert out.shape == (320, 320, 3)

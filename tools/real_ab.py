@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detection.bench import machine  # the one machine line of every report
 from facewear.constants import CLASS_NAMES, DATASETS_DIR, REPO_ROOT
 from facewear.io import write_json, write_marked_block, write_text
+from facewear.timing import machine  # the one machine line of every report
 
 
 def _pair(items: list[str], what: str) -> dict[str, str]:
