@@ -11,6 +11,12 @@ shipped: ``facewear export --model weights/<name>.pt --formats fp32`` makes it. 
 checkpoint on the held-out real set and the synthetic val split, and the ONNX file on the held-out set. When
 the run's fp32 ``last.pt`` is the same epoch as ``best.pt``, it is measured on the held-out set too, so the cost of
 storing float16 weights is a measured figure. Every number written comes from this run, on this machine.
+
+Release gate (``facewear.gate``, as in ``tools/release_yolo.py``): ``best.pt`` must match or beat the released
+model (``--against``, default the entry named ``--name``) on held-out face and mask AP50 and real sunglasses recall
+before it is copied; the released model's figures come from its manifest entry, and those it did not record (the
+first Faster R-CNN release kept no real-check recall) are measured on its file. ``--force`` overrides and is
+recorded.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from release_yolo import held_table, slim_metrics
+from release_yolo import add_gate_args, gate_detector, held_table, real_recall, released_entry, slim_metrics
 
 from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR
 from facewear.io import OverwriteError, check_not_inputs, write_json, write_marked_block
@@ -90,6 +96,7 @@ def main() -> int:
                     help="re-render the README block from weights/<name>.metrics.json (adding the training record "
                          "from --run's best.pt when missing); measures nothing")
     ap.add_argument("--max-images", type=int, default=None, help="evaluate on N evenly spaced images only (dry runs)")
+    add_gate_args(ap)
     a = ap.parse_args()
 
     import torch
@@ -123,16 +130,30 @@ def main() -> int:
         check_not_inputs([pt], [best], "--name")  # a run inside weights/ must not be copied onto itself
     except OverwriteError as e:
         raise SystemExit(str(e)) from None
-    shutil.copyfile(best, pt)
-    ex = export(str(pt), formats=["fp16"], json_out=str(WEIGHTS_DIR / f"{a.name}.export.json"))
-
     held_data, synth_data = str(DATASETS_DIR / "ilc-heldout.yaml"), str(DATASETS_DIR / "facewear4.yaml")
     kw = dict(imgsz=imgsz, max_images=a.max_images, spread=True)
-    held = val.run(str(pt), data=held_data, plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-heldout"), **kw)
+    # the gate's figures are measured on the run's checkpoint, before anything in weights/ is touched
+    gate_plots = run / "release-plots" / f"{a.name}-heldout"
+    held = val.run(str(best), data=held_data, plots_dir=str(gate_plots), **kw)
+    real_spec = DATASETS_DIR / "real-checks.yaml"
+    real = val.run(str(best), data=str(real_spec), **kw) if real_spec.is_file() else None
+    gate_record = gate_detector(held, real, released_entry(a.against or a.name, fallback_default=False),
+                                dict(max_images=a.max_images, spread=True), a)
+    for r in (held, real):
+        if r is not None:
+            r["model"] = str(pt)
+    shutil.copyfile(best, pt)
+    if gate_plots.is_dir():
+        shutil.copytree(gate_plots, WEIGHTS_DIR / "plots" / f"{a.name}-heldout", dirs_exist_ok=True)
+    ex = export(str(pt), formats=["fp16"], json_out=str(WEIGHTS_DIR / f"{a.name}.export.json"))
+
     synth = val.run(str(pt), data=synth_data, split="val", plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-val"),
                     **kw)
     metrics: dict = {"epoch": epoch, "imgsz": imgsz, "train_args": train_args,
-                     "ilc-heldout": slim_metrics(held), "facewear4-val": slim_metrics(synth), "training": record}
+                     "ilc-heldout": slim_metrics(held), "facewear4-val": slim_metrics(synth), "training": record,
+                     "gate": gate_record}
+    if real is not None:
+        metrics["real-checks"] = slim_metrics(real)
     onnx16 = WEIGHTS_DIR / f"{a.name}-fp16.onnx"
     exported = "fp16" in ex["files"]  # False when the export was skipped (the report says why)
     held_onnx = val.run(str(onnx16), data=held_data, **kw) if exported else None
@@ -155,9 +176,10 @@ def main() -> int:
                        metrics={"ilc-heldout": _head(held),
                                 "ilc-heldout-AP50": {n: pc["AP50"] for n, pc in held["per_class"].items()},
                                 "facewear4-val-AP50": {n: pc["AP50"] for n, pc in synth["per_class"].items()},
+                                **real_recall(real),
                                 **({"fp16_storage_cost": metrics["fp16_storage_cost"]}
                                    if "fp16_storage_cost" in metrics else {})},
-                       runtime="torch", **common)
+                       runtime="torch", gate=gate_record, **common)
     if exported:
         m = {"agreement_with_torch": {k: v for k, v in ex["files"]["fp16"].items() if k not in ("file", "bytes")}}
         if held_onnx:
