@@ -11,6 +11,14 @@
    and Haar cascades with that classifier: ``weights/cascades.bench.{md,json}``.
 4. The README block between ``<!-- classifiers:begin -->`` and ``<!-- classifiers:end -->`` is rewritten.
 Every figure comes from those commands, run here.
+
+Release gate (``facewear.gate``, shared with the detector release tools): before anything in ``weights/`` is
+written, the chosen model (torch fp32) must match or beat the released one (``facewear-cls-torch-fp32`` in the
+manifest) on the real held-out crops: accuracy and face, mask and sunglasses recall. The released model's figures
+are read from its manifest entry, not re-measured; after a crop rebuild (the real held-out crops may differ) pass
+``--remeasure-old`` to measure it on the same crops. Old and new are printed side by side; ``--force`` releases a
+worse model and the manifest records it. The bench report is written beside the first run and copied to
+``weights/classifiers.bench.*`` once the gate passes.
 """
 from __future__ import annotations
 
@@ -85,6 +93,36 @@ def write_readme(res: dict, casc: dict | None) -> None:
     write_marked_block(REPO_ROOT / "README.md", "classifiers", body, "tools/release_cls.py")
 
 
+def gate_cls(best: dict, a: argparse.Namespace) -> dict:
+    """The release gate for the chosen classifier row ``best`` against the released torch fp32 classifier; prints
+    both side by side, exits when worse (unless ``--force``), returns the manifest's ``gate`` record."""
+    from classification.evaluate import evaluate
+    from classification.runtime import load_classifier
+    from detection import manifest
+    from facewear import gate
+    from facewear.constants import default_build_dir
+
+    new = gate.cls_figures(best["accuracy"].get("heldout-real"), best["recall"].get("heldout-real"))
+    name = f"{NAME}-torch-fp32"
+    entry = next((m for m in manifest.load()["models"] if m["name"] == name), None) \
+        if manifest.MANIFEST.is_file() else None
+    if entry is None:
+        return gate.enforce(gate.decide(None, new, gate.CLS_CHECKS, force=a.force))
+    old_file = WEIGHTS_DIR / entry["file"]
+    root = Path(a.crops) if a.crops else default_build_dir() / "crops"
+
+    def measure(keys: list[str]) -> dict:
+        print(f"gate: measuring the released {old_file.name} on {root / 'heldout-real'}")
+        r = evaluate(load_classifier(old_file, threads=2), root, "heldout-real")
+        return gate.cls_figures(r["accuracy"], r["recall"])
+
+    old, source = gate.old_figures(gate.cls_figures_recorded(entry), gate.CLS_CHECKS,
+                                   measure if old_file.is_file() and (root / "heldout-real").is_dir() else None,
+                                   remeasure=a.remeasure_old)
+    return gate.enforce(gate.decide(old, new, gate.CLS_CHECKS, force=a.force, tol=a.gate_tolerance, against=name,
+                                    source=source))
+
+
 def _ckpt_command(ckpt: Path) -> str:
     import torch
 
@@ -104,6 +142,12 @@ def main() -> int:
     ap.add_argument("--formats", nargs="+", default=None,
                     help="exports made for every run (default all; torch-fp16 evaluates slowly on CPU, so "
                          "make it, and torch-int8-qat, for the chosen model with `facewear export` first)")
+    ap.add_argument("--force", action="store_true",
+                    help="release even when the gate fails; the manifest entry records it")
+    ap.add_argument("--remeasure-old", action="store_true",
+                    help="measure the released classifier on the current crops instead of reading its manifest figures")
+    ap.add_argument("--gate-tolerance", type=float, default=0.0,
+                    help="a new figure may be this much below the old one and still pass (default 0)")
     a = ap.parse_args()
     cmd = "python tools/release_cls.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
 
@@ -124,9 +168,14 @@ def main() -> int:
         return 0
 
     ckpts = [Path(r) / "weights" / "best.pt" for r in a.runs]
-    res = bench_classifiers([str(c) for c in ckpts], data=a.crops, out=str(WEIGHTS_DIR / "classifiers.bench"),
+    bench_out = Path(a.runs[0]).resolve().parent / "release-classifiers.bench"  # weights/ only once the gate passes
+    res = bench_classifiers([str(c) for c in ckpts], data=a.crops, out=str(bench_out),
                             iters=a.iters, command=cmd, formats=tuple(a.formats) if a.formats else None)
     best = _best(res)
+    gate_record = gate_cls(best, a)
+    for ext in (".json", ".md", ".png"):
+        if bench_out.with_suffix(bench_out.suffix + ext).is_file():
+            shutil.copyfile(bench_out.with_suffix(bench_out.suffix + ext), WEIGHTS_DIR / f"classifiers.bench{ext}")
     run = next(c for c in ckpts if json.loads((c.parent.parent / "metrics.json").read_text())["arch"] == best["arch"])
     train_cmd = _ckpt_command(run)
     rows = {r["variant"]: r for r in res["rows"] if r["arch"] == best["arch"]}
@@ -152,7 +201,7 @@ def main() -> int:
                                                       "recall": r["recall"].get("heldout-synth")},
                                     "latency": r["latency"]},
                            io=ONNX_IO if suffix.endswith(".onnx") else None, runtime=variant.split()[0],
-                           start=r["start"], **common)
+                           start=r["start"], gate=gate_record, **common)
     for s in ("heldout-real", "heldout-synth", "val"):
         png = run.parent.parent / f"confusion_{s}.png"
         if png.is_file():
