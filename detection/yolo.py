@@ -74,8 +74,11 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
           epochs: int = 30, imgsz: int = 320, batch: int = 32, workers: int = 2, device: str = "cpu",
           project: str = str(REPO_ROOT / "runs" / "yolo"), name: str = "train", resume: bool = False,
           exist_ok: bool = False, cache: str | bool = False, fraction: float = 1.0, seed: int = 0,
-          **overrides: Any):
-    """Train YOLOv5 on a facewear spec; returns the ultralytics results. ``resume`` continues ``<project>/<name>``."""
+          callbacks: dict[str, Any] | None = None, **overrides: Any):
+    """Train YOLOv5 on a facewear spec; returns the ultralytics results. ``resume`` continues ``<project>/<name>``.
+
+    ``callbacks``: ultralytics event name -> function(trainer), added to the model before training (e.g.
+    ``tools/train_budget.py`` times ``on_train_batch_end`` and stops after a few iterations)."""
     from ultralytics import YOLO
 
     facewear.env.configure_ultralytics()
@@ -96,6 +99,8 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
     start = init_checkpoint(cfg, init, run_dir.parent / f"{name}-init.pt")
     spec = resolved_spec_file(data, run_dir.parent / f"{name}.data.yaml")
     model = YOLO(str(start))
+    for event, fn in (callbacks or {}).items():
+        model.add_callback(event, fn)
     args = dict(data=str(spec), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, device=device,
                 project=str(project), name=name, exist_ok=exist_ok, cache=cache, fraction=fraction, seed=seed,
                 deterministic=False, amp=False, plots=True,

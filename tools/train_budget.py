@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Measure YOLO training speed here: seconds per iteration and per image, and minutes per epoch, per model and size.
+
+    python tools/train_budget.py --cfg yolov5n.yaml yolov5s.yaml --imgsz 320 416 480 640 --batch 16 \\
+        --iters 8 --warmup 2 --out weights/train-budget.md
+
+Each (model, size) runs ``facewear train yolo``'s own training (``detection.yolo.train``: the same augmentation,
+mosaic on, data loader workers, on the built dataset ``datasets/facewear4.yaml``) in a temporary run folder, and
+stops after ``--warmup`` + ``--iters`` batches: an ``on_train_batch_end`` callback records the time of each batch
+end and raises a private exception, so there is no full epoch, no validation and no checkpoint. Batch ``k``'s
+time is the gap between the ends of batches ``k-1`` and ``k`` (data loading included); the first ``--warmup``
+batches are left out. Minutes per epoch = s/iteration x ceil(train images / batch) / 60; the full epoch adds the
+validation pass and ultralytics' optimizer step every ``ceil(64 / batch)`` batches (included in the timed batches
+at the same rate). The markdown table is printed, and written to ``--out`` when given.
+
+Run it on an idle machine: anything else running on the CPU makes every figure an upper bound.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from facewear.constants import DATASETS_DIR
+
+
+class _Stop(Exception):
+    """Raised by the batch callback once the timed batches are done."""
+
+
+def measure(cfg: str, imgsz: int, batch: int, iters: int, warmup: int, data: str, workers: int = 2,
+            device: str = "cpu", cache: str | bool = False) -> dict:
+    """Time ``iters`` training batches of ``cfg`` at ``imgsz`` after ``warmup`` batches; returns the figures."""
+    from detection.yolo import train
+
+    if warmup < 1:
+        raise ValueError("--warmup must be at least 1 (the first batch's time includes the loader start)")
+    ends: list[float] = []
+    info: dict = {}
+
+    def on_batch_end(trainer) -> None:
+        ends.append(time.perf_counter())
+        if not info:
+            info["train_images"] = len(trainer.train_loader.dataset)
+            info["batch"] = trainer.batch_size
+        if len(ends) >= warmup + iters:
+            raise _Stop
+
+    def on_epoch_end(trainer) -> None:  # the first epoch was shorter than the batches asked for
+        raise _Stop
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="train-budget-") as tmp:
+        try:
+            # epochs=30 as `facewear train yolo`'s default so mosaic is on (close_mosaic is the last epochs/5)
+            train(data=data, cfg=cfg, init="none", epochs=30, imgsz=imgsz, batch=batch, workers=workers,
+                  device=device, project=tmp, name="budget", exist_ok=True, cache=cache, plots=False,
+                  callbacks={"on_train_batch_end": on_batch_end, "on_train_epoch_end": on_epoch_end})
+        except _Stop:
+            pass
+    if len(ends) < warmup + iters:
+        raise RuntimeError(f"{cfg} {imgsz}px: the epoch ended after {len(ends)} batches, before {warmup} warm-up "
+                           f"+ {iters} timed ones; lower --iters/--warmup or --batch")
+    gaps = [b - a for a, b in zip(ends[warmup - 1:-1], ends[warmup:])]
+    s_it = statistics.fmean(gaps)
+    n, b = info["train_images"], info["batch"]
+    its = math.ceil(n / b)
+    return {"model": Path(cfg).stem, "imgsz": imgsz, "batch": b, "iters": len(gaps), "warmup": warmup,
+            "s_per_iter": round(s_it, 3), "s_per_iter_p50": round(statistics.median(gaps), 3),
+            "s_per_image": round(s_it / b, 4), "train_images": n, "iters_per_epoch": its,
+            "min_per_epoch": round(s_it * its / 60, 1), "setup_and_run_s": round(time.perf_counter() - t0, 1)}
+
+
+def to_markdown(rows: list[dict], machine: str, command: str) -> str:
+    """The budget table: one row per (model, size)."""
+    lines = ["| model | imgsz | batch | s/iter (mean) | s/iter (p50) | s/image | est. min/epoch (train images) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['imgsz']} | {r['batch']} | {r['s_per_iter']:.3f} | "
+                     f"{r['s_per_iter_p50']:.3f} | {r['s_per_image']:.4f} | {r['min_per_epoch']:.1f} "
+                     f"({r['train_images']}) |")
+    return (f"Training speed of `facewear train yolo` (mosaic on, no validation; {rows[0]['iters'] if rows else 0} "
+            f"timed batches after {rows[0]['warmup'] if rows else 0} warm-up ones). Machine: {machine}.  \n"
+            f"Command: `{command}`\n\n" + "\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cfg", nargs="+", default=["yolov5n.yaml", "yolov5s.yaml"], help="ultralytics model yamls")
+    ap.add_argument("--imgsz", nargs="+", type=int, default=[320, 416, 480, 640])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--iters", type=int, default=8, help="timed batches per (model, size)")
+    ap.add_argument("--warmup", type=int, default=2, help="batches run first and not timed (>= 1)")
+    ap.add_argument("--data", default=str(DATASETS_DIR / "facewear4.yaml"))
+    ap.add_argument("--workers", type=int, default=2, help="data loader processes (as facewear train yolo)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--cache", default=False, help="ram | disk | False (ram caching loads the whole split first)")
+    ap.add_argument("--out", default=None, help="write the markdown table here (e.g. weights/train-budget.md)")
+    a = ap.parse_args(argv)
+
+    import shlex
+
+    from facewear.io import write_json, write_text
+    from facewear.timing import machine
+
+    rows = []
+    for cfg in a.cfg:
+        for sz in a.imgsz:
+            r = measure(cfg, sz, a.batch, a.iters, a.warmup, a.data, a.workers, a.device, a.cache)
+            print(f"{r['model']} {sz}px batch {r['batch']}: {r['s_per_iter']:.3f} s/iter, {r['s_per_image']:.4f} "
+                  f"s/image, ~{r['min_per_epoch']:.1f} min/epoch over {r['train_images']} images", flush=True)
+            rows.append(r)
+    args = argv if argv is not None else sys.argv[1:]
+    cmd = "python tools/train_budget.py " + " ".join(shlex.quote(x) for x in args)
+    md = to_markdown(rows, machine(), cmd)
+    print(md)
+    if a.out:
+        write_text(a.out, md)
+        write_json(Path(a.out).with_suffix(".json"), {"machine": machine(), "command": cmd, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
