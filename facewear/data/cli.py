@@ -1,4 +1,4 @@
-"""``facewear data {convert,build,stats,inspect}``: each action is a module with ``add_args`` and ``run``."""
+"""``facewear data ACTION``: each action (convert, build, ..., pack, unpack) is a module with add_args and run."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,9 @@ ACTIONS = {
                 "or apply review decisions"),
     "crops": ("classification.crops", "cut the crop-classifier dataset (train/val/held-out real and synthetic)"),
     "inspect": ("facewear.data.inspect", "load a built dataset into FiftyOne and launch the App"),
+    "pack": ("facewear.data.pack", "write a built dataset into tar shards of a chosen size with a checksum list "
+             "(optionally shrunk to the training size), to move it to another machine"),
+    "unpack": ("facewear.data.unpack", "verify the shards of facewear data pack and restore the dataset and its spec"),
 }
 
 

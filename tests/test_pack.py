@@ -1,0 +1,122 @@
+"""facewear data pack / unpack: shards of a chosen size with checksums, verified and restored into a usable spec."""
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import cv2
+import pytest
+from conftest import make_det_dataset
+
+from facewear.cli import main
+from facewear.data.layout import load_spec, resolved_spec_file, split_image_files
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    """The tiny coloured-squares dataset (64 px images), with a held-out-style extra key in its spec."""
+    spec = make_det_dataset(tmp_path / "d", n_train=10, n_val=4, size=64)
+    spec.write_text(spec.read_text() + "heldout: false\n")
+    return spec
+
+
+def test_pack_unpack_round_trip_is_byte_exact(dataset, tmp_path, capsys):
+    from facewear.data.pack import pack
+    from facewear.data.unpack import unpack
+
+    man = pack(dataset, tmp_path / "packed", shard_size="25KB", progress=False)
+    shards = sorted((tmp_path / "packed").glob("spec-*.tar"))
+    assert len(shards) == len(man["shards"]) > 1  # ~14 images of ~2-3 KB, labels, meta, COCO in 25 KB shards
+    assert all(s.stat().st_size <= 25_000 for s in shards)
+    sums = (tmp_path / "packed" / "SHA256SUMS").read_text().splitlines()
+    assert [ln.split()[1] for ln in sums] == [s.name for s in shards]
+    assert not list((tmp_path / "packed").glob(".*"))  # no scratch or temporary file left
+    for s in shards:  # an image and its label file share a shard
+        names = tarfile.open(s).getnames()
+        for n in names:
+            if n.startswith("images/"):
+                lab = "labels/" + n[len("images/"):].rsplit(".", 1)[0] + ".txt"
+                assert lab in names
+    spec_path = unpack(tmp_path / "packed", tmp_path / "restored", progress=False)
+    assert spec_path == tmp_path / "restored" / "spec.yaml"
+    src, got = files_of(dataset.parent), files_of(tmp_path / "restored")
+    got.pop("spec.yaml")
+    src.pop("spec.yaml")
+    assert got == src
+    spec = load_spec(spec_path)
+    assert spec["path"] == str((tmp_path / "restored").resolve()) and spec["heldout"] is False
+    assert spec["names"] == load_spec(dataset)["names"]
+    assert len(split_image_files(spec, "train")) == 10 and len(split_image_files(spec, "val")) == 4
+    assert "restored" in resolved_spec_file(spec_path).read_text()  # what facewear train yolo hands ultralytics
+    # deterministic shards: packing again gives the same checksums
+    again = pack(dataset, tmp_path / "packed2", shard_size="25KB", progress=False)
+    assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in man["shards"]]
+
+
+def test_pack_at_training_size_shrinks_images_and_rescales_coco(dataset, tmp_path):
+    from facewear.data.pack import pack
+    from facewear.data.unpack import unpack
+
+    man = pack(dataset, tmp_path / "p", imgsz=32, progress=False)
+    assert man["imgsz"] == 32 and man["folders"]["images/train"]["resized"] == 10
+    out = tmp_path / "r"
+    unpack(tmp_path / "p", out, spec=tmp_path / "r.yaml", progress=False)
+    img = cv2.imread(str(out / "images" / "train" / "train0.jpg"))
+    assert img.shape[:2] == (32, 32)
+    assert (out / "labels" / "train" / "train0.txt").read_text() == \
+        (dataset.parent / "labels" / "train" / "train0.txt").read_text()  # normalised: unchanged
+    old = json.loads((dataset.parent / "coco" / "val.json").read_text())
+    new = json.loads((out / "coco" / "val.json").read_text())
+    assert [(i["width"], i["height"]) for i in new["images"]] == [(32, 32)] * 4
+    for a, b in zip(old["annotations"], new["annotations"]):
+        assert b["bbox"] == pytest.approx([v / 2 for v in a["bbox"]], abs=0.01)
+    assert load_spec(tmp_path / "r.yaml")["path"] == str(out.resolve())
+
+
+def test_unpack_names_a_corrupt_or_missing_shard_and_writes_nothing(dataset, tmp_path):
+    from facewear.data.pack import pack
+    from facewear.data.unpack import unpack
+
+    pack(dataset, tmp_path / "p", shard_size="25KB", progress=False)
+    shards = sorted((tmp_path / "p").glob("*.tar"))
+    data = bytearray(shards[1].read_bytes())
+    data[700] ^= 0xFF  # one flipped byte inside the first member
+    shards[1].write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{shards[1].name}: checksum mismatch"):
+        unpack(tmp_path / "p", tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists() and not list(tmp_path.glob("r.partial-*"))
+    shards[1].unlink()
+    with pytest.raises(FileNotFoundError, match=rf"shard\(s\) missing: {shards[1].name}"):
+        unpack(tmp_path / "p", tmp_path / "r", progress=False)
+    # the CLI: one line naming the shard, exit 2
+    assert main(["data", "unpack", str(tmp_path / "p"), "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+
+
+def test_existing_outputs_are_refused(dataset, tmp_path, capsys):
+    from facewear.data.pack import pack, parse_size
+    from facewear.data.unpack import unpack
+
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already exists; pack never overwrites"):
+        pack(dataset, tmp_path / "taken", progress=False)
+    pack(dataset, tmp_path / "p", progress=False)
+    with pytest.raises(ValueError, match="already exists; unpack never overwrites"):
+        unpack(tmp_path / "p", tmp_path / "taken", progress=False)
+    (tmp_path / "s.yaml").write_text("mine")
+    with pytest.raises(ValueError, match="s.yaml: already exists"):
+        unpack(tmp_path / "p", tmp_path / "new", spec=tmp_path / "s.yaml", progress=False)
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine" and (tmp_path / "s.yaml").read_text() == "mine"
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(ValueError, match="inside the dataset"):
+        pack(dataset, dataset.parent / "packed", progress=False)
+    assert main(["data", "pack", "--data", str(dataset), "--out", str(tmp_path / "taken"), "--no-progress"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert parse_size("64MB") == 64_000_000 and parse_size("1.5GiB") == int(1.5 * 2**30)
+    with pytest.raises(ValueError, match="--shard-size"):
+        parse_size("64 parsecs")
