@@ -55,6 +55,7 @@ import numpy as np
 from facewear.constants import CLASS_COLORS_BGR, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from facewear.io import check_not_inputs, write_image, write_json
 
+from .slicing import add_slice_args, maybe_sliced
 from .sources import Item, Source, _rel
 
 LOG = logging.getLogger("facewear.predict")
@@ -513,14 +514,18 @@ def run(source: str, model: Any = None, imgsz: int = 320, conf: float = 0.25, io
         margin: float = 0.1, retries: int = 10, stream_timeout: float | None = None,
         progress: bool = True, agnostic_nms: bool = True, *, capture_factory: Callable[[Any], Any] | None = None,
         backoff: float = 0.5, max_backoff: float = 8.0, tracker_cfg: str | Path | None = None,
-        engine: str = "local", **engine_kw: Any) -> dict:
+        engine: str = "local", slice: bool = False, slice_size: int | None = None, slice_overlap: float = 0.2,
+        slice_merge: str = "auto", **engine_kw: Any) -> dict:
     """Detect faces in every frame of ``source``; returns (and prints) a summary dict.
 
     ``model`` is a ``.pt``/``.onnx`` path, a cascade spec or a ready Detector (anything callable with ``.names``);
     ``None`` means the released detector of ``weights/manifest.json``. ``agnostic_nms`` (default) keeps one box
     per face across classes. ``capture_factory``, ``backoff`` and ``max_backoff`` tune stream reading (see
-    :class:`detection.sources.StreamReader`).
+    :class:`detection.sources.StreamReader`). ``slice`` runs sliced inference (:mod:`detection.slicing`: slices of
+    ``slice_size`` px, default ``imgsz``, plus the full frame, boxes merged) for small faces in large photos.
     """
+    if engine == "ray" and slice:
+        raise ValueError("--slice runs with --engine local only")
     if engine == "ray":  # batch prediction on Ray Data: detection/ray_predict.py
         given = {k: v for k, v in dict(save_crops=save_crops, save_json=save_json, save=save, track=track,
                                         max_frames=max_frames).items() if v}
@@ -551,7 +556,8 @@ def run(source: str, model: Any = None, imgsz: int = 320, conf: float = 0.25, io
         new_tracker(tracker_cfg)  # import ultralytics' tracker and read its settings before a stream starts
     items = src.items()
     first = next(items, None)  # open the source (a video, a stream) before the slower model load
-    detector = _load(model, imgsz, conf, iou, threads, agnostic_nms)
+    detector = maybe_sliced(_load(model, imgsz, conf, iou, threads, agnostic_nms), slice, slice_size, slice_overlap,
+                            slice_merge)
     pred = _Predictor(detector, conf, margin, Path(save_crops) if save_crops else None,
                       Path(save) if save else None, track, tracker_cfg)
     stream_info: dict[str, Any] = {}
@@ -773,6 +779,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: Ray Data actors, resumable Parquet output (--out)")
+    add_slice_args(p)
     from .ray_predict import add_args as ray_args
 
     ray_args(p)

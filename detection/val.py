@@ -42,6 +42,8 @@ from facewear.formats import AnnotationError, Report, from_coco, read_yolo, to_c
 from facewear.io import ImageReadError, check_not_inputs, image_size, read_image, write_json
 
 from .base import AgnosticNMS, Detector, load_detector, model_files, model_name
+from .sizes import small_faces
+from .slicing import add_slice_args, maybe_sliced
 
 LOG = logging.getLogger("facewear.val")
 
@@ -272,6 +274,7 @@ def evaluate(gt: dict, dets: list[dict], names: tuple[str, ...] = CLASS_NAMES, c
                                       "instances": res["instances"][n], "precision": 0.0, "recall": 0.0,
                                       "pr50": [-1.0] * 101} for n in names}})
         res["confusion"] = confusion(gt, dets, nc, conf).tolist()
+        res["true_class"] = true_class_outcomes(res["confusion"], tuple(names))  # the same keys as with detections
         return res
     E = COCOeval(cg, cd, "bbox")
     E.params.maxDets = [1, 10, 300]
@@ -354,13 +357,15 @@ def plots(res: dict, names: tuple[str, ...], out_dir: Path, title: str) -> list[
 def run(model: str | Detector | None = None, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"),
         split: str | None = None, imgsz: int = 320, conf: float = 0.001, report_conf: float = 0.25, iou: float = 0.6,
         json_out: str | None = None, plots_dir: str | None = None, max_images: int | None = None,
-        threads: int | None = None, spread: bool = False, agnostic_nms: bool = False) -> dict:
+        threads: int | None = None, spread: bool = False, agnostic_nms: bool = False, slice: bool = False,
+        slice_size: int | None = None, slice_overlap: float = 0.2, slice_merge: str = "auto") -> dict:
     """Evaluate ``model`` (path or Detector; ``None``: the released detector of ``weights/manifest.json``) on
     ``data``'s split; prints a table and returns the metrics.
 
     ``max_images`` evaluates the first N images, or N evenly spaced ones with ``spread``. ``agnostic_nms``
     evaluates with class-agnostic NMS, as ``facewear predict`` runs by default (mAP is usually reported with
-    class-wise NMS, the default here)."""
+    class-wise NMS, the default here). ``slice`` evaluates sliced inference (:mod:`detection.slicing`); ``small``
+    in the result is AP50 and recall on faces under 32 px (:mod:`detection.sizes`), with or without it."""
     if model is None:
         from .manifest import default_model  # noqa: PLC0415
 
@@ -375,10 +380,12 @@ def run(model: str | Detector | None = None, data: str = str(DATASETS_DIR / "ilc
         det = load_detector(model, imgsz=imgsz, conf=conf, iou=iou, threads=threads, agnostic=agnostic_nms)
     else:
         det = AgnosticNMS(model, iou) if agnostic_nms and not getattr(model, "agnostic", False) else model
+    det = maybe_sliced(det, slice, slice_size, slice_overlap, slice_merge)
     gt, dets, spi = detect_split(det, spec, split, max_images, spread)
     res = evaluate(gt, dets, det.names, report_conf)
     res.update(model=str(det.source), data=str(data), split=split, imgsz=imgsz, ms_per_image=round(spi * 1000, 2),
-               agnostic_nms=agnostic_nms)
+               agnostic_nms=agnostic_nms, slice=det.settings() if slice else None,
+               small=small_faces(align_categories(gt, tuple(det.names)), dets, tuple(det.names), report_conf))
     title = f"{model_name(det.source)} on {Path(data).stem}/{split}"
     if plots_dir:
         res["plots"] = [str(p) for p in plots(res, det.names, Path(plots_dir), title)]
@@ -388,6 +395,10 @@ def run(model: str | Detector | None = None, data: str = str(DATASETS_DIR / "ilc
     for n, pc in res.get("per_class", {}).items():
         print(f"{n:<17}{pc['instances']:>6}{pc['AP50']:>8.4f}{pc['AP50-95']:>9.4f}{pc.get('precision', 0):>7.3f}"
               f"{pc.get('recall', 0):>7.3f}")
+    sm = res["small"]
+    print(f"faces under {sm['max_side']} px: {sm['instances']}, AP50 {sm['AP50']:.4f}, recall {sm['recall']:.3f} "
+          f"(any class, at conf {report_conf}); {res['ms_per_image']:.1f} ms/image"
+          + (f", sliced {res['slice']['slice_size']} px, overlap {res['slice']['overlap']}" if slice else ""))
     outcomes = res.get("true_class") or true_class_outcomes(res["confusion"], tuple(det.names))
     print(f"how each true class was predicted (conf {report_conf}, IoU 0.5):")
     for n, o in outcomes.items():
@@ -427,3 +438,4 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots-dir", default=None, help="write confusion_matrix.png and pr_curves.png here")
     p.add_argument("--max-images", type=int, default=None, help="evaluate the first N images only")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    add_slice_args(p)
