@@ -5,31 +5,23 @@ ONNX fp32 / fp16 / int8): parameters, file MB, accuracy on held-out real and syn
 p50/p95 at batch 1 (timm ``benchmark`` style: fixed threads, warm-up, then timed iterations) at the
 assignment's 112 px and our input size, with 1 and 2 threads. Also a size/latency/accuracy plot.
 
-``bench_cascades``: the four-class detector against cascades (a face finder followed by the classifier) on the
-held-out set: mAP50, mAP50-95 and AP50 per class (``facewear val``'s code), how often each model finds a face
-of each true class at all (IoU >= 0.5, score >= 0.25) and how often it then names the class right, and the
-latency per image with 1 and with 5 faces, with 1 and 2 threads.
+The cascades against the four-class detector are measured by :mod:`detection.cascade_bench` (they run
+through the detectors' loader and ``facewear val``'s code, which sit above this package).
 """
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from facewear.boxes import iou_matrix
 from facewear.constants import (
     CLASS_NAMES,
     CLS_IMGSZ,
     CLS_REF_IMGSZ,
-    DATASETS_DIR,
     default_build_dir,
 )
 from facewear.io import atomic_path, write_json, write_text
-from facewear.timing import latency as call_latency
 from facewear.timing import machine
 
 VARIANTS: dict[str, str] = {  # variant -> suffix beside the checkpoint
@@ -185,123 +177,3 @@ def plot_tradeoff(res: dict, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-
-
-# --- cascades --------------------------------------------------------------------------------
-def found_and_named(gt: dict, dets: list[dict], conf: float = 0.25, iou: float = 0.5) -> dict[str, dict]:
-    """Per true class: share of faces with any box (IoU >= iou, score >= conf), and of those, the share whose
-    best-overlapping box has the right class. Separates 'missed the face' from 'named it wrong'."""
-    by_img: dict[int, list] = {}
-    for d in dets:
-        if d["score"] >= conf:
-            by_img.setdefault(d["image_id"], []).append(d)
-    cats = {c["id"]: c["name"] for c in gt["categories"]}
-    stats = {n: {"n": 0, "found": 0, "named": 0} for n in CLASS_NAMES}
-    gts: dict[int, list] = {}
-    for a in gt["annotations"]:
-        gts.setdefault(a["image_id"], []).append(a)
-    for img, anns in gts.items():
-        g = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                      for a in anns])
-        ds = by_img.get(img, [])
-        d = np.array([[x["bbox"][0], x["bbox"][1], x["bbox"][0] + x["bbox"][2], x["bbox"][1] + x["bbox"][3]]
-                      for x in ds]).reshape(-1, 4)
-        m = iou_matrix(g, d)
-        for i, a in enumerate(anns):
-            name = cats[a["category_id"]]
-            stats[name]["n"] += 1
-            if m.shape[1] and m[i].max() >= iou:
-                stats[name]["found"] += 1
-                stats[name]["named"] += int(ds[int(m[i].argmax())]["category_id"] == a["category_id"])
-    return {n: {"n": s["n"], "found": round(s["found"] / s["n"], 4) if s["n"] else None,
-                "named_if_found": round(s["named"] / s["found"], 4) if s["found"] else None}
-            for n, s in stats.items()}
-
-
-def _faces_images(spec_path: str, counts=(1, 5)) -> dict[int, Path]:
-    """The first held-out image with exactly ``k`` faces, for each ``k``."""
-    from facewear.data.layout import load_spec, split_paths
-    from facewear.formats import yolo_rows
-
-    spec = load_spec(spec_path)
-    images, labels, _ = split_paths(spec, "test" if "test" in spec else "val")
-    out: dict[int, Path] = {}
-    for p in sorted(images.iterdir()):
-        k = len(yolo_rows(labels / f"{p.stem}.txt"))
-        if k in counts and k not in out:
-            out[k] = p
-        if len(out) == len(counts):
-            break
-    return out
-
-
-def bench_cascades(models: list[str], data: str = str(DATASETS_DIR / "ilc-heldout.yaml"), imgsz: int = 320,
-                   out: str | None = None, iters: int = 20, max_images: int | None = None,
-                   command: str | None = None) -> dict[str, Any]:
-    """Compare detectors and cascades (any ``--model`` spec) on ``data``; writes ``<out>.md/.json``."""
-    import torch
-
-    from detection.base import load_detector, model_bytes, model_name
-    from detection.val import detect_split, evaluate
-    from facewear.data.layout import load_spec
-    from facewear.io import read_image
-
-    spec = load_spec(data)
-    split = "test" if "test" in spec else "val"
-    frames = {k: read_image(p) for k, p in _faces_images(data).items()}
-    rows = []
-    for m in models:
-        det = load_detector(m, imgsz=imgsz, conf=0.001, threads=2)
-        gt, dets, _ = detect_split(det, spec, split, max_images)
-        res = evaluate(gt, dets, det.names, 0.25)
-        lat = {}
-        for t in (1, 2):
-            d = load_detector(m, imgsz=imgsz, conf=0.25, threads=t)
-            torch.set_num_threads(t)
-            for k, fr in frames.items():
-                lat[f"{k} face{'s' if k > 1 else ''} {t}t"] = {
-                    kk: round(v, 2) for kk, v in call_latency(d, fr, warmup=3, iters=iters).items()}
-        rows.append({"model": model_name(m), "spec": m, "MB": round(model_bytes(m) / 1e6, 2),
-                     "mAP50": round(res["mAP50"], 4), "mAP50-95": round(res["mAP50-95"], 4),
-                     "AP50": {n: round(res["per_class"][n]["AP50"], 4) for n in CLASS_NAMES},
-                     "found": found_and_named(gt, dets), "latency": lat, "images": res["images"]})
-        print(json.dumps({k: rows[-1][k] for k in ("model", "mAP50", "found")}), flush=True)
-    torch.set_num_threads(2)
-    res = {"machine": machine(), "data": data, "split": split, "imgsz": imgsz,
-           "latency_images": {k: f"{p.name} ({read_image(p).shape[1]}x{read_image(p).shape[0]})"
-                              for k, p in _faces_images(data).items()},
-           "command": command or "facewear bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]), "rows": rows}
-    if out:
-        write_json(f"{out}.json", res)
-        write_text(f"{out}.md", cascade_markdown(res))
-    return res
-
-
-def cascade_markdown(res: dict) -> str:
-    lat_keys = list(res["rows"][0]["latency"]) if res["rows"] else []
-    head = ["model", "MB", "mAP50", "mAP50-95"] + [f"AP50 {n}" for n in CLASS_NAMES]
-    lines = [f"Machine: {res['machine']}. Command: `{res['command']}`. Data: `{res['data']}` split "
-             f"`{res['split']}`, {res['rows'][0]['images'] if res['rows'] else 0} images, detector input "
-             f"{res['imgsz']} px.", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    for r in res["rows"]:
-        lines.append("| " + " | ".join([r["model"], f"{r['MB']:.2f}", f"{r['mAP50']:.4f}", f"{r['mAP50-95']:.4f}"]
-                                       + [f"{r['AP50'][n]:.4f}" for n in CLASS_NAMES]) + " |")
-    lines += ["", "Found (any box with IoU >= 0.5 at score >= 0.25) / named right if found, per true class:", "",
-              "| model | " + " | ".join(f"{n} (n={res['rows'][0]['found'][n]['n']})" for n in CLASS_NAMES) + " |"
-              if res["rows"] else "", "|---|" + "---:|" * len(CLASS_NAMES)]
-    for r in res["rows"]:
-        cells = []
-        for n in CLASS_NAMES:
-            f = r["found"][n]
-            cells.append("-" if f["found"] is None else
-                         f"{f['found']:.1%} / "
-                         f"{'-' if f['named_if_found'] is None else format(f['named_if_found'], '.1%')}")
-        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
-    lines += ["", "Latency per image, end to end (p50 / p95 ms), on "
-              + ", ".join(f"{k} face(s): {v}" for k, v in res["latency_images"].items()) + ":", "",
-              "| model | " + " | ".join(lat_keys) + " |", "|---|" + "---:|" * len(lat_keys)]
-    for r in res["rows"]:
-        lines.append(f"| {r['model']} | " + " | ".join(
-            f"{r['latency'][k]['p50_ms']:.1f} / {r['latency'][k]['p95_ms']:.1f}"
-                                                       for k in lat_keys) + " |")
-    return "\n".join(lines) + "\n"

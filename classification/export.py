@@ -26,11 +26,9 @@ import contextlib
 import copy
 import json
 import logging
-import pickle
 import tempfile
 import time
 import warnings
-import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +46,7 @@ from facewear.constants import (
     default_build_dir,
 )
 from facewear.io import ImageReadError, atomic_path, list_images, read_image, write_json
+from facewear.modelfile import read_header
 from facewear.ort import set_metadata
 
 from .preprocess import ONNX_IO, from_context, to_input
@@ -75,28 +74,18 @@ QENGINE = "x86"  # torch.ao backend (fbgemm kernels); see qconfig_mapping for th
 
 # --- checkpoints -------------------------------------------------------------------------
 def checkpoint_kind(path: str | Path) -> str:
-    """``"classifier"`` (a dict whose ``arch`` is in ``ARCHS``), ``"torchscript"`` or ``"other"`` (e.g. YOLO).
+    """``"classifier"`` (a dict whose ``arch`` is in ``ARCHS``), ``"torchscript"`` or ``"other"`` (e.g. YOLO), read
+    from the file's header (:func:`facewear.modelfile.read_header`: ``weights_only``, nothing unpickled).
 
-    Raises ValueError naming the file when torch cannot read it at all (not a checkpoint).
+    Raises ValueError naming the file when torch cannot read it at all (not a checkpoint), FileNotFoundError
+    when it is missing.
     """
-    import torch
-
     from .models import ARCHS
 
-    p = Path(path)
-    if zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as z:
-            if any(n.endswith("/constants.pkl") for n in z.namelist()):  # TorchScript archives carry one
-                return "torchscript"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            obj = torch.load(p, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{p}: not a torch checkpoint ({type(e).__name__}: {e})") from None
-    except (ImportError, AttributeError, TypeError):  # a pickle of classes we lack or that changed: not ours
-        return "other"
-    return "classifier" if isinstance(obj, dict) and obj.get("arch") in ARCHS else "other"
+    h = read_header(path)
+    if h.format == "torchscript":
+        return "torchscript"
+    return "classifier" if h.format == "checkpoint" and h.arch in ARCHS else "other"
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from classification.cascade import is_cascade_spec
 from facewear.constants import CLASS_NAMES, DATASETS_DIR, WEIGHTS_DIR
 from facewear.io import write_json, write_text
-from facewear.timing import latency, machine
+from facewear.timing import machine
+
+from .registry import is_cascade_spec
 
 
 def variants(pt: Path) -> dict[str, Path]:
@@ -30,50 +30,6 @@ def variants(pt: Path) -> dict[str, Path]:
         if f.is_file():
             out[prec] = f
     return out
-
-
-def video_fps(model: Path | str, video: str, imgsz: int, track: bool = True) -> dict[str, Any]:
-    """End-to-end FPS of ``facewear predict`` on ``video`` (decode, detect, track, crops)."""
-    import tempfile
-
-    from .predict import run as predict
-
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        summary = predict(source=video, model=str(model), imgsz=imgsz, save_crops=str(Path(tmp) / "crops"),
-                          track=track)
-        dt = time.perf_counter() - t0
-    frames = summary.get("frames", 0) if isinstance(summary, dict) else 0
-    return {"video": Path(video).name, "frames": frames, "seconds": round(dt, 2),
-            "fps": round(frames / dt, 1) if dt else 0.0, "track": track}
-
-
-def cascade_latency(spec: str, data: str, imgsz: int, threads: tuple[int, ...] = (1, 2),
-                    iters: int = 50) -> dict[str, dict[str, float]]:
-    """Latency of a cascade end to end (find faces, crop, classify) on the first image of ``data``'s
-    evaluated split, per thread count: a cascade has no single network forward to time."""
-    import os
-
-    import torch
-
-    from facewear.constants import IMAGE_SUFFIXES
-    from facewear.data.layout import load_spec, split_paths
-    from facewear.io import read_image
-
-    from .base import load_detector
-
-    s = load_spec(data)
-    images, _, _ = split_paths(s, "test" if "test" in s else "val")
-    first = next((p for p in sorted(images.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES), None)
-    if first is None:
-        raise FileNotFoundError(f"{images}: no image to time the cascade on")
-    frame = read_image(first)
-    res = {}
-    for n in threads:
-        det = load_detector(spec, imgsz=imgsz, threads=n)
-        res[f"{n}t"] = latency(det, frame, warmup=min(10, iters), iters=iters)
-    torch.set_num_threads(os.cpu_count() or 1)
-    return res
 
 
 def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(DATASETS_DIR / "ilc-heldout.yaml"),
@@ -97,14 +53,16 @@ def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(
     if suite in ("cls", "cascade"):
         if not models:
             raise ValueError(f"--suite {suite} needs --models")
-        from classification.bench import bench_cascades, bench_classifiers
+        from classification.bench import bench_classifiers
+
+        from .cascade_bench import bench_cascades
 
         if suite == "cls":
             return bench_classifiers(models, data=crops, out=out, iters=max(iters, 100), command=command)
         return bench_cascades(models, data=data, imgsz=imgsz, out=out, iters=min(iters, 20), max_images=max_images,
                               command=command)
-    from .base import model_bytes, model_name
-    from .export import time_variants
+    from .registry import model_bytes, model_name
+    from .speed import cascade_latency, time_variants, video_fps
     from .val import run as val
 
     vs: dict[str, Path | str]

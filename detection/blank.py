@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Detector
+from .detector import Detector
 
 #: Grey levels of the uniform frames (the field reports: 60, 114, 128, 200 and 255 gave whole-frame boxes).
 GREYS: tuple[int, ...] = (0, 60, 114, 128, 200, 255)

@@ -9,12 +9,12 @@ with ``facewear export --rebuild``, and those that cannot be made or found are l
 * AP50 per class on the synthetic val split (``facewear4.yaml`` val), where sunglasses and mask_sunglasses are
   plentiful;
 * how it fails, from the same detections: share of true faces found per class (IoU >= 0.5, score >= 0.25) and
-  named right once found (``classification.bench.found_and_named``), and false boxes per image;
+  named right once found (``detection.cascade_bench.found_and_named``), and false boxes per image;
 * file size (a cascade: the sum of its files);
 * latency p50/p95 at batch 1 with 1 and 2 threads after a warm-up: end to end on one held-out image for every
-  model (``detection.bench.cascade_latency``: pre-processing, network, NMS, crops and classifier), and the
-  network forward alone for detector files (``detection.export.time_variants``);
-* end-to-end video FPS of ``facewear predict`` (``detection.bench.video_fps``) when a video is given (default:
+  model (``detection.speed.cascade_latency``: pre-processing, network, NMS, crops and classifier), and the
+  network forward alone for detector files (``detection.speed.time_variants``);
+* end-to-end video FPS of ``facewear predict`` (``detection.speed.video_fps``) when a video is given (default:
   ``../shared/data/videos/faces_stage.mp4`` when present; ``--video none`` turns it off).
 
 Writes the card (markdown), ``card.json`` beside it with every number, ``plots/card_*.png`` beside it, and, when
@@ -35,7 +35,6 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from classification.cascade import is_cascade_spec, spec_files, split_spec
 from facewear.constants import (
     CASCADE_SEP,
     CLASS_NAMES,
@@ -45,6 +44,8 @@ from facewear.constants import (
     default_data_root,
 )
 from facewear.io import atomic_path, portable_paths, write_json, write_marked_block, write_text
+
+from .registry import is_cascade_spec, parse, split_spec
 
 LOG = logging.getLogger("facewear.card")
 
@@ -141,8 +142,8 @@ def check_model(model: str) -> str | None:
     """Why ``model`` cannot be put on the card (a missing file, an unknown finder), or None when it can."""
     if is_cascade_spec(model):
         try:
-            finder, _ = split_spec(model)
-            files = spec_files(model)
+            spec = parse(model)
+            finder, files = spec.finder, spec.files
         except (FileNotFoundError, ValueError) as e:
             return str(e)
         if finder.lower() == "mtcnn" and find_spec("facenet_pytorch") is None:
@@ -167,16 +168,8 @@ def describe(model: str) -> dict[str, str]:
         return {"kind": "cascade", "runtime": "mixed",
                 "what": f"{what}, then the crop classifier `{Path(cls).name}` on each face"}
     p = Path(model)
-    frcnn = False
     try:
-        if p.suffix == ".pt":
-            from .frcnn import is_frcnn_checkpoint
-
-            frcnn = is_frcnn_checkpoint(p)
-        elif p.suffix == ".onnx":
-            from .frcnn_detector import is_frcnn_onnx
-
-            frcnn = is_frcnn_onnx(p)
+        frcnn = parse(p).kind == "frcnn"
     except Exception:  # noqa: BLE001 - an unreadable file is reported by the evaluation, not here
         frcnn = p.name.startswith("frcnn")
     net = "Faster R-CNN (MobileNetV2 + FPN, torchvision)" if frcnn else "YOLOv5n four-class detector (ultralytics)"
@@ -220,10 +213,10 @@ def _nan_to_none(x: Any) -> Any:
 def evaluate_model(model: str, data: str, split: str, imgsz: int, max_images: int | None) -> dict[str, Any]:
     """``facewear val``'s metrics for ``model`` on ``data``'s ``split``, plus found / named per class and false
     boxes per image at score ``CONF``."""
-    from classification.bench import found_and_named
     from facewear.data.layout import load_spec
 
-    from .base import load_detector
+    from .cascade_bench import found_and_named
+    from .registry import load_detector
     from .val import detect_split, evaluate
 
     det = load_detector(model, imgsz=imgsz, conf=0.001, iou=0.6)  # val's defaults
@@ -261,7 +254,7 @@ def network_latency(models: list[str], imgsz: int, iters: int,
                     threads: tuple[int, ...] = THREADS) -> dict[str, dict[str, Any]]:
     """Network-forward latency (``time_variants``) of every detector file in ``models``, grouped by the ``.pt``
     each was exported from; files without their ``.pt`` on disk, and cascades, get none."""
-    from .export import time_variants
+    from .speed import time_variants
 
     groups: dict[Path, list[str]] = {}
     for m in models:
@@ -348,8 +341,8 @@ def run(models: list[str] | None = None, data: str | None = None, synth_data: st
 
     from facewear.timing import machine
 
-    from .base import model_bytes, model_name
-    from .bench import cascade_latency, video_fps
+    from .registry import model_bytes, model_name
+    from .speed import cascade_latency, video_fps
 
     cmd = command or _command({"models": models, "data": data, "synth_data": synth_data, "video": video, "out": out,
                                    "imgsz": imgsz, "max_images": max_images, "iters": iters})

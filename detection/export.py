@@ -43,10 +43,10 @@ from facewear.boxes import iou_matrix, letterbox
 from facewear.constants import DATASETS_DIR
 from facewear.data.layout import load_spec, split_paths
 from facewear.io import list_images, read_image, write_json
-from facewear.timing import latency
 
 from . import manifest
 from .manifest import WEIGHTS_DIR
+from .speed import time_variants
 
 LOG = logging.getLogger("facewear.export")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -136,7 +136,7 @@ def _torch_raw(pt: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _decode(raw: np.ndarray, conf: float = 0.25) -> np.ndarray:
-    from .base import nms
+    from .detector import nms
 
     out = raw[0]
     scores = out[4:]
@@ -170,38 +170,6 @@ def agreement(pt: Path, onnx_path: Path, samples: list[np.ndarray]) -> dict[str,
             "detections_torch": tot, "detections_matched": (hit / tot) if tot else 1.0}
 
 
-def time_variants(pt: Path, onnx_files: dict[str, Path], imgsz: int, threads: tuple[int, ...] = (1, 2),
-                  iters: int = 50) -> dict[str, dict[str, Any]]:
-    """Latency of the network forward at batch 1 for torch and each ONNX file, per thread count."""
-    import torch
-    from ultralytics import YOLO
-
-    from facewear.ort import ort_session
-
-    from .frcnn import is_frcnn_checkpoint
-
-    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-    res: dict[str, dict[str, Any]] = {}
-    if is_frcnn_checkpoint(pt):  # a square frame's network forward, as for YOLO
-        from .frcnn import ExportWrapper, load_checkpoint
-
-        m = ExportWrapper(load_checkpoint(pt)[0]).eval()
-    else:
-        m = YOLO(str(pt)).model.float().eval()
-    for n in threads:
-        torch.set_num_threads(n)
-        with torch.no_grad():
-            res.setdefault("torch", {})[f"{n}t"] = latency(lambda z: m(torch.from_numpy(z)), x, iters=iters)
-    torch.set_num_threads(os.cpu_count() or 1)
-    for prec, f in onnx_files.items():
-        for n in threads:
-            s = ort_session(f, n)
-            nm = s.get_inputs()[0].name
-            res.setdefault(f"onnx-{prec}", {})[f"{n}t"] = latency(lambda z, s=s, nm=nm: s.run(None, {nm: z}), x,
-                                                                  iters=iters)
-    return res
-
-
 def run(model: str | None = None, formats: list[str] | tuple[str, ...] | None = None, imgsz: int | None = None,
         data: str = str(DATASETS_DIR / "facewear4.yaml"), calib: int | None = None, calib_dir: str | None = None,
         out_dir: str | None = None, check: int | None = None, bench: bool = False,
@@ -230,11 +198,10 @@ def run(model: str | None = None, formats: list[str] | tuple[str, ...] | None = 
 
         check_not_inputs([json_out], [pt, Path(data)], "--json")
     if pt.is_file() and pt.suffix == ".pt":
-        from classification.export import checkpoint_kind
+        from .registry import sniff
 
-        from .frcnn import is_frcnn_checkpoint
-
-        if is_frcnn_checkpoint(pt):
+        kind = sniff(pt)  # from the header; ValueError naming the file when torch cannot read it at all
+        if kind == "frcnn":
             from .frcnn_export import run as export_frcnn
 
             if calib_dir is not None or calib is not None:
@@ -242,10 +209,9 @@ def run(model: str | None = None, formats: list[str] | tuple[str, ...] | None = 
             return export_frcnn(pt, formats=formats, imgsz=imgsz, data=data, out_dir=out_dir,
                                 check=4 if check is None else check, bench=bench, json_out=json_out)
 
-        kind = checkpoint_kind(pt)  # ValueError naming the file when torch cannot read it at all
         if kind == "torchscript":
             raise ValueError(f"{pt}: a TorchScript export, not a checkpoint to export from")
-        if kind == "classifier":
+        if kind == "cls":
             from classification.export import run as export_classifier
 
             if imgsz is not None:

@@ -187,7 +187,7 @@ def to_input(img_bgr: np.ndarray) -> np.ndarray:
 def to_detections(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, scale: tuple[float, float],
                   shape: tuple[int, ...], conf: float, iou: float) -> np.ndarray:
     """Network outputs -> ``(N, 6)`` float32 detections in frame pixels (score >= ``conf``, class-wise NMS)."""
-    from .base import EMPTY, nms
+    from .detector import EMPTY, nms
 
     m = scores >= conf
     if not m.any():
@@ -219,13 +219,16 @@ def is_frcnn_dict(obj: Any) -> bool:
 
 def is_frcnn_checkpoint(path: str | Path) -> bool:
     """True for a ``.pt`` holding a facewear Faster R-CNN checkpoint dict (anything else: False, no error)."""
+    from facewear.modelfile import read_header
+
     p = Path(path)
     if p.suffix != ".pt" or not p.is_file():
         return False
     try:
-        return is_frcnn_dict(read_checkpoint(p))
+        h = read_header(p)  # the header only (weights_only, mmap): the weights are not read to route a file
     except (ValueError, FileNotFoundError):
         return False
+    return h.format == "checkpoint" and h.arch.startswith("frcnn") and all(k in h.keys for k in CKPT_KEYS)
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

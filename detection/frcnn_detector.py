@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from facewear.constants import CLASS_NAMES, FRCNN_IMGSZ
+from facewear.modelfile import onnx_metadata
 
 from .frcnn import ExportWrapper, load_checkpoint, resize_long, to_detections, to_input
 
@@ -71,17 +72,6 @@ class FasterRCNNDetector(_FasterRCNNBase):
         with torch.inference_mode():
             b, s, lab = self.wrapper(torch.from_numpy(x))
         return b.numpy(), s.numpy(), lab.numpy()
-
-
-def onnx_metadata(path: str | Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file (empty when it cannot be parsed)."""
-    import onnx
-
-    try:
-        m = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...; "not ours" either way
-        return {}
-    return {p.key: p.value for p in m.metadata_props}
 
 
 def is_frcnn_onnx(path: str | Path) -> bool:

@@ -255,7 +255,7 @@ def run(model: str | Path, formats: list[str] | tuple[str, ...] | None = None, i
         print(f"{prec:>10}: skipped ({why})")
         LOG.warning("%s: %s export skipped (%s)", pt, prec, why)
     if bench:
-        from .export import time_variants
+        from .speed import time_variants
 
         report["latency"] = time_variants(pt, files, imgsz)
     if json_out:

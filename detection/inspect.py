@@ -40,7 +40,8 @@ from facewear.data.inspect import SplitSource, resolve_split, serve
 from facewear.data.stats import SPLITS
 from facewear.io import ImageReadError, read_image
 
-from .base import Detector, load_detector, model_name
+from .detector import Detector
+from .registry import load_detector, model_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import fiftyone as fo

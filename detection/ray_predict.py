@@ -208,7 +208,7 @@ class PredictWorker:
                  margin: float, threads: int | None, model_label: str) -> None:
         import cv2
 
-        from .base import load_detector
+        from .registry import load_detector
 
         if threads:
             cv2.setNumThreads(threads)
@@ -356,7 +356,9 @@ def _settings(out: Path, current: dict[str, Any]) -> None:
 def _absolute_model(model: str) -> str:
     """``model`` with its files made absolute (a file, or a cascade's finder/classifier files): actors do not
     share the driver's working folder."""
-    from classification.cascade import CASCADE_SEP, is_cascade_spec, split_spec
+    from facewear.constants import CASCADE_SEP
+
+    from .registry import is_cascade_spec, split_spec
 
     if is_cascade_spec(model):
         return CASCADE_SEP.join(str(Path(x).absolute()) if Path(x).is_file() else x for x in split_spec(model))
@@ -411,7 +413,7 @@ def run(source: str, out: str | None = None, model: Any = None, imgsz: int = 320
         model = str(default_model())
     from facewear.io import check_dir_apart
 
-    from .base import model_files, model_name
+    from .registry import model_files, model_name
 
     model = str(model)
     out_dir = Path(out)

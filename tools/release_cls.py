@@ -79,7 +79,8 @@ def _standing(rows: list[dict]) -> str:
 
 def write_readme(res: dict, casc: dict | None) -> None:
     """Rewrite the README block between the classifier markers from the bench results."""
-    from classification.bench import cascade_markdown, cls_markdown
+    from classification.bench import cls_markdown
+    from detection.cascade_bench import cascade_markdown
 
     best = _best(res)
     rows = [r for r in res["rows"] if r["arch"] == best["arch"]]
@@ -151,12 +152,14 @@ def main() -> int:
     a = ap.parse_args()
     cmd = "python tools/release_cls.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
 
-    from classification.bench import bench_cascades, bench_classifiers
+    from classification.bench import bench_classifiers
     from classification.preprocess import ONNX_IO
     from detection import manifest
+    from detection.cascade_bench import bench_cascades
 
     if a.readme_only:  # re-render the markdown (README block, *.bench.md) from the saved measurements
-        from classification.bench import cascade_markdown, cls_markdown
+        from classification.bench import cls_markdown
+        from detection.cascade_bench import cascade_markdown
 
         res = json.loads((WEIGHTS_DIR / "classifiers.bench.json").read_text())
         write_text(WEIGHTS_DIR / "classifiers.bench.md", cls_markdown(res))

@@ -1,5 +1,9 @@
 """The cascade: a face finder followed by the crop classifier, behind the one ``Detector`` interface.
 
+:class:`CascadeDetector` receives an already built finder and classifier; it loads nothing. The spec
+``FINDER+CLASSIFIER`` is parsed, and the parts loaded, by :mod:`detection.registry` (``load_detector``), so a
+detector file used as the finder is built there like any other model.
+
 A cascade is selected anywhere a verb takes ``--model`` with the spec
 ``FINDER+CLASSIFIER``:
 
@@ -23,18 +27,15 @@ margin of its last stage) through a logistic, a ranking rather than a probabilit
 """
 from __future__ import annotations
 
-import logging
-import os
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from detection import base as det_base
+from classification.runtime import Classifier
 from facewear.constants import (
     CASCADE_FINDER_IOU,
-    CASCADE_FINDERS,
     CASCADE_SEP,
     CENTERFACE_IMGSZ,
     CENTERFACE_THRESHOLD,
@@ -46,9 +47,8 @@ from facewear.constants import (
     MTCNN_THRESHOLD,
 )
 
-from .runtime import Classifier, load_classifier
+from .detector import EMPTY
 
-LOG = logging.getLogger("facewear.cascade")
 NO_FACES = np.zeros((0, 5), np.float32)
 DETECTOR_SUFFIXES = (".pt", ".onnx")
 
@@ -200,97 +200,29 @@ class CascadeDetector:
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         faces = np.asarray(self.finder(frame), np.float32).reshape(-1, 5)
         if len(faces) == 0:
-            return det_base.EMPTY
+            return EMPTY
         probs, kept = self.classifier.classify(frame, faces[:, :4])
         faces = faces[kept]
         if len(faces) == 0:
-            return det_base.EMPTY
+            return EMPTY
         cls = probs.argmax(1)
         score = faces[:, 4] * probs[np.arange(len(cls)), cls]
         out = np.concatenate([faces[:, :4], score[:, None], cls[:, None]], 1).astype(np.float32)
         return out[out[:, 4] >= self.conf] if self.conf > 0 else out
 
 
-# --- model specs -----------------------------------------------------------------------
-def is_cascade_spec(model: Any) -> bool:
-    """True for a ``FINDER+CLASSIFIER`` string; an existing file whose name holds ``+`` stays a plain model."""
-    if not isinstance(model, (str, os.PathLike)):
-        return False
-    s = os.fspath(model)
-    return CASCADE_SEP in s and not Path(s).is_file()
+# --- the built-in finders by name ------------------------------------------------------------
+#: built-in finder name -> its class (the names are ``facewear.constants.CASCADE_FINDERS``)
+BUILTIN_FINDERS: dict[str, type] = {"mtcnn": MTCNNFinder, "haar": HaarFinder, "centerface": CenterFaceFinder}
 
 
-def split_spec(spec: str | os.PathLike) -> tuple[str, str]:
-    """``(finder, classifier)`` of a spec. The cut is the first ``+`` after a known finder or existing file."""
-    s = os.fspath(spec)
-    cuts = [i for i, ch in enumerate(s) if ch == CASCADE_SEP]
-    if not cuts:
-        raise ValueError(f"{s!r}: not a cascade spec (expected FINDER{CASCADE_SEP}CLASSIFIER)")
-    cut = next((i for i in cuts if s[:i].lower() in CASCADE_FINDERS or Path(s[:i]).is_file()), cuts[0])
-    finder, cls = s[:cut], s[cut + 1:]
-    if not finder or not cls:
-        raise ValueError(f"{s!r}: a cascade spec is FINDER{CASCADE_SEP}CLASSIFIER, e.g. "
-                         f"mtcnn{CASCADE_SEP}weights/facewear-cls.onnx")
-    return finder, cls
+def builtin_finder(name: str, threads: int | None = None) -> FaceFinder:
+    """The built-in finder ``name`` (``mtcnn``, ``haar``, ``centerface``); ``threads`` only matters for MTCNN.
+
+    Raises KeyError for another name (the registry checks names before it calls this)."""
+    cls = BUILTIN_FINDERS[name]
+    return cls(threads=threads) if cls is MTCNNFinder else cls()
 
 
-def _finder_kind(name: str) -> str | Path:
-    """The built-in finder name or the detector file; clear errors for anything else."""
-    if name.lower() in CASCADE_FINDERS:
-        return name.lower()
-    p = Path(name)
-    if p.is_file():
-        return p
-    if p.suffix.lower() in DETECTOR_SUFFIXES:
-        raise FileNotFoundError(f"{p}: face-finder detector file not found")
-    raise ValueError(f"unknown face finder {name!r}: use one of {', '.join(CASCADE_FINDERS)} or a detector "
-                     f"file ({'/'.join(DETECTOR_SUFFIXES)})")
-
-
-def spec_files(spec: str | os.PathLike) -> list[Path]:
-    """Every weight file a cascade uses (finder's, then the classifier), for size reports."""
-    finder, cls = split_spec(spec)
-    kind = _finder_kind(finder)
-    files = ({"mtcnn": MTCNNFinder.files, "haar": HaarFinder.files, "centerface": CenterFaceFinder.files}[kind]()
-             if isinstance(kind, str) else [kind])
-    return [*files, Path(cls)]
-
-
-def spec_name(spec: str | os.PathLike) -> str:
-    """A short display name: file stems, e.g. ``mtcnn+facewear-cls``."""
-    finder, cls = split_spec(spec)
-    f = finder.lower() if finder.lower() in CASCADE_FINDERS else Path(finder).stem
-    return f"{f}{CASCADE_SEP}{Path(cls).stem}"
-
-
-def load_cascade(spec: str | os.PathLike, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.45,
-                 threads: int | None = None) -> CascadeDetector:
-    """Build the cascade a ``FINDER+CLASSIFIER`` spec names.
-
-    ``conf`` drops rows whose final score is below it (and is passed to a detector finder, whose
-    score bounds the final one); ``imgsz`` and ``iou`` only matter for a detector finder.
-    Raises FileNotFoundError naming a missing file, ValueError for an unknown finder.
-    """
-    finder_s, cls_s = split_spec(spec)
-    kind = _finder_kind(finder_s)  # check both parts before loading anything
-    cls_path = Path(cls_s)
-    if not cls_path.is_file():
-        raise FileNotFoundError(f"{cls_path}: classifier file not found (cascade spec {os.fspath(spec)!r})")
-    classifier = load_classifier(cls_path, threads)
-    finder: FaceFinder
-    if kind == "mtcnn":
-        finder = MTCNNFinder(threads=threads)
-    elif kind == "haar":
-        finder = HaarFinder()
-    elif kind == "centerface":
-        finder = CenterFaceFinder()
-    else:
-        finder = DetectorFinder(det_base.load_detector(kind, imgsz=imgsz, conf=conf, iou=iou, threads=threads))
-    det = CascadeDetector(finder, classifier, conf)
-    LOG.debug("cascade %s (classifier %s, %d px, margin %.2f)", det.source, classifier.arch or "?",
-              classifier.imgsz, classifier.margin)
-    return det
-
-
-__all__ = ["CascadeDetector", "CenterFaceFinder", "DetectorFinder", "FaceFinder", "HaarFinder", "MTCNNFinder",
-           "is_cascade_spec", "load_cascade", "spec_files", "spec_name", "split_spec"]
+__all__ = ["BUILTIN_FINDERS", "CascadeDetector", "CenterFaceFinder", "DetectorFinder", "FaceFinder", "HaarFinder",
+           "MTCNNFinder", "NO_FACES", "builtin_finder"]
