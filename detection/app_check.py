@@ -2,7 +2,7 @@
 
 :func:`check_app` builds a tiny generated dataset (coloured squares, one
 colour per class) with the predictions of a tiny colour "model"
-(:class:`SquaresDetector`, a true :class:`detection.base.Detector`), or takes
+(:class:`SquaresDetector`, a true :class:`detection.detector.Detector`), or takes
 an existing FiftyOne dataset by name; launches the App on 127.0.0.1 on a free
 port; opens ``http://127.0.0.1:PORT/datasets/NAME`` in headless Chromium
 (Debian's ``chromium``, driven by Playwright with ``executable_path``, or by
@@ -78,7 +78,7 @@ def make_squares_dataset(root: str | Path, n_val: int = 6, n_train: int = 2, siz
 
 
 class SquaresDetector:
-    """Finds :func:`make_squares_dataset`'s squares by colour: a :class:`~detection.base.Detector` for made-up data.
+    """Finds :func:`make_squares_dataset`'s squares by colour: a :class:`~detection.detector.Detector` for made-up data.
 
     ``confuse`` maps a class id to the id it reports instead (a deliberately wrong model);
     the score is the fraction of the box the colour fills.

@@ -2,7 +2,7 @@
 
 The split's images and ground truth load through the same code as
 ``facewear data inspect`` (:mod:`facewear.data.inspect`). Each model runs
-through :func:`detection.base.load_detector` (YOLO ``.pt``/``.onnx``, cascade
+through :func:`detection.registry.load_detector` (YOLO ``.pt``/``.onnx``, cascade
 ``FINDER+CLASSIFIER`` specs) and its boxes go into their own field,
 ``pred_<model name>`` (lower case, anything but letters and digits turned
 into ``_``). FiftyOne's COCO evaluation (``evaluate_detections(...,
@@ -82,7 +82,8 @@ def slug(name: str) -> str:
 
 
 def display_name(model: ModelArg) -> str:
-    """A model's short name: :func:`detection.base.model_name` of a path/spec, or a Detector's ``name``/``source``."""
+    """A model's short name: :func:`detection.registry.model_name` of a path or spec, else a Detector's
+    ``name`` or ``source``."""
     if isinstance(model, (str, Path)):
         return model_name(model)
     return str(getattr(model, "name", None) or model_name(str(model.source)))
@@ -314,7 +315,7 @@ def run(model: ModelArg | Sequence[ModelArg], data: str | Path | None = None, sp
     unless ``no_launch``, serve the App on 127.0.0.1 until closed.
 
     ``model`` is one model or a list: a file or cascade spec, or (Python only) any
-    :class:`detection.base.Detector` object, which may carry a ``name`` for its field.
+    :class:`detection.detector.Detector` object, which may carry a ``name`` for its field.
     """
     models = [model] if isinstance(model, (str, Path)) or not isinstance(model, Sequence) else list(model)
     if not models:

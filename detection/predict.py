@@ -465,7 +465,8 @@ class FrameError(ValueError):
 
 
 def _load(model: Any, imgsz: int, conf: float, iou: float, threads: int | None, agnostic: bool = False) -> Any:
-    from .base import AgnosticNMS, load_detector
+    from .detector import AgnosticNMS
+    from .registry import load_detector
 
     if isinstance(model, (str, os.PathLike)):
         return load_detector(model, imgsz=imgsz, conf=conf, iou=iou, threads=threads, agnostic=agnostic)
@@ -479,7 +480,7 @@ def _model_files(model: Any) -> list[Path]:
     """The weight files a model spec reads (none for a Detector object)."""
     if not isinstance(model, (str, os.PathLike)):
         return []
-    from .base import model_files
+    from .registry import model_files
 
     return model_files(model)
 

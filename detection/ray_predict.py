@@ -1,7 +1,7 @@
 """``facewear predict SOURCE --engine ray --out DIR``: batch prediction on Ray Data, resumable and exactly-once.
 
 Any facewear detector (``.pt``/``.onnx`` YOLO or Faster R-CNN, a cascade spec: whatever
-:func:`detection.base.load_detector` loads) runs inside Ray Data actors (``map_batches`` with an actor class,
+:func:`detection.registry.load_detector` loads) runs inside Ray Data actors (``map_batches`` with an actor class,
 ``--workers`` of them), each loading the model once. SOURCE is a folder, a glob, a ``.txt`` file of paths (one a
 line, relative to the file), or a Parquet/CSV manifest with a ``path`` column (else its first column). Videos are
 split into ranges of ``--frames-per-task`` frames, so one long video spreads over every worker.

@@ -1,7 +1,7 @@
 """Sliced inference (SAHI) behind the one ``Detector`` interface: ``facewear predict --slice`` and ``val --slice``.
 
 A crowd photo shrunk to a 320 px input leaves a 25 px face 6 px wide; cut into tiles of the model's input size,
-the same face is seen at its own resolution. :class:`SlicedDetector` wraps any :class:`~detection.base.Detector`:
+the same face is seen at its own resolution. :class:`SlicedDetector` wraps any :class:`~detection.detector.Detector`:
 the frame is cut into overlapping square slices (``slice_size``, default the model's input size; ``overlap`` 0.2
 of a slice), each slice and (``full``, default) the whole frame go through the model, the boxes are shifted back
 to frame pixels and merged by :func:`sahi.predict.get_sliced_prediction` (``sahi`` 0.12.8).
@@ -71,7 +71,7 @@ def detector_model(detector: Any, conf: float):
     names = _names(detector)
 
     class DetectorModel(_sahi_base()):
-        """A facewear :class:`~detection.base.Detector` as a sahi model: sahi hands it RGB slices, it runs the
+        """A facewear :class:`~detection.detector.Detector` as a sahi model: sahi hands it RGB slices, it runs the
         detector on the BGR slice and turns its boxes into sahi ``ObjectPrediction`` objects (slice pixels,
         shifted by sahi to frame pixels)."""
 
@@ -130,7 +130,7 @@ def sahi_model(detector: Any, conf: float):
 
 
 class SlicedDetector:
-    """Any :class:`~detection.base.Detector` run on overlapping slices plus the full frame, boxes merged (sahi).
+    """Any :class:`~detection.detector.Detector` run on overlapping slices plus the full frame, boxes merged (sahi).
 
     ``slice_size``: slice side in frame pixels (default: the detector's input size ``imgsz``, else 640);
     ``overlap``: fraction of a slice shared with its neighbour; ``full``: also run the whole frame (large faces);

@@ -41,7 +41,8 @@ from facewear.data.layout import label_file, load_spec, split_image_files
 from facewear.formats import AnnotationError, Report, from_coco, read_yolo, to_coco
 from facewear.io import ImageReadError, check_not_inputs, image_size, read_image, write_json
 
-from .base import AgnosticNMS, Detector, load_detector, model_files, model_name
+from .detector import AgnosticNMS, Detector
+from .registry import load_detector, model_files, model_name
 from .sizes import small_faces
 from .slicing import add_slice_args, maybe_sliced
 

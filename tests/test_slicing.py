@@ -115,7 +115,7 @@ def test_released_yolo_one_slice_matches_plain_inference(kind):
     and through DetectorModel for the ONNX export."""
     import skimage.data
 
-    from detection.base import load_detector
+    from detection.registry import load_detector
     from detection.slicing import SlicedDetector
 
     path = WEIGHTS_DIR / f"yolov5n-facewear4.{kind}"

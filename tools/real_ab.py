@@ -38,8 +38,8 @@ def _pair(items: list[str], what: str) -> dict[str, str]:
 
 def measure(model: str, imgsz: int, max_images: int | None, specs: Path = DATASETS_DIR) -> dict:
     from detection import val
-    from detection.base import load_detector
     from detection.blank import blank_frame_check
+    from detection.registry import load_detector
 
     held = val.run(model, data=str(specs / "ilc-heldout.yaml"), imgsz=imgsz, max_images=max_images)
     real = val.run(model, data=str(specs / "real-checks.yaml"), imgsz=imgsz, max_images=max_images)

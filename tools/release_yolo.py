@@ -201,8 +201,8 @@ def main() -> int:
     metrics = {"ilc-heldout": slim_metrics(held), "facewear4-val": slim_metrics(synth), "gate": gate_record}
     if real is not None:
         metrics["real-checks"] = slim_metrics(real)
-    from detection.base import load_detector
     from detection.blank import blank_frame_check
+    from detection.registry import load_detector
 
     metrics["blank-frames"] = blank_frame_check(load_detector(str(pt), imgsz=a.imgsz, conf=0.25))
     video = a.video
