@@ -15,7 +15,7 @@ import sys
 # verb -> (module, help). Modules are imported lazily so `facewear --help` is fast.
 VERBS: dict[str, tuple[str, str]] = {
     "data": ("facewear.data.cli", "dataset tools: convert, build, review, stats, crops, inspect"),
-    "demo": ("facewear.demo", "run the main job on the project's own demo media (no ../shared needed)"),
+    "demo": ("detection.demo", "run the main job on the project's own demo media (no ../shared needed)"),
     "train": ("detection.train", "train a model: yolo, frcnn or cls (crop classifier)"),
     "val": ("detection.val", "evaluate a model (.pt/.onnx) on a dataset spec: mAP, per-class AP, P/R, plots"),
     "predict": ("detection.predict", "detect and crop faces in images, folders, videos, streams and webcams"),

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import yaml
 
-from facewear import cli, demo
+from detection import demo
+from facewear import cli
 from facewear.constants import CLASS_IDS, CLASS_NAMES, DATA_ROOT_ENV
 from facewear.data.layout import load_spec, read_meta
 
-TILE, PER_CLASS, LABEL_W = 128, 6, 150  # demo.contact_sheet's defaults
+TILE, PER_CLASS, LABEL_W = 128, 6, 150  # facewear.data.sheets.contact_sheet's defaults
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ ACTIONS = {
     "build": ("facewear.data.build", "build the four-class dataset and the held-out spec from the raw public data"),
     "stats": ("facewear.data.stats", "count boxes per class, split, source and real/synthetic into datasets/README.md"),
     "review": ("facewear.data.corrections", "flag sunglasses candidates among real faces and write contact sheets"),
-    "autobox": ("facewear.data.realbox", "box real photos that have no boxes (CenterFace) and write review sheets, "
+    "autobox": ("classification.autobox", "box real photos that have no boxes (CenterFace) and write review sheets, "
                 "or apply review decisions"),
     "crops": ("classification.crops", "cut the crop-classifier dataset (train/val/held-out real and synthetic)"),
     "inspect": ("facewear.data.inspect", "load a built dataset into FiftyOne and launch the App"),

@@ -242,9 +242,9 @@ def run(data_root: str | None = None, sources: list[str] | None = None, top: int
         composites: str | None = None):
     """Flag sunglasses candidates and write contact sheets for review (or a composites sheet)."""
     if composites:
-        from ..demo import contact_sheet
         from ..io import write_image
         from .layout import load_spec
+        from .sheets import contact_sheet
 
         dst = Path(out or default_build_dir() / "review") / "composites_per_class.png"
         sheet = contact_sheet(Path(load_spec(composites)["path"]), dst, per_class=10, tile=112, synthetic_only=True,

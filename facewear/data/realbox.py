@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..constants import CLASS_COLORS_BGR, CLASS_IDS, CLASS_NAMES, DATASETS_DIR, WEIGHTS_DIR, default_build_dir, \
+from ..constants import CLASS_COLORS_BGR, CLASS_IDS, CLASS_NAMES, DATASETS_DIR, default_build_dir, \
     default_data_root
 from ..io import ImageReadError, list_images, read_commented_csv, read_image, write_box_csv, write_image, write_json
 
@@ -129,22 +129,19 @@ def _propose_class(kind: str, scores: np.ndarray | None) -> str:
 
 
 def propose(data_root: Path, sources: list[str], imgsz: int = 640, conf: float = 0.5,
-            classifier: str | None = None) -> tuple[list[Proposal], list[dict]]:
+            classifier: Any | None = None) -> tuple[list[Proposal], list[dict]]:
     """Run the face finder (and classifier) over every image of ``sources``.
+
+    ``classifier``: an already loaded crop classifier (``classification.runtime.Classifier``: anything with
+    ``classify(bgr, boxes) -> (probs (K, 4), kept)``), or None: classes come from the folder only. The caller
+    loads it (``classification.autobox``), so this package never imports the classifiers above it.
 
     Returns ``(proposals, images)``; ``images`` lists every photo with its id, source, path, size,
     face count and ``auto_drop`` reason (``crowd`` for more than :data:`CROWD_FACES` faces, ``no face``).
     cmu-faces keeps only the highest-scoring face per image (one person per photo).
     """
     finder = CenterFaceFinder(imgsz, conf)
-    clf = None
-    cls_path = Path(classifier) if classifier else WEIGHTS_DIR / "facewear-cls.onnx"
-    if cls_path.is_file():
-        from classification.runtime import load_classifier  # noqa: PLC0415
-
-        clf = load_classifier(cls_path, threads=1)
-    else:
-        LOG.warning("%s: classifier not found; classes come from the folder only", cls_path)
+    clf = classifier
     props: list[Proposal] = []
     images: list[dict] = []
     for src in sources:
@@ -376,9 +373,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(data_root: str | None = None, sources: list[str] | None = None, out: str | None = None, imgsz: int = 640,
-        conf: float = 0.5, classifier: str | None = None, decisions: str | None = None,
+        conf: float = 0.5, classifier: Any | None = None, decisions: str | None = None,
         labels: str | None = None) -> dict:
     """Propose boxes and write review sheets, or (``decisions``) write the reviewed label file.
+
+    ``classifier``: a loaded crop classifier for the class proposals (see :func:`propose`), or None. The
+    ``facewear data autobox`` verb (``classification.autobox``) loads ``--classifier`` and passes it here.
 
     Returns counts: proposals, images and sheets, or kept boxes per source and class.
 

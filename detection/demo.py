@@ -1,5 +1,8 @@
 """``facewear demo``: the main job on media the project makes itself (no ../shared, no network).
 
+It sits with the detectors because its last step runs the released detector through ``facewear predict``; the
+data steps it runs first are ``facewear.data``'s.
+
 Until a trained detector is committed, the demo runs the data tools end to
 end on a small demo set:
 
@@ -26,9 +29,10 @@ import cv2
 import numpy as np
 import yaml
 
-from .constants import CLASS_NAMES, default_build_dir
-from .formats import Box, ImageAnn, write_voc
-from .io import write_image, write_text
+from facewear.constants import CLASS_NAMES, default_build_dir
+from facewear.data.sheets import contact_sheet
+from facewear.formats import Box, ImageAnn, write_voc
+from facewear.io import write_image, write_text
 
 LOG = logging.getLogger("facewear.demo")
 DEMO_SOURCE = "demo-photos"
@@ -99,57 +103,9 @@ DEMO_RECIPE = {
 }
 
 
-def contact_sheet(root: Path, out: Path, per_class: int = 6, tile: int = 128, synthetic_only: bool = False,
-                  seed: int | None = None, splits: tuple[str, ...] = ("train", "val"),
-                  classes: tuple[str, ...] = CLASS_NAMES, label_prefix: str = "", write: bool = True,
-                  label_w: int = 150) -> np.ndarray:
-    """One row per class of face crops from a built dataset (composites only with ``synthetic_only``).
-
-    ``seed`` picks a random sample of images instead of the first ones. Returns the sheet (BGR), written
-    to ``out`` when ``write``.
-    """
-    from .data.layout import read_meta
-    from .formats import read_yolo
-    from .io import image_size, read_image
-
-    rows = {n: [] for n in classes}
-    for split in splits:
-        try:
-            metas = read_meta(root, split)
-        except FileNotFoundError:
-            continue
-        if synthetic_only:
-            metas = [m for m in metas if m.synthetic]
-        if seed is not None:
-            metas = [metas[i] for i in np.random.default_rng(seed).permutation(len(metas))]
-        for m in metas:
-            p = root / "images" / split / m.file
-            w, h = image_size(p)
-            ann = read_yolo(root / "labels" / split / f"{Path(m.file).stem}.txt", w, h)
-            img = None
-            for b in ann.boxes:
-                if b.label not in rows or len(rows[b.label]) >= per_class:
-                    continue
-                img = img if img is not None else read_image(p)
-                mg = 0.15 * b.w
-                crop = img[int(max(b.y1 - mg, 0)):int(b.y2 + mg), int(max(b.x1 - mg, 0)):int(b.x2 + mg)]
-                rows[b.label].append(cv2.resize(crop, (tile, tile)))
-    lines = []
-    for name in classes:
-        tiles = rows[name] + [np.full((tile, tile, 3), 255, np.uint8)] * (per_class - len(rows[name]))
-        label = np.full((tile, label_w, 3), 255, np.uint8)
-        cv2.putText(label, f"{label_prefix}{name}", (5, tile // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-        lines.append(np.hstack([label, *tiles]))
-    sheet = np.vstack(lines)
-    if write:
-        write_image(out, sheet)
-    return sheet
-
-
 def make_demo_video(built: Path, out: Path, fps: int = 10, size: tuple[int, int] = (640, 360)) -> Path:
     """A short 640x360 video from the demo dataset's images (each held for half a second)."""
-    from .io import list_images
+    from facewear.io import list_images
 
     frames = [p for p in list_images(built / "images") if "crowd" not in p.name][:8]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +126,7 @@ def make_demo_video(built: Path, out: Path, fps: int = 10, size: tuple[int, int]
 
 def detect_demo(model: Path, out_dir: Path, media: list[Path]) -> dict[str, dict]:
     """Run the committed detector on each demo source: annotated output, crops per class, JSON."""
-    from detection.predict import run as predict
+    from .predict import run as predict
 
     results = {}
     for src in media:
@@ -184,7 +140,7 @@ def detect_demo(model: Path, out_dir: Path, media: list[Path]) -> dict[str, dict
 def run(out: str | None = None, workers: int = 1, model: str | None = None) -> dict:
     """Make the demo media, convert it, build a four-class demo dataset, write stats and a contact sheet;
     then, when a trained detector is committed, detect and crop faces in the demo photos and video."""
-    from .data import build, convert, stats
+    from facewear.data import build, convert, stats
 
     out_dir = Path(out) if out else default_build_dir() / "demo"
     raw = out_dir / "raw"
@@ -210,12 +166,12 @@ def run(out: str | None = None, workers: int = 1, model: str | None = None) -> d
         print(f"{name:<18}{counts.get(name, 0):>7}")
     print(f"\n{len(anns)} demo photos -> {out_dir}\n  spec: {out_dir / 'facewear4.yaml'}\n"
           f"  contact sheet: {out_dir / 'contact_sheet.png'}\n  stats: {out_dir / 'stats.md'}")
-    from .constants import default_data_root
+    from facewear.constants import default_data_root
 
     if model:
         mpath = Path(model)
     else:
-        from detection.manifest import default_model
+        from .manifest import default_model
 
         try:
             mpath = default_model()
