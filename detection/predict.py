@@ -37,275 +37,28 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import math
 import os
-import re
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import cv2
 import numpy as np
 
-from facewear.constants import CLASS_COLORS_BGR, IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from facewear.boxes import crop_box
+from facewear.constants import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from facewear.io import check_not_inputs, write_image, write_json
 
+from .outputs import class_name, crop_base, draw_detections, json_record, safe_stem, unique_path
 from .slicing import add_slice_args, maybe_sliced
 from .sources import Item, Source, _rel
+from .tracker import TrackCrops, TrackRecord, new_tracker, tracker_args
 
 LOG = logging.getLogger("facewear.predict")
-CROP_EXT = ".jpg"
 FALLBACK_FPS = 25.0
-
-
-# --- small helpers ---------------------------------------------------------------------
-MAX_STEM = 100  # characters kept of a stem (file names are limited to 255 bytes; CJK takes 3 bytes a letter)
-
-
-def _safe_part(text: str) -> str:
-    """Letters (any script), digits, ``.``, ``_`` and ``-`` kept; every other run of characters -> ``_``."""
-    return re.sub(r"[^\w.-]+", "_", text).strip("._")[:MAX_STEM]
-
-
-def safe_stem(name: str) -> str:
-    """A file-system safe stem for a relative name or a stream URL (``a/b.jpg`` -> ``b``, ``照片.jpg`` -> ``照片``)."""
-    if "://" in name:
-        stem = name.split("://", 1)[1]
-    else:
-        stem = Path(name).stem
-    return _safe_part(stem) or "frame"
-
-
-def crop_base(name: str) -> str:
-    """The crop name's base for a SOURCE-relative ``name``: its sub-folders kept, each made safe
-    (``cam1/img1.jpg`` -> ``cam1/img1``; a stream URL -> one safe stem)."""
-    if "://" in name:
-        return safe_stem(name)
-    parts = [q for q in (_safe_part(p) for p in Path(name).parent.parts) if q]
-    return "/".join([*parts, safe_stem(name)])
-
-
-def crop_box(frame: np.ndarray, box: np.ndarray, margin: float = 0.1) -> np.ndarray | None:
-    """The box grown by ``margin`` of its width/height on each side, clipped to the frame (a copy)."""
-    H, W = frame.shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in box[:4])
-    mw, mh = (x2 - x1) * margin, (y2 - y1) * margin
-    a, b = max(int(math.floor(x1 - mw)), 0), max(int(math.floor(y1 - mh)), 0)
-    c, d = min(int(math.ceil(x2 + mw)), W), min(int(math.ceil(y2 + mh)), H)
-    if c - a < 1 or d - b < 1:
-        return None
-    return frame[b:d, a:c].copy()
-
-
-def unique_path(folder: Path, base: str, ext: str = CROP_EXT) -> Path:
-    """``folder/base.ext``, or ``base-1.ext``, ``base-2.ext`` ... : the first name not taken.
-
-    ``base`` may hold ``/`` (sub-folders below ``folder``). The name is reserved with an exclusive create, so two
-    writers never pick the same one.
-    """
-    if "/" in base:
-        sub, base = base.rsplit("/", 1)
-        folder = folder / sub
-    folder.mkdir(parents=True, exist_ok=True)
-    k = 0
-    while True:
-        p = folder / (f"{base}{ext}" if k == 0 else f"{base}-{k}{ext}")
-        try:
-            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            k += 1
-            continue
-        os.close(fd)
-        return p
-
-
-def class_color(cls: int) -> tuple[int, int, int]:
-    if cls in CLASS_COLORS_BGR:
-        return CLASS_COLORS_BGR[cls]
-    rng = np.random.default_rng(cls)
-    return tuple(int(v) for v in rng.integers(64, 256, 3))
-
-
-def class_name(names: tuple[str, ...], cls: int) -> str:
-    return names[cls] if 0 <= cls < len(names) else str(cls)
-
-
-def draw_detections(frame: np.ndarray, dets: np.ndarray, names: tuple[str, ...],
-                    track_ids: list[int | None] | None = None) -> np.ndarray:
-    """A copy of ``frame`` with a coloured box and a ``name score [#id]`` label per detection."""
-    out = frame.copy()
-    H, W = out.shape[:2]
-    lw = max(1, round((H + W) / 600))
-    fs = max(0.35, (H + W) / 2000)
-    for i, d in enumerate(dets):
-        x1, y1, x2, y2 = (round(float(v)) for v in d[:4])
-        cls = int(d[5])
-        color = class_color(cls)
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, lw, cv2.LINE_AA)
-        label = f"{class_name(names, cls)} {float(d[4]):.2f}"
-        if track_ids is not None and track_ids[i] is not None:
-            label += f" #{track_ids[i]}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, 1)
-        ty = y1 - 2 if y1 - th - base - 2 >= 0 else min(y1 + th + 2, H - base)
-        cv2.rectangle(out, (x1, ty - th - 2), (x1 + tw + 2, ty + base - 1), color, -1)
-        cv2.putText(out, label, (x1 + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
-
-
-def json_record(name: str, frame: int, det: np.ndarray, names: tuple[str, ...],
-                track_id: int | None = None, tracking: bool = False) -> dict:
-    """One ``--save-json`` record: file, frame, ``bbox`` as COCO ``[x, y, w, h]``, class and score."""
-    x1, y1, x2, y2 = (float(v) for v in det[:4])
-    cls = int(det[5])
-    rec = {"file_name": name, "frame": int(frame),
-           "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-           "category_id": cls, "category": class_name(names, cls), "score": round(float(det[4]), 5)}
-    if tracking:
-        rec["track_id"] = track_id
-    return rec
-
-
-# --- tracking ----------------------------------------------------------------------------
-def tracker_args(cfg: str | Path | None = None) -> SimpleNamespace:
-    """ByteTrack settings from ultralytics' own ``cfg/trackers/bytetrack.yaml`` (or ``cfg``)."""
-    import yaml
-
-    if cfg is None:
-        import ultralytics
-
-        cfg = Path(ultralytics.__file__).parent / "cfg" / "trackers" / "bytetrack.yaml"
-    with open(cfg) as f:
-        return SimpleNamespace(**yaml.safe_load(f))
-
-
-def _lapjv(cost: np.ndarray, extend_cost: bool = True, cost_limit: float = np.inf,
-           return_cost: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
-    """``lap.lapjv`` through SciPy: ``(total cost, row -> col or -1, col -> row or -1)``.
-
-    With a ``cost_limit``, pairs costing more than it stay unmatched: the matrix
-    is extended with dummy rows/columns at ``cost_limit / 2`` (as ``lap`` does).
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    cost = np.asarray(cost, dtype=np.float64)
-    n, m = cost.shape
-    x, y = np.full(n, -1, np.int64), np.full(m, -1, np.int64)
-    if n == 0 or m == 0:
-        return 0.0, x, y
-    if np.isfinite(cost_limit):
-        ext = np.full((n + m, n + m), cost_limit / 2.0)
-        ext[n:, m:] = 0.0
-        ext[:n, :m] = cost
-    else:
-        ext = cost
-    rows, cols = linear_sum_assignment(ext)
-    keep = (rows < n) & (cols < m)
-    x[rows[keep]], y[cols[keep]] = cols[keep], rows[keep]
-    return float(cost[rows[keep], cols[keep]].sum()), x, y
-
-
-def _ensure_lap() -> None:
-    """ultralytics' trackers import ``lap`` (and would try to pip-install it); offline, stand in with SciPy."""
-    import sys
-    import types
-
-    try:
-        import lap
-
-        if getattr(lap, "__version__", None):
-            return
-    except ImportError:
-        pass
-    shim = types.ModuleType("lap")
-    shim.__version__ = "0.5.12+facewear-scipy"  # ultralytics asserts a version
-    shim.lapjv = _lapjv
-    sys.modules["lap"] = shim
-
-
-def new_tracker(cfg: str | Path | None = None) -> Any:
-    """A fresh ByteTrack (track ids start at 1) with ultralytics' default settings."""
-    _ensure_lap()
-    from ultralytics.trackers.byte_tracker import BYTETracker
-
-    return BYTETracker(tracker_args(cfg))
-
-
-@dataclass
-class TrackRecord:
-    """What we keep about one track: its class votes and its best (highest score) crop."""
-
-    track_id: int
-    votes: dict[int, float] = field(default_factory=lambda: defaultdict(float))
-    best_score: float = -1.0
-    best_frame: int = -1
-    best_crop: np.ndarray | None = None
-    best_record: dict | None = None  # the JSON record of the best frame's detection: gets the crop path
-    frames: int = 0
-
-    def add(self, frame_idx: int, det: np.ndarray, frame: np.ndarray, margin: float,
-            record: dict | None = None) -> None:
-        """Count one detection of this track; keep its crop when it is the best so far."""
-        score, cls = float(det[4]), int(det[5])
-        self.votes[cls] += score
-        self.frames += 1
-        if score > self.best_score:
-            crop = crop_box(frame, det, margin)
-            if crop is not None:
-                self.best_score, self.best_frame, self.best_crop = score, frame_idx, crop
-                self.best_record = record
-
-    @property
-    def cls(self) -> int:
-        """Score-weighted majority over the track's frames (ties: the lower class id)."""
-        return max(sorted(self.votes), key=lambda c: self.votes[c])
-
-
-class TrackCrops:
-    """Follows one video's tracks; writes each track's best crop when the track ends."""
-
-    def __init__(self, owner: _Predictor, name: str, cfg: str | Path | None = None) -> None:
-        self.owner, self.name = owner, name
-        self.tracker = new_tracker(cfg)
-        self.active: dict[int, TrackRecord] = {}
-        self.ended: list[TrackRecord] = []
-
-    def update(self, frame_idx: int, frame: np.ndarray, dets: np.ndarray,
-               records: list[dict] | None = None) -> list[int | None]:
-        """Feed one frame's detections (and their JSON records, which get ``track_id``); returns the track id of
-        each detection (``None``: not tracked)."""
-        from ultralytics.engine.results import Boxes
-
-        out = self.tracker.update(Boxes(dets.astype(np.float32), frame.shape[:2]), frame)
-        ids: list[int | None] = [None] * len(dets)
-        for row in out.reshape(-1, 8) if len(out) else ():
-            tid, idx = int(row[4]), int(row[7])
-            if not 0 <= idx < len(dets):
-                continue
-            ids[idx] = tid
-            self.active.setdefault(tid, TrackRecord(tid)).add(frame_idx, dets[idx], frame, self.owner.margin,
-                                                              records[idx] if records is not None else None)
-        alive = {t.track_id for t in (*self.tracker.tracked_stracks, *self.tracker.lost_stracks)}
-        for tid in [t for t in self.active if t not in alive]:
-            self._finish(self.active.pop(tid))
-        return ids
-
-    def close(self) -> None:
-        """End of the video (or Ctrl-C): every track still open ends here."""
-        for tid in sorted(self.active):
-            self._finish(self.active.pop(tid))
-
-    def _finish(self, rec: TrackRecord) -> None:
-        self.ended.append(rec)
-        self.owner.count_track(rec)
-        if rec.best_crop is not None:
-            path = self.owner.write_crop(rec.best_crop, rec.cls, f"{crop_base(self.name)}_t{rec.track_id}")
-            if path is not None and rec.best_record is not None:
-                rec.best_record["crop"] = str(path)
 
 
 # --- video writers -----------------------------------------------------------------------

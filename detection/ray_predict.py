@@ -131,7 +131,7 @@ def plan(inputs: list[tuple[Path, str]], frames_per_task: int) -> list[dict[str,
     """One task per image; one per ``frames_per_task`` frames of a video (the last one reads to the end, so a
     header that under-counts loses nothing). Crop bases follow ``facewear predict``; two names that map to the same
     safe base get a hash of the name appended, so crops of different files never share a name."""
-    from .predict import crop_base
+    from .outputs import crop_base
 
     bases = [crop_base(name) for _, name in inputs]
     clash = {b for b, n in Counter(bases).items() if n > 1}
@@ -227,9 +227,10 @@ class PredictWorker:
         return dets[dets[:, 4] >= self.conf] if len(dets) else dets
 
     def _frame_rows(self, task: dict, idx: int, frame: np.ndarray, rows: list[dict]) -> None:
+        from facewear.boxes import crop_box
         from facewear.io import write_image
 
-        from .predict import class_name, crop_box
+        from .outputs import class_name
 
         dets = self._detect(frame)
         for i, d in enumerate(dets):

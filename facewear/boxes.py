@@ -4,6 +4,8 @@ Boxes are ``(N, 4)`` arrays of ``x1, y1, x2, y2`` in pixels (any float or int dt
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -44,4 +46,17 @@ def letterbox(img: np.ndarray, size: int, color: int = 114) -> tuple[np.ndarray,
     return out, r, (float(l_), float(t))
 
 
-__all__ = ["iou_matrix", "letterbox"]
+def crop_box(frame: np.ndarray, box: np.ndarray, margin: float = 0.1) -> np.ndarray | None:
+    """The box ``x1, y1, x2, y2`` (pixels; extra columns ignored) grown by ``margin`` of its width / height on each
+    side, clipped to ``frame`` (``HxWxC``): a copy, or None when less than 1 px is left."""
+    H, W = frame.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    mw, mh = (x2 - x1) * margin, (y2 - y1) * margin
+    a, b = max(int(math.floor(x1 - mw)), 0), max(int(math.floor(y1 - mh)), 0)
+    c, d = min(int(math.ceil(x2 + mw)), W), min(int(math.ceil(y2 + mh)), H)
+    if c - a < 1 or d - b < 1:
+        return None
+    return frame[b:d, a:c].copy()
+
+
+__all__ = ["crop_box", "iou_matrix", "letterbox"]

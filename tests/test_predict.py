@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
-from detection import predict
+from detection import outputs, predict, tracker
 from detection.sources import Source, StreamError, StreamReader, is_stream, stream_name
 from facewear import cli
+from facewear.boxes import crop_box
 from facewear.constants import CLASS_NAMES
 
 # BGR colour of each class's rectangles: face red, mask green, sunglasses blue, mask_sunglasses white
@@ -165,9 +166,9 @@ def test_crops_class_folders_unique_names_never_overwrite(tmp_path):
 
 def test_crop_box_margin_and_clipping():
     frame = np.zeros((100, 200, 3), np.uint8)
-    assert predict.crop_box(frame, np.array([50, 20, 150, 70]), 0.1).shape == (60, 120, 3)
-    assert predict.crop_box(frame, np.array([0, 0, 100, 100]), 0.1).shape == (100, 110, 3)
-    assert predict.crop_box(frame, np.array([250, 10, 260, 20]), 0.1) is None
+    assert crop_box(frame, np.array([50, 20, 150, 70]), 0.1).shape == (60, 120, 3)
+    assert crop_box(frame, np.array([0, 0, 100, 100]), 0.1).shape == (100, 110, 3)
+    assert crop_box(frame, np.array([250, 10, 260, 20]), 0.1) is None
 
 
 # --- videos ------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ def test_track_one_crop_per_track_with_voted_class(tmp_path):
     best = max((r for r in recs if r["track_id"] == 1), key=lambda r: r["score"])
     assert best["frame"] >= 14  # the box grows; mp4 blurs its edges a little
     x, y, w, h = best["bbox"]
-    expect = predict.crop_box(np.zeros((H, W, 3), np.uint8), np.array([x, y, x + w, y + h]), 0.1).shape
+    expect = crop_box(np.zeros((H, W, 3), np.uint8), np.array([x, y, x + w, y + h]), 0.1).shape
     assert cv2.imread(str(crops / "face" / "clip_t1.jpg")).shape == expect
     # a second run never overwrites
     run(vid, save_crops=crops, track=True)
@@ -209,7 +210,7 @@ def test_track_one_crop_per_track_with_voted_class(tmp_path):
 
 
 def test_track_vote_is_score_weighted():
-    rec = predict.TrackRecord(1)
+    rec = tracker.TrackRecord(1)
     frame = np.zeros((50, 50, 3), np.uint8)
     for cls, score in ((0, 0.3), (0, 0.3), (0, 0.3), (1, 0.95)):
         rec.add(0, np.array([5, 5, 20, 20, score, cls], np.float32), frame, 0.1)
@@ -402,7 +403,7 @@ def test_lapjv_stand_in_matches_brute_force():
     for n, m in ((3, 3), (2, 4), (4, 2), (0, 3)):
         cost = rng.random((n, m))
         limit = 0.5
-        _, x, y = predict._lapjv(cost, extend_cost=True, cost_limit=limit)
+        _, x, y = tracker._lapjv(cost, extend_cost=True, cost_limit=limit)
         pairs = [(i, j) for i, j in enumerate(x) if j >= 0]
         assert all(y[j] == i for i, j in pairs) and (y >= 0).sum() == len(pairs)
         # optimal: each pair costs (c) and each unmatched row/column costs limit/2
@@ -617,9 +618,9 @@ def test_crop_names_keep_unicode_and_sub_folders_and_json_has_crop_paths(tmp_pat
 
 
 def test_crop_base_names():
-    assert predict.crop_base("a/b c/照片.jpg") == "a/b_c/照片"
-    assert predict.crop_base("rtsp://u:***@cam:554/live") == "u_cam_554_live"
-    assert predict.safe_stem("....jpg") == "frame"
+    assert outputs.crop_base("a/b c/照片.jpg") == "a/b_c/照片"
+    assert outputs.crop_base("rtsp://u:***@cam:554/live") == "u_cam_554_live"
+    assert outputs.safe_stem("....jpg") == "frame"
 
 
 def test_track_crop_path_recorded_on_its_best_frame(tmp_path):
