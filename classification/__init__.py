@@ -1,4 +1,5 @@
-"""Crop classifiers and the cascades behind a face detector (issue 4).
+"""Crop classifiers: data, models, training, export and runtime. The cascades that put one behind a face finder
+are detectors and live in :mod:`detection.cascade`; nothing here imports :mod:`detection`.
 
 Shared constants, formats and IO come from :mod:`facewear`; nothing here redefines them.
 """

@@ -1,4 +1,5 @@
-"""Detectors: the four-class YOLOv5 and Faster R-CNN models and the one Detector interface (issues 3 and 5).
+"""Detectors: the one Detector interface, the model registry, the four-class YOLOv5 and Faster R-CNN models, the
+cascades (face finder + crop classifier), and the verbs and reports that run them.
 
 Shared constants, formats and IO come from :mod:`facewear`; nothing here redefines them.
 """

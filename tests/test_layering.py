@@ -69,3 +69,67 @@ def test_package_layering():
     gone = sorted(KNOWN_VIOLATIONS - forbidden)
     assert not gone, ("known violations no longer present, delete them from KNOWN_VIOLATIONS: "
                       + "; ".join(f"{f} -> {m}" for f, m in gone))
+
+
+def _module_names() -> dict[str, object]:
+    """Every project module (dotted name -> path), packages by their ``__init__``."""
+    return {_module(f): f for pkg in PACKAGES for f in sorted((REPO_ROOT / pkg).rglob("*.py"))}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the project modules it imports (``from pkg import mod`` counts as an import of ``pkg.mod``)."""
+    mods = _module_names()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                    base = ".".join(base[:len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+            else:
+                continue
+            graph[mod].update(t for t in targets if t in mods and t != mod and t not in PACKAGES)
+    return graph
+
+
+def test_no_import_cycles():
+    """No module reaches itself through imports (in functions too): each file only imports downward."""
+    graph = import_graph()
+    assert sum(map(len, graph.values())) > 50, "the walk found too few imports: is it reading the right folders?"
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
