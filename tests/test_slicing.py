@@ -91,10 +91,15 @@ def test_slicing_without_full_pass_and_options():
         SlicedDetector(det, overlap=1.0)
     with pytest.raises(ValueError, match="--slice-merge"):
         SlicedDetector(det, merge="mean")
-    # low confidence (val's 0.001): merged by NMS over IoU at the detector's NMS IoU, as sahi's own rule
-    det.conf = 0.001
-    s = SlicedDetector(det).settings()
+    s = SlicedDetector(det).settings()  # auto: NMS over intersection / smaller box
+    assert (s["merge"], s["metric"], s["match"]) == ("NMS", "IOS", 0.5)
+    s = SlicedDetector(det, merge="nms").settings()  # sahi's NMS over IoU, at the detector's NMS IoU
     assert (s["merge"], s["metric"], s["match"]) == ("NMS", "IOU", 0.45)
+    s = SlicedDetector(det, merge="greedynmm").settings()
+    assert (s["merge"], s["metric"], s["match"]) == ("GREEDYNMM", "IOS", 0.5)
+    # sahi's greedy merging joins the pieces of the small square into one box over it, too
+    out = SlicedDetector(det, merge="greedynmm")(img)
+    assert sum(_iou(d[:4], small) > 0.9 for d in out) == 1 and not any(0 < _iou(d[:4], small) <= 0.9 for d in out)
 
 
 def test_slicing_keeps_pil_bomb_limit():
@@ -124,7 +129,7 @@ def test_released_yolo_one_slice_matches_plain_inference(kind):
     det = load_detector(path, imgsz=320, conf=0.01, iou=0.45, threads=1, agnostic=True)
     frame = np.ascontiguousarray(cv2.resize(skimage.data.astronaut(), (288, 256))[..., ::-1])  # BGR, one face
     plain = det(frame)
-    sliced = SlicedDetector(det, slice_size=320)
+    sliced = SlicedDetector(det, slice_size=320, merge="nms")  # sahi's NMS over IoU at the detector's: a no-op here
     assert sliced.settings()["sahi_model"] == ("UltralyticsDetectionModel" if kind == "pt" else "DetectorModel")
     out = sliced(frame)
     assert len(plain) > 0
