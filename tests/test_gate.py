@@ -92,3 +92,25 @@ def test_classifier_gate() -> None:
     worse = cls_figures(0.95, {"face": 0.94, "mask": 0.94, "sunglasses": 0.80})
     res = decide(old, worse, CLS_CHECKS)
     assert not res["passed"] and [r["key"] for r in res["rows"] if r["ok"] is False] == ["real_face_recall"]
+
+
+def test_release_yolo_gate_wiring() -> None:
+    """release_yolo's gate (release_frcnn uses it too) on a made-up released entry: refuses; --force is recorded."""
+    import argparse
+    import sys
+
+    from facewear.constants import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    import release_yolo
+
+    against = {"name": "made-up", "file": "no-such-file.pt",
+               "metrics": {"ilc-heldout-AP50": {"face": 0.5, "mask": 0.6}, "real-checks-recall": {"sunglasses": 0.3}}}
+    a = argparse.Namespace(force=False, max_images=None, remeasure_old=False, gate_tolerance=0.0)
+    held, real = _val(0.6, 0.7, 0.2)
+    with pytest.raises(GateError, match="real sunglasses recall"):
+        release_yolo.gate_detector(held, real, against, {}, a)
+    a.force = True
+    rec = release_yolo.gate_detector(held, real, against, {}, a)
+    assert rec["forced"] and rec["against"] == "made-up" and rec["old"]["real_sunglasses_recall"] == 0.3
+    assert release_yolo.real_recall(real) == {"real-checks-recall": {"sunglasses": 0.2}}
