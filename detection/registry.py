@@ -40,7 +40,7 @@ def sniff(path: str | Path) -> str:
     ``.pt`` at all."""
     from classification.models import ARCHS
 
-    from .frcnn import CKPT_KEYS
+    from .frcnn.model import CKPT_KEYS
 
     h = read_header(path)
     if h.format == "torchscript":
@@ -189,26 +189,26 @@ def parse(model: str | os.PathLike | ModelSpec) -> ModelSpec:
 
 # --- the detectors, by (kind, suffix) ------------------------------------------------------------
 def _yolo_pt(p: Path, imgsz: int | None, conf: float, iou: float, threads: int | None, agnostic: bool) -> Detector:
-    from .yolo_detector import TorchYoloDetector
+    from .yolo.detector import TorchYoloDetector
 
     return TorchYoloDetector(p, imgsz=imgsz or 320, conf=conf, iou=iou, threads=threads, agnostic=agnostic)
 
 
 def _yolo_onnx(p: Path, imgsz: int | None, conf: float, iou: float, threads: int | None, agnostic: bool) -> Detector:
-    from .yolo_detector import OnnxYoloDetector
+    from .yolo.detector import OnnxYoloDetector
 
     return OnnxYoloDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads, agnostic=agnostic)
 
 
 def _frcnn_pt(p: Path, imgsz: int | None, conf: float, iou: float, threads: int | None, agnostic: bool) -> Detector:
-    from .frcnn_detector import FasterRCNNDetector
+    from .frcnn.detector import FasterRCNNDetector
 
     return FasterRCNNDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
 
 
 def _frcnn_onnx(p: Path, imgsz: int | None, conf: float, iou: float, threads: int | None,
                 agnostic: bool) -> Detector:
-    from .frcnn_detector import OnnxFasterRCNNDetector
+    from .frcnn.detector import OnnxFasterRCNNDetector
 
     return OnnxFasterRCNNDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads)
 
@@ -253,7 +253,7 @@ def load_detector(model: str | Path | ModelSpec, imgsz: int | None = None, conf:
                   threads: int | None = None, agnostic: bool = False) -> Detector:
     """The detector for a model file, a released model's name or a cascade spec ``FINDER+CLASSIFIER``.
 
-    A facewear Faster R-CNN (checkpoint dict or ONNX with ``arch`` frcnn*) runs in :mod:`detection.frcnn_detector`
+    A facewear Faster R-CNN (checkpoint dict or ONNX with ``arch`` frcnn*) runs in :mod:`detection.frcnn.detector`
     (``imgsz`` None: the model's own size); any other ``.pt`` / ``.onnx`` in the ultralytics YOLO detectors
     (``.pt``: ``imgsz`` None is 320); a cascade is built by :mod:`detection.cascade`.
 

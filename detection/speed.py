@@ -70,7 +70,7 @@ def time_variants(pt: Path, onnx_files: dict[str, Path], imgsz: int, threads: tu
     x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
     res: dict[str, dict[str, Any]] = {}
     if sniff(pt) == "frcnn":  # a square frame's network forward, as for YOLO
-        from .frcnn import ExportWrapper, load_checkpoint
+        from .frcnn.model import ExportWrapper, load_checkpoint
 
         m = ExportWrapper(load_checkpoint(pt)[0]).eval()
     else:

@@ -6,8 +6,8 @@ import argparse
 from facewear.cli import add_subcommands, dispatch
 
 FAMILIES = {
-    "yolo": ("detection.yolo", "train the four-class YOLOv5 detector (ultralytics)"),
-    "frcnn": ("detection.frcnn_train", "train the Faster R-CNN baseline (MobileNetV2 + FPN, torchvision)"),
+    "yolo": ("detection.yolo.train", "train the four-class YOLOv5 detector (ultralytics)"),
+    "frcnn": ("detection.frcnn.train", "train the Faster R-CNN baseline (MobileNetV2 + FPN, torchvision)"),
     "cls": ("classification.train", "train a four-class crop classifier (behind a face detector)"),
 }
 

@@ -86,7 +86,7 @@ CLS_STD_RGB: tuple[float, float, float] = (0.229, 0.224, 0.225)
 CLS_STORE_SIZE: int = 128  # side of the stored context crops in build/crops (see classification/crops.py)
 CLS_STORE_CONTEXT: float = 1.6  # a stored crop spans max(w, h) * this, so training can jitter the box
 
-# --- cascade: face finder + crop classifier (classification/cascade.py) -----
+# --- cascade: face finder + crop classifier (detection/cascade.py) ------
 CASCADE_SEP: str = "+"  # model spec FINDER+CLASSIFIER, e.g. mtcnn+weights/facewear-cls.onnx
 CASCADE_FINDERS: tuple[str, ...] = ("mtcnn", "haar", "centerface")  # built-in finders; a detector file also works
 CENTERFACE_IMGSZ: int = 640  # CenterFace input, long side (pixels)

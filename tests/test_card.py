@@ -28,7 +28,7 @@ def _one_thread():
 
 def _tiny_frcnn(path: Path) -> Path:
     """An untrained Faster R-CNN checkpoint in the training format (no training: the card only needs a model)."""
-    from detection.frcnn import build_model, default_config, save_checkpoint
+    from detection.frcnn.model import build_model, default_config, save_checkpoint
 
     model, start = build_model(pretrained=False)
     return save_checkpoint(path, model, imgsz=IMGSZ, config=default_config(), epoch=0, args={}, metrics={},

@@ -104,11 +104,11 @@ def test_distill_and_cli(tmp_path):
 
 def test_yolo_cli_passes_name(monkeypatch):
     """`facewear train yolo --name X` hands name=X to the trainer."""
-    import detection.yolo
+    import detection.yolo.train
     from facewear.cli import main
 
     seen = {}
-    monkeypatch.setattr(detection.yolo, "run", lambda **kw: seen.update(kw) or 0)
+    monkeypatch.setattr(detection.yolo.train, "run", lambda **kw: seen.update(kw) or 0)
     assert main(["train", "yolo", "--name", "abc", "--epochs", "1"]) == 0
     assert seen["name"] == "abc" and seen["epochs"] == 1
 

@@ -18,7 +18,7 @@ _make_dataset = make_det_dataset  # the generator lives in conftest.py (shared w
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny dataset and a YOLOv5n trained 1 epoch at 64 px on it."""
-    from detection.yolo import train
+    from detection.yolo.train import train
 
     root = tmp_path_factory.mktemp("tinyds")
     spec = _make_dataset(root)
@@ -42,7 +42,7 @@ def test_train_one_epoch_writes_weights(tiny):
 @pytest.mark.slow
 def test_resume_after_interrupt(tmp_path):
     """An interrupted run leaves last.pt; --resume finishes the remaining epochs."""
-    from detection.yolo import train
+    from detection.yolo.train import train
 
     spec = _make_dataset(tmp_path / "ds", n_train=4, n_val=2)
     proj = tmp_path / "runs"
@@ -56,7 +56,7 @@ def test_resume_after_interrupt(tmp_path):
 
     from ultralytics import YOLO
 
-    import detection.yolo as y
+    import detection.yolo.train as y
 
     orig = YOLO.train
 
@@ -80,7 +80,7 @@ def test_resume_after_interrupt(tmp_path):
 
 
 def test_resume_without_run_is_clear(tmp_path):
-    from detection.yolo import train
+    from detection.yolo.train import train
 
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(resume=True, project=str(tmp_path), name="none")
@@ -89,7 +89,7 @@ def test_resume_without_run_is_clear(tmp_path):
 def test_coco_start_maps_backbone_and_neck(tmp_path):
     import torch
 
-    from detection.yolo import build_model, load_coco
+    from detection.yolo.train import build_model, load_coco
 
     m = build_model("yolov5n.yaml")
     sd = {k: torch.randn_like(v) if v.dtype.is_floating_point else v for k, v in m.state_dict().items()
@@ -104,7 +104,7 @@ def test_coco_start_maps_backbone_and_neck(tmp_path):
 
 
 def test_coco_start_missing_falls_back_with_warning(tmp_path, monkeypatch):
-    from detection.yolo import init_checkpoint
+    from detection.yolo.train import init_checkpoint
 
     monkeypatch.setenv("FACEWEAR_SHARED_WEIGHTS", str(tmp_path / "absent"))
     with pytest.warns(UserWarning, match="from scratch"):
@@ -112,7 +112,7 @@ def test_coco_start_missing_falls_back_with_warning(tmp_path, monkeypatch):
 
 
 def test_coco_start_real_file(shared_data):
-    from detection.yolo import COCO_STATE_DICT, build_model, load_coco
+    from detection.yolo.train import COCO_STATE_DICT, build_model, load_coco
     from facewear.constants import default_shared_weights
 
     p = default_shared_weights() / COCO_STATE_DICT

@@ -29,7 +29,7 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny dataset and a Faster R-CNN trained one epoch from scratch on it (best.pt stored as fp16)."""
-    from detection.frcnn_train import train
+    from detection.frcnn.train import train
 
     root = tmp_path_factory.mktemp("frcnn")
     spec = make_det_dataset(root / "ds", n_train=4, n_val=2, size=IMGSZ)
@@ -69,7 +69,7 @@ def _matched(a: np.ndarray, b: np.ndarray) -> float:
 # --- model ------------------------------------------------------------------------------------
 def test_build_model_imagenet_start_and_freeze():
     from classification.models import pretrained_file
-    from detection.frcnn import build_model, stage_indices
+    from detection.frcnn.model import build_model, stage_indices
 
     f = pretrained_file("mobilenet_v2")
     if f is None:
@@ -91,7 +91,7 @@ def test_build_model_imagenet_start_and_freeze():
 
 
 def test_dataset_labels_and_flip(tiny):
-    from detection.frcnn_train import YoloDetDataset
+    from detection.frcnn.train import YoloDetDataset
     from facewear.data.layout import load_spec
 
     spec = load_spec(tiny[0])
@@ -138,7 +138,7 @@ def test_train_one_epoch_writes_checkpoints(tiny):
 
 @pytest.mark.slow
 def test_resume_continues_epoch_counter(tiny, tmp_path):
-    from detection.frcnn_train import train
+    from detection.frcnn.train import train
 
     _, runs, _ = tiny
     shutil.copytree(runs / "t", tmp_path / "t")
@@ -151,7 +151,7 @@ def test_resume_continues_epoch_counter(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_refuses_existing_run_dir(tiny):
-    from detection.frcnn_train import train
+    from detection.frcnn.train import train
 
     spec, runs, _ = tiny
     with pytest.raises(ValueError, match="run folder exists"):
@@ -160,7 +160,7 @@ def test_refuses_existing_run_dir(tiny):
 
 @pytest.mark.slow
 def test_test_only_evaluates_best(tiny):
-    from detection.frcnn_train import train
+    from detection.frcnn.train import train
     from facewear.cli import main
 
     spec, runs, _ = tiny
@@ -196,7 +196,7 @@ def test_export_onnx_agrees_with_torch(exported):
 
 @pytest.mark.slow
 def test_load_detector_routes_pt_and_onnx(exported):
-    from detection.frcnn_detector import (
+    from detection.frcnn.detector import (
         FasterRCNNDetector,
         OnnxFasterRCNNDetector,
         is_frcnn_onnx,
@@ -218,15 +218,15 @@ def test_load_detector_routes_pt_and_onnx(exported):
     if yolo_onnx.is_file():
         assert not is_frcnn_onnx(yolo_onnx)
     if yolo_pt.is_file():
-        from detection.frcnn import is_frcnn_checkpoint
+        from detection.frcnn.model import is_frcnn_checkpoint
 
         assert not is_frcnn_checkpoint(yolo_pt)
 
 
 @pytest.mark.slow
 def test_half_checkpoint_loads_back_in_fp32(tiny, tmp_path):
-    from detection.frcnn import half_checkpoint, load_checkpoint
-    from detection.frcnn_detector import FasterRCNNDetector
+    from detection.frcnn.detector import FasterRCNNDetector
+    from detection.frcnn.model import half_checkpoint, load_checkpoint
 
     _, runs, _ = tiny
     last = runs / "t" / "weights" / "last.pt"
@@ -266,9 +266,9 @@ def test_val_predict_bench_serve_frcnn(exported, tiny, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_errors_name_the_file(tiny, tmp_path):
     from detection.export import run as export
-    from detection.frcnn import is_frcnn_checkpoint, load_checkpoint
-    from detection.frcnn_detector import OnnxFasterRCNNDetector
-    from detection.frcnn_train import train
+    from detection.frcnn.detector import OnnxFasterRCNNDetector
+    from detection.frcnn.model import is_frcnn_checkpoint, load_checkpoint
+    from detection.frcnn.train import train
 
     missing = tmp_path / "missing.yaml"
     with pytest.raises(FileNotFoundError, match="missing.yaml"):

@@ -364,7 +364,7 @@ def test_stream_source_helpers():
 # --- a real (untrained) ultralytics model ------------------------------------------------
 def test_real_tiny_yolo_checkpoint(tmp_path):
     torch = pytest.importorskip("torch")
-    from detection.yolo import build_model
+    from detection.yolo.train import build_model
 
     pt = tmp_path / "tiny.pt"
     torch.save({"model": build_model("yolov5n.yaml").half(), "train_args": {}}, pt)

@@ -39,8 +39,8 @@ def files_under(d: Path) -> list[str]:
 
 # --- Faster R-CNN -----------------------------------------------------------------------------
 def test_frcnn_torchrun_two_processes_match_one_and_resume_in_one(tmp_path):
-    from detection.frcnn import read_checkpoint
-    from detection.frcnn_train import evaluate_checkpoint, train
+    from detection.frcnn.model import read_checkpoint
+    from detection.frcnn.train import evaluate_checkpoint, train
 
     spec = make_det_dataset(tmp_path / "ds", n_train=8, n_val=4, size=64)
     runs = tmp_path / "runs"
@@ -177,7 +177,7 @@ def test_yolo_train_passes_device_list_and_prepares_ddp(tmp_path, monkeypatch):
     """facewear train yolo --device 0,1 hands the list to ultralytics unchanged, after preparing the environment."""
     import ultralytics
 
-    import detection.yolo as yolo
+    import detection.yolo.train as yolo
 
     seen = {}
 

@@ -43,7 +43,7 @@ def training_record(ck: dict) -> dict:
     """What the CPU allowed, from the checkpoint: images seen, iterations, per-epoch history and timing."""
     import math
 
-    from detection.frcnn_train import YoloDetDataset
+    from detection.frcnn.train import YoloDetDataset
     from facewear.data.layout import load_spec
 
     a = ck["args"]
@@ -102,7 +102,7 @@ def main() -> int:
     import torch
 
     from detection import manifest, val
-    from detection.frcnn_export import run as export
+    from detection.frcnn.export import run as export
 
     run = Path(a.run)
     best, last = run / "weights" / "best.pt", run / "weights" / "last.pt"

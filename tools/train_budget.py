@@ -37,7 +37,7 @@ class _Stop(Exception):
 def measure(cfg: str, imgsz: int, batch: int, iters: int, warmup: int, data: str, workers: int = 2,
             device: str = "cpu", cache: str | bool = False) -> dict:
     """Time ``iters`` training batches of ``cfg`` at ``imgsz`` after ``warmup`` batches; returns the figures."""
-    from detection.yolo import train
+    from detection.yolo.train import train
 
     if warmup < 1:
         raise ValueError("--warmup must be at least 1 (the first batch's time includes the loader start)")

@@ -39,7 +39,7 @@ from facewear.constants import DATASETS_DIR, FRCNN_CHECK_CONF, FRCNN_ONNX_OPSET
 from facewear.io import ImageReadError, atomic_path, list_images, read_image, write_json
 from facewear.ort import set_metadata
 
-from .frcnn import (
+from .model import (
     ONNX_INPUT,
     ONNX_OUTPUTS,
     ExportWrapper,
@@ -255,7 +255,7 @@ def run(model: str | Path, formats: list[str] | tuple[str, ...] | None = None, i
         print(f"{prec:>10}: skipped ({why})")
         LOG.warning("%s: %s export skipped (%s)", pt, prec, why)
     if bench:
-        from .speed import time_variants
+        from ..speed import time_variants
 
         report["latency"] = time_variants(pt, files, imgsz)
     if json_out:

@@ -17,7 +17,7 @@ import numpy as np
 from facewear.constants import CLASS_NAMES, FRCNN_IMGSZ
 from facewear.modelfile import onnx_metadata
 
-from .frcnn import ExportWrapper, load_checkpoint, resize_long, to_detections, to_input
+from .model import ExportWrapper, load_checkpoint, resize_long, to_detections, to_input
 
 LOG = logging.getLogger("facewear.frcnn")
 
@@ -80,7 +80,7 @@ def is_frcnn_onnx(path: str | Path) -> bool:
 
 
 class OnnxFasterRCNNDetector(_FasterRCNNBase):
-    """A Faster R-CNN ONNX export (``detection.frcnn_export``) in onnxruntime: input ``images (1, 3, H, W)``
+    """A Faster R-CNN ONNX export (``detection.frcnn.export``) in onnxruntime: input ``images (1, 3, H, W)``
     (dynamic H, W), outputs ``boxes``, ``scores``, ``labels`` (0-based)."""
 
     def __init__(self, path: str | Path, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.45,

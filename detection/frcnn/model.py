@@ -187,7 +187,7 @@ def to_input(img_bgr: np.ndarray) -> np.ndarray:
 def to_detections(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, scale: tuple[float, float],
                   shape: tuple[int, ...], conf: float, iou: float) -> np.ndarray:
     """Network outputs -> ``(N, 6)`` float32 detections in frame pixels (score >= ``conf``, class-wise NMS)."""
-    from .detector import EMPTY, nms
+    from ..detector import EMPTY, nms
 
     m = scores >= conf
     if not m.any():

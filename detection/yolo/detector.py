@@ -10,7 +10,7 @@ import numpy as np
 from facewear.boxes import letterbox
 from facewear.constants import CLASS_NAMES
 
-from .detector import EMPTY, nms
+from ..detector import EMPTY, nms
 
 LOG = logging.getLogger("facewear.detect")
 

@@ -1,4 +1,4 @@
-"""``facewear train frcnn``: train the Faster R-CNN baseline (MobileNetV2 + FPN, :mod:`detection.frcnn`).
+"""``facewear train frcnn``: train the Faster R-CNN baseline (MobileNetV2 + FPN, :mod:`detection.frcnn.model`).
 
 A plain loop after torchvision's ``references/detection``: a dataset read from an ultralytics-style spec (YOLO
 txt labels), horizontal flips, SGD (or AdamW) with a linear warm-up then a cosine or multi-step schedule
@@ -55,7 +55,7 @@ from facewear.dist import (
 from facewear.formats import read_yolo
 from facewear.io import list_images, read_image, write_json
 
-from .frcnn import (
+from .model import (
     build_model,
     count_params,
     default_config,
@@ -134,7 +134,7 @@ def _check_spec(data: str | Path) -> dict:
 def evaluate(det: Any, data: str | Path, split: str = "val", max_images: int | None = None,
              json_out: str | Path | None = None) -> dict[str, Any]:
     """``facewear val`` on ``det`` (a Detector or a model file): COCO mAP50, mAP50-95, per-class AP."""
-    from .val import run as val
+    from ..val import run as val
 
     return val(det, data=str(data), split=split, imgsz=getattr(det, "imgsz", FRCNN_IMGSZ), conf=0.001,
                max_images=max_images, spread=True, json_out=str(json_out) if json_out else None)
@@ -151,7 +151,7 @@ def slim(res: dict[str, Any]) -> dict[str, Any]:
 def evaluate_checkpoint(weights: str | Path, data: str | Path, split: str | None = None, imgsz: int | None = None,
               max_images: int | None = None, threads: int | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint without training; writes ``<run>/<stem>.<split>.eval.json``."""
-    from .frcnn_detector import FasterRCNNDetector
+    from .detector import FasterRCNNDetector
 
     ckpt = Path(weights)
     det = FasterRCNNDetector(ckpt, imgsz=imgsz, conf=0.001, iou=0.6, threads=threads)
@@ -248,8 +248,8 @@ def evaluate_ranks(det: Any, data: str | Path, info: DistInfo, split: str = "val
     from facewear.formats import Report
     from facewear.io import ImageReadError
 
-    from .val import evaluate as coco_evaluate
-    from .val import load_ground_truth
+    from ..val import evaluate as coco_evaluate
+    from ..val import load_ground_truth
 
     gt = load_ground_truth(load_spec(data), split, tuple(det.names), Report())
     root = Path(gt.pop("images_root"))
@@ -412,7 +412,7 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: 
 
 def _detector(model: torch.nn.Module, imgsz: int, device: torch.device, source: str) -> Any:
     """The in-training model as a Detector (on the CPU as before; on a GPU rank, on that GPU)."""
-    from .frcnn_detector import FasterRCNNDetector
+    from .detector import FasterRCNNDetector
 
     if device.type == "cpu":
         return FasterRCNNDetector.from_model(model, imgsz, source=source)
