@@ -69,7 +69,7 @@ def read_header(path: str | Path) -> ModelFile:
             warnings.simplefilter("ignore")
             obj: Any = torch.load(p, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as e:  # noqa: BLE001 - junk bytes make the unpickler raise anything (IndexError, KeyError...)
-        if "Weights only load failed" in str(e):  # a pickle of Python objects (ultralytics): not unpickled here
+        if "Unsupported global" in str(e):  # a pickle of Python objects (ultralytics): not unpickled here
             return ModelFile(p, "pickle")
         raise ValueError(f"{p}: not a torch checkpoint ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
