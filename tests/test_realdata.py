@@ -374,3 +374,22 @@ def test_released_detector_boxes_no_blank_frame():
         pytest.skip(f"{onnx}: released detector not present")
     r = blank_frame_check(load_detector(onnx, conf=0.25))
     assert r["frames_with_detections"] == 0, r["per_frame"]
+
+
+def test_autobox_verb_loads_the_classifier_and_passes_it_down(tmp_path, monkeypatch):
+    """`facewear data autobox` is classification.autobox: it loads --classifier (facewear/data may not) and hands
+    the loaded classifier to realbox.run; applying decisions loads none."""
+    from conftest import make_cls_ckpt
+
+    from classification import autobox
+    from facewear.cli import main
+
+    seen: list = []
+    monkeypatch.setattr(realbox, "run", lambda **kw: seen.append(kw) or {})
+    ckpt = make_cls_ckpt(tmp_path / "cls.pt")
+    assert main(["data", "autobox", "--data-root", str(tmp_path), "--classifier", str(ckpt)]) == 0
+    assert hasattr(seen[-1]["classifier"], "classify") and seen[-1]["data_root"] == str(tmp_path)
+    assert main(["data", "autobox", "--decisions", str(tmp_path / "d.txt")]) == 0
+    assert seen[-1]["classifier"] is None and seen[-1]["decisions"] == str(tmp_path / "d.txt")
+    autobox.run(classifier=str(tmp_path / "missing.onnx"), data_root=str(tmp_path))  # a warning, no classifier
+    assert seen[-1]["classifier"] is None
