@@ -50,7 +50,8 @@ def measure(model: str, imgsz: int, max_images: int | None, specs: Path = DATASE
     return {"ilc-heldout": slim(held), "real-checks": slim(real), "blank": blank, "imgsz": imgsz}
 
 
-def render(results: dict, commands: dict, argv: str) -> str:
+def render(results: dict, commands: dict, argv: str, machine_line: str | None = None) -> str:
+    """The Markdown report; ``machine_line`` defaults to this machine (a re-render passes the saved one)."""
     f = lambda v: "n/a" if v is None or v != v else f"{v:.3f}"  # noqa: E731
     lines = ["# Real data A/B: does the new dataset fix real sunglasses?", "",
              "Same recipe and budget, old dataset against new (see the commands below). Figures from "
@@ -62,8 +63,8 @@ def render(results: dict, commands: dict, argv: str) -> str:
              "plus `cmu-faces` (real dark sunglasses, and the same people without), boxes reviewed by eye;",
              "* **blank frames**: uniform, near-uniform and 1x1 frames (`detection/blank.py`): frames with any "
              "detection at conf 0.25.", "",
-             f"Machine: {machine()}. Each row measured by `python tools/real_ab.py --model LABEL=PATH` (rows of "
-             f"several runs joined with `--merge`); models: {argv}.", "",
+             f"Machine: {machine_line or machine()}. Each row measured by `python tools/real_ab.py --model "
+             f"LABEL=PATH` (rows of several runs joined with `--merge`); models: {argv}.", "",
              "| model | px | held-out mAP50 | AP50 face | AP50 mask | AP50 sunglasses | AP50 mask_sunglasses | "
              "real sunglasses recall | called face | missed | real mask_sunglasses recall | "
              "blank frames with boxes |",
@@ -88,6 +89,22 @@ def render(results: dict, commands: dict, argv: str) -> str:
         lines += ["", "Commands:", ""]
         lines += [f"* {label}: `{cmd}`" for label, cmd in commands.items()]
     return "\n".join(lines) + "\n"
+
+
+def argv_line(models: dict[str, str]) -> str:
+    return " ".join(f"--model {label!r}={path}" for label, path in models.items())
+
+
+def render_saved(saved: dict) -> str:
+    """The Markdown report from this tool's JSON output, as measured then (its machine line included)."""
+    return render(saved["results"], saved.get("commands", {}), argv_line(saved["models"]), saved.get("machine"))
+
+
+def readme_block(report: str, out: Path) -> str:
+    """The README block: the report's tables and a link to it."""
+    table = "\n".join(ln for ln in report.splitlines() if ln.startswith("|"))
+    return (f"{table}\n\nFrom [`{out.as_posix()}`]({out.as_posix()}) (machine, commands and the "
+            f"held-out-only breakdown there).\n")
 
 
 def main() -> int:
@@ -116,17 +133,14 @@ def main() -> int:
         commands = {**old.get("commands", {}), **commands}
     results.update({label: measure(path, a.imgsz, a.max_images, Path(a.specs)) for label, path in models.items()})
     models = {**merged_models, **models}
-    argv = " ".join(f"--model {label!r}={path}" for label, path in models.items())
+    argv = argv_line(models)
     out = Path(a.out)
     write_text(out, render(results, commands, argv))
     write_json(out.with_suffix(".json"), {"models": models, "commands": commands, "imgsz": a.imgsz,
                                           "machine": machine(), "results": results})
     if a.readme:
-        text = out.read_text()
-        table = "\n".join(ln for ln in text.splitlines() if ln.startswith("|"))
-        write_marked_block(REPO_ROOT / "README.md", "real-data-ab",
-                           f"{table}\n\nFrom [`{out.as_posix()}`]({out.as_posix()}) (machine, commands and the "
-                           f"held-out-only breakdown there).\n", "tools/real_ab.py")
+        write_marked_block(REPO_ROOT / "README.md", "real-data-ab", readme_block(out.read_text(), out),
+                           "tools/real_ab.py")
     print(out.read_text())
     return 0
 

@@ -79,6 +79,11 @@ def _standing(rows: list[dict]) -> str:
 
 def write_readme(res: dict, casc: dict | None) -> None:
     """Rewrite the README block between the classifier markers from the bench results."""
+    write_marked_block(REPO_ROOT / "README.md", "classifiers", readme_body(res, casc), "tools/release_cls.py")
+
+
+def readme_body(res: dict, casc: dict | None) -> str:
+    """The README block's text from the classifier and cascade bench results."""
     from classification.bench import cls_markdown
     from detection.cascade_bench import cascade_markdown
 
@@ -89,9 +94,8 @@ def write_readme(res: dict, casc: dict | None) -> None:
             f"{_standing(rows)}\nIts confusion matrices (rows: true class): held-out real "
             f"![real](weights/plots/{NAME}-confusion_heldout-real.png) and synthetic "
             f"![synthetic](weights/plots/{NAME}-confusion_heldout-synth.png)\n\nAll architectures and precisions:\n\n")
-    body = (f"{head}{cls_markdown(res)}\n![trade-off](weights/classifiers.bench.png)\n\n"
+    return (f"{head}{cls_markdown(res)}\n![trade-off](weights/classifiers.bench.png)\n\n"
             + (f"#### Cascades against the four-class detector\n\n{cascade_markdown(casc)}\n" if casc else ""))
-    write_marked_block(REPO_ROOT / "README.md", "classifiers", body, "tools/release_cls.py")
 
 
 def gate_cls(best: dict, a: argparse.Namespace) -> dict:

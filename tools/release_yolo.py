@@ -79,6 +79,15 @@ def real_lines(real: dict | None, blank: dict) -> str:
     return out
 
 
+def block(m: dict) -> str:
+    """The README block, from the metrics file's content ``m`` (``weights/<name>.metrics.json``): per-class table,
+    real-check and blank-frame lines, and the benchmark table."""
+    from detection import bench
+
+    return (f"{held_table(m['ilc-heldout'], m['facewear4-val'])}\n{real_lines(m.get('real-checks'), m['blank-frames'])}"
+            f"{bench.to_markdown(m['bench'])}")
+
+
 def real_recall(real: dict | None) -> dict:
     """``{"real-checks-recall": {class: recall}}`` for a manifest entry (the gate reads it), or ``{}``."""
     if not real:
@@ -154,16 +163,28 @@ def gate_detector(held: dict, real: dict | None, against: dict | None, val_kw: d
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, help="ultralytics run folder (holds weights/best.pt)")
+    ap.add_argument("--run", default=None, help="ultralytics run folder (holds weights/best.pt); required unless "
+                    "--readme-only")
     ap.add_argument("--name", default="yolov5n-facewear4")
     ap.add_argument("--arch", default="yolov5n")
     ap.add_argument("--imgsz", type=int, default=320)
-    ap.add_argument("--train-command", required=True)
+    ap.add_argument("--train-command", default=None, help="the training command (required unless --readme-only)")
+    ap.add_argument("--readme-only", action="store_true",
+                    help="re-render the README block from weights/<name>.metrics.json; measures nothing")
     ap.add_argument("--video", default=None, help="video for end-to-end FPS (default: ../shared/data/videos/faces_stage.mp4)")
     ap.add_argument("--skip-export", action="store_true")
     ap.add_argument("--max-images", type=int, default=None, help="evaluate on the first N images only (dry runs)")
     add_gate_args(ap)
     a = ap.parse_args()
+    mfile = WEIGHTS_DIR / f"{a.name}.metrics.json"
+    if a.readme_only:
+        if not mfile.is_file():
+            raise SystemExit(f"{mfile}: not found (release first)")
+        write_marked_block(REPO_ROOT / "README.md", a.name, block(json.loads(mfile.read_text())),
+                           "tools/release_yolo.py")
+        return 0
+    if not a.run or not a.train_command:
+        raise SystemExit("--run and --train-command are required (unless --readme-only)")
 
     from detection import bench, export, manifest, val
 
@@ -214,7 +235,8 @@ def main() -> int:
                   iters=20 if a.max_images else 50,
                   command="python tools/release_yolo.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     metrics["bench"] = b
-    write_json(WEIGHTS_DIR / f"{a.name}.metrics.json", portable_paths(metrics))
+    metrics = portable_paths(metrics)
+    write_json(mfile, metrics)
     for suffix in (".export.json", ".bench.json"):
         relativize_file(WEIGHTS_DIR / f"{a.name}{suffix}")
     ex = json.loads((WEIGHTS_DIR / f"{a.name}.export.json").read_text()) if (WEIGHTS_DIR / f"{a.name}.export.json").is_file() else {}
@@ -238,9 +260,7 @@ def main() -> int:
                                     "agreement_with_torch": {k: v for k, v in ex.get("files", {}).get(prec, {}).items()
                                                              if k not in ("file", "bytes")}},
                            io=manifest.YOLO_ONNX_IO, exported_from=pt.name, **common)
-    write_marked_block(REPO_ROOT / "README.md", a.name,
-                       f"{held_table(held, synth)}\n{real_lines(real, metrics['blank-frames'])}{bench.to_markdown(b)}",
-                       "tools/release_yolo.py")
+    write_marked_block(REPO_ROOT / "README.md", a.name, block(metrics), "tools/release_yolo.py")
     print(f"released {a.name}: held-out mAP50 {held['mAP50']:.4f}, synthetic val mAP50 {synth['mAP50']:.4f}")
     return 0
 
