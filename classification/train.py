@@ -28,6 +28,7 @@ from facewear.constants import (
     CLASS_NAMES,
     CLS_IMGSZ,
     CLS_MARGIN,
+    RUNS_DIR,
     SEED,
     default_build_dir,
 )
@@ -137,7 +138,7 @@ def precise_bn(model: nn.Module, loader: DataLoader, batches: int) -> None:
 def train(arch: str = "mobilenet_v2", data: str | None = None, imgsz: int = CLS_IMGSZ, margin: float = CLS_MARGIN,
           epochs: int = 8, batch: int = 128, lr: float | None = None, weight_decay: float = 0.05,
           label_smoothing: float = 0.1, init: str = "imagenet", distill: str | None = None, distill_alpha: float = 0.7,
-          distill_t: float = 2.0, project: str = "runs/cls", name: str | None = None, exist_ok: bool = False,
+          distill_t: float = 2.0, project: str = str(RUNS_DIR / "cls"), name: str | None = None, exist_ok: bool = False,
           resume: bool = False, test_only: bool = False, weights: str | None = None, fraction: float = 1.0,
           workers: int = 0, threads: int | None = None, bn_batches: int = 20, seed: int = SEED,
           sync_bn: bool = False, balance: bool = False) -> dict:
@@ -352,7 +353,10 @@ def _val_scores(clf: Classifier, va_x: np.ndarray, va_y: np.ndarray, info: DistI
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="mobilenet_v2", choices=ARCHS, help="architecture (default mobilenet_v2)")
-    p.add_argument("--data", default=None, help="crop dataset root (default: build/crops, made by facewear data crops)")
+    p.add_argument("--crops", dest="data", default=None,
+                   help="crop dataset root (default: build/crops, made by facewear data crops)")
+    p.add_argument("--data", dest="data", default=None,
+                   help=argparse.SUPPRESS)  # deprecated spelling of --crops (--data is a dataset spec elsewhere)
     p.add_argument("--imgsz", type=int, default=CLS_IMGSZ, help=f"input size in pixels (default {CLS_IMGSZ})")
     p.add_argument("--margin", type=float, default=CLS_MARGIN,
                    help=f"crop margin around the face box, fraction of its side (default {CLS_MARGIN})")
@@ -367,7 +371,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distill-alpha", type=float, default=0.7,
                    help="with --distill: weight of the teacher's soft labels in the loss (default 0.7)")
     p.add_argument("--distill-t", type=float, default=2.0, help="with --distill: softmax temperature (default 2.0)")
-    p.add_argument("--project", default="runs/cls", help="folder of runs (default runs/cls)")
+    p.add_argument("--project", default=str(RUNS_DIR / "cls"),
+                   help="folder of runs; relative: to the current folder (default runs/cls in the repository)")
     p.add_argument("--name", default=None, help="run name (default: the arch)")
     p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder instead of stopping")
     p.add_argument("--resume", action="store_true", help="continue <project>/<name>/weights/last.pt")

@@ -45,6 +45,10 @@ def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(
     for opt, out_file in (("--json", json_out), ("--md", md_out), ("--out", out)):
         if out_file:
             check_not_inputs([out_file], ins, opt)
+    if suite == "detector" and models:  # the CLI's --model fills ``models``
+        if len(models) != 1:
+            raise ValueError(f"--suite detector benchmarks one model; got {len(models)}: {' '.join(models)}")
+        model, models = models[0], None
     if suite == "card":
         from .card import run as card
 
@@ -52,7 +56,7 @@ def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(
                     iters=iters, imgsz=imgsz, readme=readme, command=command)
     if suite in ("cls", "cascade"):
         if not models:
-            raise ValueError(f"--suite {suite} needs --models")
+            raise ValueError(f"--suite {suite} needs --model (one or more)")
         from classification.bench import bench_classifiers
 
         from .cascade_bench import bench_cascades
@@ -123,8 +127,12 @@ def to_markdown(res: dict[str, Any]) -> str:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=str(WEIGHTS_DIR / "yolov5n-facewear4.pt"),
-                   help="the .pt (ONNX files beside it are included) or a cascade FINDER+CLASSIFIER")
+    p.add_argument("--model", dest="models", nargs="+", action="extend", default=None, metavar="MODEL",
+                   help="--suite detector: one .pt (ONNX files beside it are included) or cascade FINDER+CLASSIFIER "
+                        "(default weights/yolov5n-facewear4.pt); --suite cls / cascade / card: one or more models "
+                        "(list them or repeat --model; card default: every model in weights/)")
+    p.add_argument("--models", dest="models", nargs="+", action="extend", default=None,
+                   help=argparse.SUPPRESS)  # deprecated spelling of --model
     p.add_argument("--data", default=str(DATASETS_DIR / "ilc-heldout.yaml"),
                    help="dataset spec for accuracy (default datasets/ilc-heldout.yaml)")
     p.add_argument("--imgsz", type=int, default=320, help="inference size in pixels (default 320)")
@@ -136,12 +144,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-images", type=int, default=None,
                    help="evaluate on part of each split: the first N images (--suite card: N evenly spaced ones)")
     p.add_argument("--suite", choices=("detector", "cls", "cascade", "card"), default="detector",
-                   help="detector: --model and its exports (default); cls: the classifier table over --models "
-                        "checkpoints (exports made beside them); cascade: detectors and cascades in --models "
+                   help="detector: --model and its exports (default); cls: the classifier table over the --model "
+                        "checkpoints (exports made beside them); cascade: the detectors and cascades in --model "
                         "compared on --data; card: the model card weights/README.md over every shipped model "
-                        "(or --models)")
-    p.add_argument("--models", nargs="+", default=None,
-                   help="for --suite cls / cascade / card (card default: every model in weights/)")
+                        "(or the --model list)")
     p.add_argument("--out", default=None, help="for --suite cls / cascade: write <out>.md, .json (and .png); "
                    "for --suite card: the card (default weights/README.md; card.json and plots/ beside it)")
     p.add_argument("--synth-data", default=None,

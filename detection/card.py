@@ -311,7 +311,7 @@ def _command(kw: dict[str, Any]) -> str:
         return "facewear bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     parts = ["facewear", "bench", "--suite", "card"]
     if kw.get("models"):
-        parts += ["--models", *[_rel(m) if not is_cascade_spec(m) else m for m in kw["models"]]]
+        parts += ["--model", *[_rel(m) if not is_cascade_spec(m) else m for m in kw["models"]]]
     for flag, key in (("--data", "data"), ("--synth-data", "synth_data"), ("--video", "video"), ("--out", "out"),
                       ("--imgsz", "imgsz"), ("--max-images", "max_images"), ("--iters", "iters")):
         if kw.get(key) is not None:

@@ -291,8 +291,8 @@ def load_models(models: Sequence[ModelArg], imgsz: int | None, conf: float, iou:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="dataset spec YAML (default datasets/facewear4.yaml)")
-    p.add_argument("--model", action="append", required=True,
-                   help=".pt/.onnx or cascade FINDER+CLASSIFIER; repeat for several models")
+    p.add_argument("--model", nargs="+", action="extend", required=True,
+                   help=".pt/.onnx or cascade FINDER+CLASSIFIER; list several or repeat --model")
     p.add_argument("--split", default="val", choices=SPLITS, help="split to load (default val)")
     p.add_argument("--name", default=None, help="FiftyOne dataset name (default facewear-<spec stem>-<split>-preds)")
     p.add_argument("--max-images", type=int, default=None, help="load at most this many images (first by name)")

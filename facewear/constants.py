@@ -41,6 +41,7 @@ MIN_BOX_SIDE: float = 1.0  # boxes thinner than this (pixels) are degenerate
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent
 DATASETS_DIR: Path = REPO_ROOT / "datasets"
 WEIGHTS_DIR: Path = REPO_ROOT / "weights"
+RUNS_DIR: Path = REPO_ROOT / "runs"  # default --project of every `facewear train` family: RUNS_DIR/<family>
 BUILD_DIR_ENV = "FACEWEAR_BUILD"  # where built datasets go (git-ignored)
 DATA_ROOT_ENV = "FACEWEAR_DATA"  # the public raw data (../shared/data)
 SHARED_WEIGHTS_ENV = "FACEWEAR_SHARED_WEIGHTS"

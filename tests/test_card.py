@@ -103,7 +103,7 @@ def test_card_cli_tiny_models(tmp_path, monkeypatch):
     readme.write_text("# x\n\nintro\n\n<!-- card:begin -->\nstale\n<!-- card:end -->\n\n## Status\n")
     out = tmp_path / "card" / "README.md"
     missing = tmp_path / "w" / "missing.onnx"
-    rc = main(["bench", "--suite", "card", "--models", str(frcnn), f"haar+{cls}", str(missing),
+    rc = main(["bench", "--suite", "card", "--model", str(frcnn), f"haar+{cls}", str(missing),
                f"mtcnn+{tmp_path / 'nope.onnx'}", "--data", str(held), "--synth-data", str(spec),
                "--video", str(video), "--out", str(out), "--readme", str(readme), "--imgsz", str(IMGSZ),
                "--iters", "2"])
@@ -143,7 +143,7 @@ def test_card_bad_input(tmp_path, capsys):
 
     held, spec = _specs(tmp_path)
     out = tmp_path / "card.md"
-    rc = main(["bench", "--suite", "card", "--models", str(tmp_path / "gone.pt"), "--data", str(held),
+    rc = main(["bench", "--suite", "card", "--model", str(tmp_path / "gone.pt"), "--data", str(held),
                "--synth-data", "none", "--video", "none", "--out", str(out)])
     assert rc == 2 and "gone.pt not found" in capsys.readouterr().err and not out.exists()
     with pytest.raises(FileNotFoundError, match="nope.yaml"):

@@ -29,7 +29,7 @@ def test_bench_classifiers_table_and_plot(tmp_path):
 
     q = export_run(ckpt, formats=["torch-int8"], calib=str(root), check=4)["files"]["torch-int8"]["file"]
     shutil.move(q, tmp_path / "m-int8-qat.pt")
-    assert main(["bench", "--suite", "cls", "--models", str(ckpt), "--crops", str(root), "--out", str(out),
+    assert main(["bench", "--suite", "cls", "--model", str(ckpt), "--crops", str(root), "--out", str(out),
                  "--iters", "3"]) == 0
     res = json.loads(out.with_suffix(".json").read_text())
     variants = {r["variant"] for r in res["rows"]}

@@ -92,7 +92,7 @@ def test_distill_and_cli(tmp_path):
 
     root = make_crop_root(tmp_path / "crops")
     proj = tmp_path / "runs"
-    args = ["train", "cls", "--arch", "mobilenet_v2_050", "--data", str(root), "--imgsz", "32", "--epochs", "1",
+    args = ["train", "cls", "--arch", "mobilenet_v2_050", "--crops", str(root), "--imgsz", "32", "--epochs", "1",
             "--batch", "8", "--init", "none", "--project", str(proj), "--threads", "1"]
     assert main(args + ["--name", "teacher"]) == 0  # --name reaches the trainer (it once collided with dispatch)
     teacher = proj / "teacher" / "weights" / "best.pt"

@@ -166,8 +166,10 @@ def test_cli_args() -> None:
     a = build_parser("inspect").parse_args(["inspect", "preds", "--model", "a.pt", "--model", "haar+c.pt"])
     assert (a.model, a.split, a.conf, a.report_conf, a.imgsz, a.port, a.no_launch, a.views_dir) == (
         ["a.pt", "haar+c.pt"], "val", 0.001, 0.25, 320, 5151, False, None)
-    d = build_parser("inspect").parse_args(["inspect", "data", "--no-launch", "--max-samples", "2"])
-    assert (d.action, d.no_launch, d.max_samples) == ("data", True, 2)
+    b = build_parser("inspect").parse_args(["inspect", "preds", "--model", "a.pt", "haar+c.pt", "--model", "b.onnx"])
+    assert b.model == ["a.pt", "haar+c.pt", "b.onnx"]  # a list, a repeat, or both
+    d = build_parser("inspect").parse_args(["inspect", "data", "--no-launch", "--max-images", "2"])
+    assert (d.action, d.no_launch, d.max_images) == ("data", True, 2)
     with pytest.raises(SystemExit):
         build_parser("inspect").parse_args(["inspect", "preds"])  # --model is required
 

@@ -81,7 +81,7 @@ def test_cls_torchrun_two_processes_and_resume_in_one(tmp_path):
 
     root = make_crop_root(tmp_path / "crops", size=40, splits=("train", "val"))
     runs = tmp_path / "runs"
-    torchrun(["train", "cls", "--arch", "mobilenet_v2_050", "--data", str(root), "--imgsz", "32", "--epochs", "1",
+    torchrun(["train", "cls", "--arch", "mobilenet_v2_050", "--crops", str(root), "--imgsz", "32", "--epochs", "1",
               "--batch", "4", "--init", "none", "--threads", "1", "--bn-batches", "2", "--project", str(runs),
               "--name", "ddp"], tmp_path)
     one = train(arch="mobilenet_v2_050", data=str(root), imgsz=32, epochs=1, batch=8, init="none", threads=1,

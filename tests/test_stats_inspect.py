@@ -180,7 +180,7 @@ def test_inspect_builds_dataset(built: Path, fo_name: str) -> None:
     assert fo.list_datasets().count(fo_name) == 1
     assert len(fo.load_dataset(fo_name)) == 3
 
-    ds3 = inspect.run(data=built, split="train", name=fo_name, max_samples=2, no_launch=True)
+    ds3 = inspect.run(data=built, split="train", name=fo_name, max_images=2, no_launch=True)
     assert len(ds3) == 2
 
 
@@ -200,8 +200,11 @@ def test_inspect_errors(built: Path, tmp_path: Path) -> None:
 def test_inspect_cli_args(cli_present: None) -> None:
     from facewear.cli import build_parser
 
-    a = build_parser().parse_args(["data", "inspect", "--no-launch", "--max-samples", "5"])
-    assert (a.split, a.port, a.no_launch, a.max_samples, a.name) == ("val", 5151, True, 5, None)
+    a = build_parser().parse_args(["data", "inspect", "--no-launch", "--max-images", "5"])
+    assert (a.no_launch, a.max_images) == (True, 5)
+    assert not hasattr(a, "port") and not hasattr(a, "split")  # not given: run()'s defaults apply
+    old = build_parser().parse_args(["data", "inspect", "--max-samples", "5"])  # the deprecated spelling
+    assert old.max_images == 5
 
 
 def test_stats_default_specs_skip_missing(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

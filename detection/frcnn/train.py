@@ -39,7 +39,7 @@ from facewear.constants import (
     FRCNN_ARCH,
     FRCNN_FREEZE,
     FRCNN_IMGSZ,
-    REPO_ROOT,
+    RUNS_DIR,
     SEED,
 )
 from facewear.data.layout import load_spec, split_paths
@@ -186,7 +186,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
           batch: int = 8, optimizer: str = "sgd", lr: float | None = None, momentum: float = 0.9,
           weight_decay: float = 1e-4, sched: str = "cosine", milestones: list[int] | None = None, gamma: float = 0.1,
           warmup_iters: int = 300, init: str = "imagenet", freeze: int | None = None, fraction: float = 1.0,
-          workers: int = 0, threads: int | None = None, project: str = str(REPO_ROOT / "runs" / "frcnn"),
+          workers: int = 0, threads: int | None = None, project: str = str(RUNS_DIR / "frcnn"),
           name: str = "train", exist_ok: bool = False, resume: bool = False, test_only: bool = False,
           weights: str | None = None, split: str | None = None, half: bool = False,
           max_val_images: int | None = None, seed: int = SEED, flip: float = 0.5,
@@ -450,7 +450,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train images (seeded)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--project", default=str(REPO_ROOT / "runs" / "frcnn"), help="folder of runs (default runs/frcnn)")
+    p.add_argument("--project", default=str(RUNS_DIR / "frcnn"),
+                   help="folder of runs; relative: to the current folder (default runs/frcnn in the repository)")
     p.add_argument("--name", default="train", help="run name: the run folder is PROJECT/NAME (default train)")
     p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder instead of stopping")
     p.add_argument("--resume", action="store_true", help="continue <project>/<name>/weights/last.pt")
@@ -458,7 +459,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="checkpoint for --test-only")
     p.add_argument("--split", default=None, help="--test-only: split to evaluate (default val, else test)")
     p.add_argument("--half", action="store_true", help="store best.pt with float16 weights (~13 MB)")
-    p.add_argument("--max-val-images", type=int, default=None, help="evaluate on N evenly spaced val images only")
+    p.add_argument("--max-images", dest="max_val_images", type=int, default=None,
+                   help="validate on N evenly spaced val images only (training uses every image)")
+    p.add_argument("--max-val-images", dest="max_val_images", type=int, default=None,
+                   help=argparse.SUPPRESS)  # deprecated spelling of --max-images
     p.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
     p.add_argument("--flip", type=float, default=0.5, help="horizontal flip probability (default 0.5)")
     p.add_argument("--sync-bn", action="store_true",

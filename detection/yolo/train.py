@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import facewear
-from facewear.constants import CLASS_NAMES, DATASETS_DIR, REPO_ROOT, default_shared_weights
+from facewear.constants import CLASS_NAMES, DATASETS_DIR, RUNS_DIR, default_shared_weights
 from facewear.data.layout import resolved_spec_file
 
 LOG = logging.getLogger("facewear.yolo")
@@ -72,7 +72,7 @@ def init_checkpoint(cfg: str, init: str, out: Path) -> Path | str:
 
 def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.yaml", init: str = "coco",
           epochs: int = 30, imgsz: int = 320, batch: int = 32, workers: int = 2, device: str = "cpu",
-          project: str = str(REPO_ROOT / "runs" / "yolo"), name: str = "train", resume: bool = False,
+          project: str = str(RUNS_DIR / "yolo"), name: str = "train", resume: bool = False,
           exist_ok: bool = False, cache: str | bool = False, fraction: float = 1.0, seed: int = 0,
           callbacks: dict[str, Any] | None = None, **overrides: Any):
     """Train YOLOv5 on a facewear spec; returns the ultralytics results. ``resume`` continues ``<project>/<name>``.
@@ -133,7 +133,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, 0, or a GPU list 0,1,2,3 for ultralytics' own "
                    "DDP (one process per GPU; --batch is the total over the GPUs) (default cpu)")
-    p.add_argument("--project", default=str(REPO_ROOT / "runs" / "yolo"), help="folder of runs (default runs/yolo)")
+    p.add_argument("--project", default=str(RUNS_DIR / "yolo"),
+                   help="folder of runs; relative: to the current folder (default runs/yolo in the repository)")
     p.add_argument("--name", default="train", help="run name: the run folder is PROJECT/NAME (default train)")
     p.add_argument("--resume", action="store_true", help="continue <project>/<name>/weights/last.pt")
     p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder instead of stopping")

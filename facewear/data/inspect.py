@@ -91,7 +91,7 @@ class SplitSource:
         return build_samples(self.images, self.labels, self.meta, self.spec["names"], self.files)
 
 
-def resolve_split(data: str | Path | None = None, split: str = "val", max_samples: int | None = None) -> SplitSource:
+def resolve_split(data: str | Path | None = None, split: str = "val", max_images: int | None = None) -> SplitSource:
     """Check the spec and split and list its images; errors name the missing file or folder."""
     spec_path = Path(data) if data is not None else DEFAULT_SPEC
     if split not in SPLITS:
@@ -110,19 +110,19 @@ def resolve_split(data: str | Path | None = None, split: str = "val", max_sample
         LOG.warning("%s: provenance file missing; every image is tagged 'real', source 'unknown'", meta_file)
     meta = read_meta_map(meta_file)
     files = list_images(images)
-    if max_samples is not None:
-        if max_samples < 0:
-            raise ValueError(f"--max-samples must be >= 0, got {max_samples}")
-        files = files[:max_samples]
+    if max_images is not None:
+        if max_images < 0:
+            raise ValueError(f"--max-images must be >= 0, got {max_images}")
+        files = files[:max_images]
     return SplitSource(spec_path, spec, split, images, labels, meta, files)
 
 
 def load_split(data: str | Path | None = None, split: str = "val", name: str | None = None,
-               max_samples: int | None = None) -> fo.Dataset:
+               max_images: int | None = None) -> fo.Dataset:
     """Build (or replace) the persistent FiftyOne dataset of one split and return it."""
     from tqdm import tqdm
 
-    src = resolve_split(data, split, max_samples)
+    src = resolve_split(data, split, max_images)
     spec_path, images, files = src.spec_path, src.images, src.files
     name = name or default_name(spec_path, split)
 
@@ -163,18 +163,22 @@ def serve(ds: fo.Dataset, port: int = 5151, prefix: str = "inspect") -> None:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="dataset spec YAML (default datasets/facewear4.yaml)")
-    p.add_argument("--split", default="val", choices=SPLITS, help="split to load (default val)")
-    p.add_argument("--name", default=None, help="FiftyOne dataset name (default facewear-<spec stem>-<split>)")
-    p.add_argument("--max-samples", type=int, default=None, help="load at most this many images")
-    p.add_argument("--no-launch", action="store_true", help="build the FiftyOne dataset and return")
-    p.add_argument("--port", type=int, default=5151, help="App port on 127.0.0.1 (default 5151)")
+    """The options; their defaults are :func:`run`'s (argparse leaves an option out when it is not given)."""
+    d = argparse.SUPPRESS
+    p.add_argument("--data", default=d, help="dataset spec YAML (default datasets/facewear4.yaml)")
+    p.add_argument("--split", default=d, choices=SPLITS, help="split to load (default val)")
+    p.add_argument("--name", default=d, help="FiftyOne dataset name (default facewear-<spec stem>-<split>)")
+    p.add_argument("--max-images", type=int, default=d, help="load at most this many images (first by name)")
+    p.add_argument("--max-samples", dest="max_images", type=int, default=d,
+                   help=argparse.SUPPRESS)  # deprecated spelling of --max-images
+    p.add_argument("--no-launch", action="store_true", default=d, help="build the FiftyOne dataset and return")
+    p.add_argument("--port", type=int, default=d, help="App port on 127.0.0.1 (default 5151)")
 
 
 def run(data: str | Path | None = None, split: str = "val", name: str | None = None,
-        max_samples: int | None = None, no_launch: bool = False, port: int = 5151) -> fo.Dataset:
+        max_images: int | None = None, no_launch: bool = False, port: int = 5151) -> fo.Dataset:
     """Load the split into FiftyOne; unless ``no_launch``, serve the App until closed or Ctrl-C."""
-    ds = load_split(data, split, name, max_samples)
+    ds = load_split(data, split, name, max_images)
     if not no_launch:
         serve(ds, port)
     return ds

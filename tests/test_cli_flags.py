@@ -1,0 +1,73 @@
+"""One option name per meaning across the verbs; deprecated spellings stay accepted but hidden."""
+import argparse
+
+import pytest
+
+from facewear.cli import VERBS, build_parser
+
+DEPRECATED = {"--max-samples", "--max-val-images", "--models"}  # spelled --max-images / --model now
+
+
+def leaves(p: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(verb path, parser) of every leaf command: ``("train", "cls")``, ``("val",)``..."""
+    subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, p
+        return
+    for a in subs:
+        for name, sp in a.choices.items():
+            yield from leaves(sp, (*path, name))
+
+
+ALL = dict(leaves(build_parser(None)))
+
+
+def visible(p: argparse.ArgumentParser) -> set[str]:
+    return {o for a in p._actions if a.help is not argparse.SUPPRESS for o in a.option_strings}
+
+
+def test_every_verb_builds():
+    assert {path[0] for path in ALL} == set(VERBS)
+    for path, p in ALL.items():
+        assert "--help" in visible(p), path
+
+
+@pytest.mark.parametrize("path", sorted(ALL), ids=" ".join)
+def test_no_deprecated_spelling_is_shown(path):
+    assert not visible(ALL[path]) & DEPRECATED
+
+
+def test_deprecated_spellings_still_parse():
+    cases = [
+        (["data", "inspect", "--max-samples", "3"], "max_images", 3),
+        (["inspect", "data", "--max-samples", "3"], "max_images", 3),
+        (["train", "frcnn", "--max-val-images", "40"], "max_val_images", 40),
+        (["train", "frcnn", "--max-images", "40"], "max_val_images", 40),
+        (["train", "cls", "--data", "crops"], "data", "crops"),
+        (["train", "cls", "--crops", "crops"], "data", "crops"),
+        (["bench", "--suite", "card", "--models", "a.pt", "b.onnx"], "models", ["a.pt", "b.onnx"]),
+        (["bench", "--suite", "card", "--model", "a.pt", "--model", "b.onnx"], "models", ["a.pt", "b.onnx"]),
+    ]
+    for argv, dest, want in cases:
+        assert getattr(build_parser(argv[0]).parse_args(argv), dest) == want, argv
+
+
+def test_multi_model_verbs_take_model():
+    """Verbs that compare several models spell it --model (a list or a repeat), never --models."""
+    for path in (("bench",), ("inspect", "preds")):
+        assert "--model" in visible(ALL[path])
+
+
+def test_project_defaults_are_the_repository_runs_folder():
+    from facewear.constants import RUNS_DIR
+
+    for fam in ("yolo", "frcnn", "cls"):
+        a = next(a for a in ALL[("train", fam)]._actions if "--project" in a.option_strings)
+        assert a.default == str(RUNS_DIR / fam)
+
+
+def test_bench_detector_suite_takes_one_model():
+    from detection import bench
+
+    with pytest.raises(ValueError, match="one model"):
+        bench.run(models=["a.pt", "b.pt"], suite="detector")
