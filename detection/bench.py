@@ -17,6 +17,7 @@ from typing import Any
 
 from facewear.constants import CLASS_NAMES, DATASETS_DIR, WEIGHTS_DIR
 from facewear.io import write_json, write_text
+from facewear.metrics import AP50, MAP50, MAP50_95, DetMetrics
 from facewear.timing import machine
 
 from .registry import is_cascade_spec
@@ -82,11 +83,12 @@ def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(
         lat = time_variants(pt, onnx_files, imgsz, iters=iters)
     rows = []
     for key, f in vs.items():
-        m = val(str(f), data=data, imgsz=imgsz, max_images=max_images)
+        m = DetMetrics.from_json(val(str(f), data=data, imgsz=imgsz, max_images=max_images))
+        ap = m.ap50()
         rows.append({"variant": key, "file": model_name(f), "MB": round(model_bytes(f) / 1e6, 2),
-                     "mAP50": round(m["mAP50"], 4), "mAP50-95": round(m["mAP50-95"], 4),
-                     "AP50": {n: round(m["per_class"][n]["AP50"], 4) for n in CLASS_NAMES},
-                     "instances": {n: m["per_class"][n]["instances"] for n in CLASS_NAMES},
+                     MAP50: round(m.map50, 4), MAP50_95: round(m.map50_95, 4),
+                     AP50: {n: round(ap[n], 4) for n in CLASS_NAMES},
+                     "instances": {n: m.per_class[n]["instances"] for n in CLASS_NAMES},
                      "latency": lat.get(key, {})})
     res: dict[str, Any] = {"model": str(model), "data": data, "imgsz": imgsz, "machine": machine(),
                            "command": command or "facewear bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),

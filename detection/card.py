@@ -44,6 +44,7 @@ from facewear.constants import (
     default_data_root,
 )
 from facewear.io import atomic_path, portable_paths, write_json, write_marked_block, write_text
+from facewear.metrics import DetMetrics
 
 from .registry import is_cascade_spec, parse, split_spec
 
@@ -225,9 +226,9 @@ def evaluate_model(model: str, data: str, split: str, imgsz: int, max_images: in
     nc = len(det.names)
     cm = res["confusion"]
     fp = sum(cm[k][nc] for k in range(nc))
-    return {"images": res["images"], "instances": res["instances"], "mAP50": res["mAP50"],
-            "mAP50-95": res["mAP50-95"], "precision": res["precision"], "recall": res["recall"],
-            "per_class": {n: {k: v for k, v in pc.items() if k != "pr50"} for n, pc in res["per_class"].items()},
+    m = DetMetrics.from_json(res)
+    return {"images": res["images"], "instances": res["instances"], **m.head(),
+            "per_class": m.without_curves()["per_class"],
             "found": found_and_named(gt, dets, conf=CONF), "false_boxes_per_image": fp / max(res["images"], 1),
             "ms_per_image": spi * 1000, "true_class": res.get("true_class", {})}
 

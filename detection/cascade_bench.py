@@ -16,6 +16,7 @@ import numpy as np
 from facewear.boxes import iou_matrix
 from facewear.constants import CLASS_NAMES, DATASETS_DIR
 from facewear.io import write_json, write_text
+from facewear.metrics import AP50, MAP50, MAP50_95, DetMetrics
 from facewear.timing import latency, machine
 
 
@@ -87,6 +88,7 @@ def bench_cascades(models: list[str], data: str = str(DATASETS_DIR / "ilc-heldou
         det = load_detector(m, imgsz=imgsz, conf=0.001, threads=2)
         gt, dets, _ = detect_split(det, spec, split, max_images)
         res = evaluate(gt, dets, det.names, 0.25)
+        ap = DetMetrics.from_json(res).ap50()
         lat = {}
         for t in (1, 2):
             d = load_detector(m, imgsz=imgsz, conf=0.25, threads=t)
@@ -95,8 +97,8 @@ def bench_cascades(models: list[str], data: str = str(DATASETS_DIR / "ilc-heldou
                 lat[f"{k} face{'s' if k > 1 else ''} {t}t"] = {
                     kk: round(v, 2) for kk, v in latency(d, fr, warmup=3, iters=iters).items()}
         rows.append({"model": model_name(m), "spec": m, "MB": round(model_bytes(m) / 1e6, 2),
-                     "mAP50": round(res["mAP50"], 4), "mAP50-95": round(res["mAP50-95"], 4),
-                     "AP50": {n: round(res["per_class"][n]["AP50"], 4) for n in CLASS_NAMES},
+                     MAP50: round(res[MAP50], 4), MAP50_95: round(res[MAP50_95], 4),
+                     AP50: {n: round(ap[n], 4) for n in CLASS_NAMES},
                      "found": found_and_named(gt, dets), "latency": lat, "images": res["images"]})
         print(json.dumps({k: rows[-1][k] for k in ("model", "mAP50", "found")}), flush=True)
     torch.set_num_threads(2)

@@ -40,6 +40,7 @@ from facewear.constants import CLASS_NAMES, DATASETS_DIR
 from facewear.data.layout import label_file, load_spec, split_image_files
 from facewear.formats import AnnotationError, Report, from_coco, read_yolo, to_coco
 from facewear.io import ImageReadError, check_not_inputs, image_size, read_image, write_json
+from facewear.metrics import AP50, AP50_95, CONFUSION, CURVES, MAP50, MAP50_95, DetMetrics
 
 from .detector import AgnosticNMS, Detector
 from .registry import load_detector, model_files, model_name
@@ -269,13 +270,13 @@ def evaluate(gt: dict, dets: list[dict], names: tuple[str, ...] = CLASS_NAMES, c
             res["instances"][names[a["category_id"]]] += 1
     if cd is None:
         nan = float("nan")
-        res.update({"mAP50": 0.0, "mAP50-95": 0.0, "precision": 0.0, "recall": 0.0, "conf": conf,
-                    "per_class": {n: {"AP50": 0.0 if res["instances"][n] else nan,
-                                      "AP50-95": 0.0 if res["instances"][n] else nan,
+        res.update({MAP50: 0.0, MAP50_95: 0.0, "precision": 0.0, "recall": 0.0, "conf": conf,
+                    "per_class": {n: {AP50: 0.0 if res["instances"][n] else nan,
+                                      AP50_95: 0.0 if res["instances"][n] else nan,
                                       "instances": res["instances"][n], "precision": 0.0, "recall": 0.0,
-                                      "pr50": [-1.0] * 101} for n in names}})
-        res["confusion"] = confusion(gt, dets, nc, conf).tolist()
-        res["true_class"] = true_class_outcomes(res["confusion"], tuple(names))  # the same keys as with detections
+                                      CURVES: [-1.0] * 101} for n in names}})
+        res[CONFUSION] = confusion(gt, dets, nc, conf).tolist()
+        res["true_class"] = true_class_outcomes(res[CONFUSION], tuple(names))  # the same keys as with detections
         return res
     E = COCOeval(cg, cd, "bbox")
     E.params.maxDets = [1, 10, 300]
@@ -292,7 +293,7 @@ def evaluate(gt: dict, dets: list[dict], names: tuple[str, ...] = CLASS_NAMES, c
         has = res["instances"][n] > 0
         ap50 = float(p50[p50 > -1].mean()) if has and (p50 > -1).any() else float("nan")
         ap = float(pall[pall > -1].mean()) if has and (pall > -1).any() else float("nan")
-        per[n] = {"AP50": ap50, "AP50-95": ap, "instances": res["instances"][n], "pr50": p50.tolist()}
+        per[n] = {AP50: ap50, AP50_95: ap, "instances": res["instances"][n], CURVES: p50.tolist()}
         if has:
             present.append(n)
     cm = confusion(gt, dets, nc, conf)
@@ -301,11 +302,11 @@ def evaluate(gt: dict, dets: list[dict], names: tuple[str, ...] = CLASS_NAMES, c
         per[n]["precision"] = float(tp[k] / max(cm[k].sum(), 1))
         per[n]["recall"] = float(tp[k] / max(cm[:, k].sum(), 1))
     res.update({
-        "mAP50": float(np.mean([per[n]["AP50"] for n in present])) if present else 0.0,
-        "mAP50-95": float(np.mean([per[n]["AP50-95"] for n in present])) if present else 0.0,
+        MAP50: float(np.mean([per[n][AP50] for n in present])) if present else 0.0,
+        MAP50_95: float(np.mean([per[n][AP50_95] for n in present])) if present else 0.0,
         "precision": float(np.mean([per[n]["precision"] for n in present])) if present else 0.0,
         "recall": float(np.mean([per[n]["recall"] for n in present])) if present else 0.0,
-        "per_class": per, "confusion": cm.tolist(), "conf": conf,
+        "per_class": per, CONFUSION: cm.tolist(), "conf": conf,
     })
     res["true_class"] = true_class_outcomes(cm, tuple(names))
     return res
@@ -411,9 +412,7 @@ def run(model: str | Detector | None = None, data: str = str(DATASETS_DIR / "ilc
         for line in res["skipped"][:20]:
             print(f"  {line}")
     if json_out:
-        slim = {k: v for k, v in res.items()}
-        slim["per_class"] = {n: {k: v for k, v in pc.items() if k != "pr50"} for n, pc in res.get("per_class", {}).items()}
-        write_json(json_out, slim)
+        write_json(json_out, DetMetrics.from_json(res).without_curves())
     return res
 
 

@@ -29,14 +29,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from release_yolo import add_gate_args, gate_detector, held_table, real_recall, released_entry, slim_metrics
+from release_yolo import add_gate_args, gate_detector, held_table, real_recall, released_entry, stored
 
 from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR
 from facewear.io import OverwriteError, check_not_inputs, write_json, write_marked_block
+from facewear.metrics import MAP50, DetMetrics
 
 
 def _head(m: dict) -> dict:
-    return {k: m[k] for k in ("mAP50", "mAP50-95", "precision", "recall")}
+    return DetMetrics.from_json(m).head()
 
 
 def training_record(ck: dict) -> dict:
@@ -150,10 +151,10 @@ def main() -> int:
     synth = val.run(str(pt), data=synth_data, split="val", plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-val"),
                     **kw)
     metrics: dict = {"epoch": epoch, "imgsz": imgsz, "train_args": train_args,
-                     "ilc-heldout": slim_metrics(held), "facewear4-val": slim_metrics(synth), "training": record,
+                     "ilc-heldout": stored(held), "facewear4-val": stored(synth), "training": record,
                      "gate": gate_record}
     if real is not None:
-        metrics["real-checks"] = slim_metrics(real)
+        metrics["real-checks"] = stored(real)
     onnx16 = WEIGHTS_DIR / f"{a.name}-fp16.onnx"
     exported = "fp16" in ex["files"]  # False when the export was skipped (the report says why)
     held_onnx = val.run(str(onnx16), data=held_data, **kw) if exported else None
@@ -167,15 +168,15 @@ def main() -> int:
             full = val.run(str(last), data=held_data, **kw)
             metrics["fp16_storage_cost"] = {
                 "fp32_checkpoint": str(last), "ilc-heldout-fp32": _head(full), "ilc-heldout-fp16": _head(held),
-                "mAP50_delta": round(held["mAP50"] - full["mAP50"], 4)}
+                "mAP50_delta": round(held[MAP50] - full[MAP50], 4)}
     write_json(mfile, metrics)
 
     common = dict(task="detect", architecture=arch, imgsz=imgsz, train_command=a.train_command,
                   data="datasets/facewear4.yaml", epoch=epoch, start=start)
     manifest.add_entry(pt, name=a.name, precision="fp16 weights (checkpoint dict, loaded in fp32)" if half else "fp32",
                        metrics={"ilc-heldout": _head(held),
-                                "ilc-heldout-AP50": {n: pc["AP50"] for n, pc in held["per_class"].items()},
-                                "facewear4-val-AP50": {n: pc["AP50"] for n, pc in synth["per_class"].items()},
+                                "ilc-heldout-AP50": DetMetrics.from_json(held).ap50(),
+                                "facewear4-val-AP50": DetMetrics.from_json(synth).ap50(),
                                 **real_recall(real),
                                 **({"fp16_storage_cost": metrics["fp16_storage_cost"]}
                                    if "fp16_storage_cost" in metrics else {})},

@@ -35,13 +35,12 @@ from facewear.constants import (  # noqa: E402
     default_data_root,
 )
 from facewear.io import OverwriteError, check_not_inputs, portable_paths, write_json, write_marked_block  # noqa: E402
+from facewear.metrics import MAP50, MAP50_95, DetMetrics  # noqa: E402
 
 
-def slim_metrics(m: dict) -> dict:
-    """``facewear val`` metrics without the confusion matrix and PR curves (for metrics files)."""
-    return {k: (v if k != "per_class" else {n: {kk: vv for kk, vv in pc.items() if kk != "pr50"}
-                                             for n, pc in v.items()})
-            for k, v in m.items() if k != "confusion"}
+def stored(m: dict) -> dict:
+    """``facewear val`` metrics as the metrics files keep them: without the confusion matrix and PR curves."""
+    return DetMetrics.from_json(m).without_curves(confusion=False)
 
 
 def held_table(held: dict, synth: dict) -> str:
@@ -219,9 +218,9 @@ def main() -> int:
         export.run(str(pt), imgsz=a.imgsz, json_out=str(WEIGHTS_DIR / f"{a.name}.export.json"))
     synth = val.run(str(pt), data=str(DATASETS_DIR / "facewear4.yaml"), split="val", imgsz=a.imgsz,
                     plots_dir=str(WEIGHTS_DIR / "plots" / f"{a.name}-val"), max_images=a.max_images)
-    metrics = {"ilc-heldout": slim_metrics(held), "facewear4-val": slim_metrics(synth), "gate": gate_record}
+    metrics = {"ilc-heldout": stored(held), "facewear4-val": stored(synth), "gate": gate_record}
     if real is not None:
-        metrics["real-checks"] = slim_metrics(real)
+        metrics["real-checks"] = stored(real)
     from detection.blank import blank_frame_check
     from detection.registry import load_detector
 
@@ -244,9 +243,9 @@ def main() -> int:
                   data="datasets/facewear4.yaml")
     rows = {r["variant"]: r for r in b["rows"]}
     manifest.add_entry(pt, name=a.name, precision="fp16 weights (ultralytics checkpoint)",
-                       metrics={"ilc-heldout": {k: held[k] for k in ("mAP50", "mAP50-95", "precision", "recall")},
-                                "ilc-heldout-AP50": {n: pc["AP50"] for n, pc in held["per_class"].items()},
-                                "facewear4-val-AP50": {n: pc["AP50"] for n, pc in synth["per_class"].items()},
+                       metrics={"ilc-heldout": DetMetrics.from_json(held).head(),
+                                "ilc-heldout-AP50": DetMetrics.from_json(held).ap50(),
+                                "facewear4-val-AP50": DetMetrics.from_json(synth).ap50(),
                                 **real_recall(real), "latency": rows.get("torch", {}).get("latency")},
                        gate=gate_record, **common)
     for prec, suffix in (("fp32", ""), ("fp16", "-fp16"), ("int8", "-int8")):
@@ -255,7 +254,7 @@ def main() -> int:
             continue
         r = rows.get(f"onnx-{prec}", {})
         manifest.add_entry(f, name=f"{a.name}{suffix}-onnx", precision=prec,
-                           metrics={"ilc-heldout": {"mAP50": r.get("mAP50"), "mAP50-95": r.get("mAP50-95")},
+                           metrics={"ilc-heldout": {MAP50: r.get(MAP50), MAP50_95: r.get(MAP50_95)},
                                     "ilc-heldout-AP50": r.get("AP50"), "latency": r.get("latency"),
                                     "agreement_with_torch": {k: v for k, v in ex.get("files", {}).get(prec, {}).items()
                                                              if k not in ("file", "bytes")}},

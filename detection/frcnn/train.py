@@ -54,6 +54,7 @@ from facewear.dist import (
 )
 from facewear.formats import read_yolo
 from facewear.io import list_images, read_image, write_json
+from facewear.metrics import MAP50, MAP50_95, DetMetrics
 
 from .model import (
     build_model,
@@ -142,10 +143,7 @@ def evaluate(det: Any, data: str | Path, split: str = "val", max_images: int | N
 
 def slim(res: dict[str, Any]) -> dict[str, Any]:
     """Metrics without PR curves and the confusion matrix (for checkpoints and history)."""
-    out = {k: res[k] for k in ("mAP50", "mAP50-95", "precision", "recall", "images") if k in res}
-    out["per_class"] = {n: {k: v for k, v in pc.items() if k in ("AP50", "AP50-95", "instances")}
-                        for n, pc in res.get("per_class", {}).items()}
-    return out
+    return DetMetrics.from_json(res).compact()
 
 
 def evaluate_checkpoint(weights: str | Path, data: str | Path, split: str | None = None, imgsz: int | None = None,
@@ -179,7 +177,7 @@ def _lr_lambda(iters_per_epoch: int, epochs: int, warmup_iters: int, sched: str,
 
 
 def _fitness(m: dict[str, Any]) -> tuple[float, float]:
-    return (m.get("mAP50", 0.0), m.get("mAP50-95", 0.0))
+    return (m.get(MAP50, 0.0), m.get(MAP50_95, 0.0))
 
 
 def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None = None, imgsz: int | None = None,
@@ -275,8 +273,8 @@ def evaluate_ranks(det: Any, data: str | Path, info: DistInfo, split: str = "val
     gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
     gt["skipped"] = skipped + [b for _, _, bb in parts for b in bb]
     res = coco_evaluate(gt, [d for ds, _, _ in parts for d in ds], tuple(det.names))
-    LOG.info("val on %d ranks: %d images, mAP50 %.4f, mAP50-95 %.4f", info.world_size, res["images"], res["mAP50"],
-             res["mAP50-95"])
+    LOG.info("val on %d ranks: %d images, mAP50 %.4f, mAP50-95 %.4f", info.world_size, res["images"], res[MAP50],
+             res[MAP50_95])
     return res
 
 
@@ -387,10 +385,10 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: 
         res = evaluate_ranks(det, a["data"], info, "val", a["max_val_images"])
         m = broadcast_object(info, slim(res) if res is not None else None)
         history.append({"epoch": epoch, "loss": ep_loss, "lr": opt.param_groups[0]["lr"],
-                        "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"], "seconds": round(time.time() - t0, 1),
+                        MAP50: m[MAP50], MAP50_95: m[MAP50_95], "seconds": round(time.time() - t0, 1),
                         "first_losses": first, "world_size": info.world_size})
         LOG.info("epoch %d/%d loss %.4f val mAP50 %.4f mAP50-95 %.4f (%.0f s)", epoch + 1, epochs,
-                 ep_loss, m["mAP50"], m["mAP50-95"], time.time() - t0)
+                 ep_loss, m[MAP50], m[MAP50_95], time.time() - t0)
         improved = best is None or _fitness(m) > _fitness(best)
         if improved:
             best = {**m, "epoch": epoch}
