@@ -3,7 +3,7 @@
 ``bench_classifiers``: one table over every architecture and precision (torch fp32 / TorchScript int8, fp16;
 ONNX fp32 / fp16 / int8): parameters, file MB, accuracy on held-out real and synthetic crops, and latency
 p50/p95 at batch 1 (timm ``benchmark`` style: fixed threads, warm-up, then timed iterations) at the
-assignment's 112 px and our input size, with 1 and 2 threads. Also a size/latency/accuracy plot.
+reference 112 px (``CLS_REF_IMGSZ``) and our input size, with 1 and 2 threads. Also a size/latency/accuracy plot.
 
 The cascades against the four-class detector are measured by :mod:`detection.cascade_bench` (they run
 through the detectors' loader and ``facewear val``'s code, which sit above this package).

@@ -218,7 +218,7 @@ def _set_meta(m: Any, meta: dict[str, Any], precision: str) -> None:
 def export_onnx(model: nn.Module, meta: dict[str, Any], out: str | Path, opset: int = OPSET) -> Path:
     """fp32 ONNX with dynamic batch, height and width axes and our metadata, checked by ``onnx.checker``.
 
-    Height and width are dynamic so the same file can be timed at the assignment's 112 px and at our size."""
+    Height and width are dynamic so the same file can be timed at the reference 112 px and at our size."""
     import onnx
     import torch
 

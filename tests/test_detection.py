@@ -284,7 +284,7 @@ def test_val_max_images_first_or_spread(tmp_path):
     assert spread["annotations"] and all(a["image_id"] in keep for a in spread["annotations"])
 
 
-# --- issue 13: val takes plain ultralytics specs, matches classes by name, ignores iscrowd, skips bad images ---
+# --- val takes plain ultralytics specs, matches classes by name, ignores iscrowd, skips bad images ---
 def _plain_spec(root: Path, name: str, val, names=CLASS_NAMES) -> Path:
     import yaml
 

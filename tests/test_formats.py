@@ -403,7 +403,7 @@ def test_convert_to_coco_folder_gets_default_name(tmp_path, voc_folder):
     assert sorted(im["file_name"] for im in coco["images"]) == sorted(voc_folder.truth)
 
 
-# --- issue 13: label problems per file, duplicates, difficult/iscrowd, inputs never overwritten ---------
+# --- label problems per file, duplicates, difficult/iscrowd, inputs never overwritten ---------
 def _yolo_folder(tmp_path: Path, rows: dict[str, str], size=(100, 80)) -> tuple[Path, Path]:
     images, labels = tmp_path / "images", tmp_path / "labels"
     labels.mkdir(parents=True, exist_ok=True)

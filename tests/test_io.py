@@ -290,7 +290,7 @@ def test_write_marked_block_replaces_only_between_markers(tmp_path):
     assert not (tmp_path / "missing.md").exists()
 
 
-# --- issue 13: never write over an input; images above Pillow's bomb limit are refused by name ---------------
+# --- never write over an input; images above Pillow's bomb limit are refused by name ---------------
 def test_check_not_inputs_names_output_and_input(tmp_path):
     from facewear.io import OverwriteError, check_not_inputs
 

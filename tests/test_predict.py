@@ -458,7 +458,7 @@ def test_real_http_mjpeg_stream_that_drops_reconnects(tmp_path):
     assert recs and all(r["category"] == "face" for r in recs)
 
 
-# --- issue 13: inputs never overwritten, bad images skipped, one box per face, traceable crops ---------
+# --- inputs never overwritten, bad images skipped, one box per face, traceable crops ---------
 RELEASED_ONNX = Path(__file__).resolve().parent.parent / "weights" / "yolov5n-facewear4.onnx"
 
 
