@@ -258,7 +258,7 @@ def check_app(name: str | None = None, port: int | None = None, out_dir: str | P
     Without ``name``, a tiny squares dataset with two models' predictions
     (:class:`SquaresDetector`, one exact, one that calls ``mask_sunglasses``
     ``sunglasses``) is made under ``out_dir`` and loaded by
-    :func:`detection.inspect.run` as ``facewear-app-check`` (deleted afterwards
+    :func:`detection.fiftyone_preds.run` as ``facewear-app-check`` (deleted afterwards
     unless ``keep``). Screenshots go to ``out_dir/app.png`` and ``app-view.png``
     (default ``build/app_check/``, git-ignored). Raises ``FileNotFoundError``
     when no Chromium is found.
@@ -272,7 +272,7 @@ def check_app(name: str | None = None, port: int | None = None, out_dir: str | P
 
     import fiftyone as fo
 
-    from . import inspect as preds
+    from . import fiftyone_preds as preds
 
     made = name is None
     if made:

@@ -6,9 +6,10 @@ import argparse
 from .cli import add_subcommands, dispatch
 
 ACTIONS = {
-    "preds": ("detection.inspect", "ground truth plus every model's predictions and COCO evaluation in FiftyOne, "
-                                   "worst images first; launches the App"),
-    "data": ("facewear.data.inspect",
+    "preds": ("detection.fiftyone_preds",
+              "ground truth plus every model's predictions and COCO evaluation in FiftyOne, worst images first; "
+              "launches the App"),
+    "data": ("facewear.data.fiftyone_split",
              "load a built dataset into FiftyOne and launch the App (= facewear data inspect)"),
 }
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from detection import inspect as preds
+from detection import fiftyone_preds as preds
 from detection.app_check import SquaresDetector, find_browser, make_squares_dataset
 from facewear.cli import build_parser, main
 

@@ -158,7 +158,7 @@ def fo_name():
 def test_inspect_builds_dataset(built: Path, fo_name: str) -> None:
     import fiftyone as fo
 
-    from facewear.data import inspect
+    from facewear.data import fiftyone_split as inspect
 
     ds = inspect.run(data=built, split="val", name=fo_name, no_launch=True)
     assert ds.name == fo_name and ds.persistent
@@ -185,7 +185,7 @@ def test_inspect_builds_dataset(built: Path, fo_name: str) -> None:
 
 
 def test_inspect_errors(built: Path, tmp_path: Path) -> None:
-    from facewear.data import inspect
+    from facewear.data import fiftyone_split as inspect
 
     with pytest.raises(ValueError, match="test"):
         inspect.run(data=built, split="test", no_launch=True)
@@ -221,7 +221,7 @@ def test_stats_default_specs_skip_missing(built: Path, tmp_path: Path, monkeypat
 
 @pytest.mark.slow
 def test_inspect_launch_stops_on_ctrl_c(built: Path, fo_name: str, fake_app: dict) -> None:
-    from facewear.data import inspect
+    from facewear.data import fiftyone_split as inspect
 
     calls = fake_app
     ds = inspect.run(data=built, split="val", name=fo_name, port=5999)

@@ -13,7 +13,7 @@ ACTIONS = {
     "autobox": ("classification.autobox", "box real photos that have no boxes (CenterFace) and write review sheets, "
                 "or apply review decisions"),
     "crops": ("classification.crops", "cut the crop-classifier dataset (train/val/held-out real and synthetic)"),
-    "inspect": ("facewear.data.inspect", "load a built dataset into FiftyOne and launch the App"),
+    "inspect": ("facewear.data.fiftyone_split", "load a built dataset into FiftyOne and launch the App"),
     "pack": ("facewear.data.pack", "write a built dataset into tar shards of a chosen size with a checksum list "
              "(optionally shrunk to the training size), to move it to another machine"),
     "unpack": ("facewear.data.unpack", "verify the shards of facewear data pack and restore the dataset and its spec"),

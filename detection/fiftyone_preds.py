@@ -1,7 +1,7 @@
 """``facewear inspect preds``: a split with ground truth and every model's predictions in FiftyOne.
 
 The split's images and ground truth load through the same code as
-``facewear data inspect`` (:mod:`facewear.data.inspect`). Each model runs
+``facewear data inspect`` (:mod:`facewear.data.fiftyone_split`). Each model runs
 through :func:`detection.registry.load_detector` (YOLO ``.pt``/``.onnx``, cascade
 ``FINDER+CLASSIFIER`` specs) and its boxes go into their own field,
 ``pred_<model name>`` (lower case, anything but letters and digits turned
@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from facewear.data.inspect import SplitSource, resolve_split, serve
+from facewear.data.fiftyone_split import SplitSource, resolve_split, serve
 from facewear.data.stats import SPLITS
 from facewear.io import ImageReadError, read_image
 
