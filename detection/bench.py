@@ -129,32 +129,34 @@ def to_markdown(res: dict[str, Any]) -> str:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", dest="models", nargs="+", action="extend", default=None, metavar="MODEL",
+    """The options; their defaults are :func:`run`'s (an option not given is left out)."""
+    d = argparse.SUPPRESS
+    p.add_argument("--model", dest="models", nargs="+", action="extend", default=d, metavar="MODEL",
                    help="--suite detector: one .pt (ONNX files beside it are included) or cascade FINDER+CLASSIFIER "
                         "(default weights/yolov5n-facewear4.pt); --suite cls / cascade / card: one or more models "
                         "(list them or repeat --model; card default: every model in weights/)")
-    p.add_argument("--models", dest="models", nargs="+", action="extend", default=None,
+    p.add_argument("--models", dest="models", nargs="+", action="extend", default=d,
                    help=argparse.SUPPRESS)  # deprecated spelling of --model
-    p.add_argument("--data", default=str(DATASETS_DIR / "ilc-heldout.yaml"),
+    p.add_argument("--data", default=d,
                    help="dataset spec for accuracy (default datasets/ilc-heldout.yaml)")
-    p.add_argument("--imgsz", type=int, default=320, help="inference size in pixels (default 320)")
-    p.add_argument("--video", default=None, help="also measure end-to-end video FPS on this file (--suite card: "
+    p.add_argument("--imgsz", type=int, default=d, help="inference size in pixels (default 320)")
+    p.add_argument("--video", default=d, help="also measure end-to-end video FPS on this file (--suite card: "
                    "default ../shared/data/videos/faces_stage.mp4 when present; none: no video)")
-    p.add_argument("--json", dest="json_out", default=None, help="write the report as JSON here")
-    p.add_argument("--md", dest="md_out", default=None, help="write the markdown table here")
-    p.add_argument("--iters", type=int, default=50, help="timed iterations per latency figure")
-    p.add_argument("--max-images", type=int, default=None,
+    p.add_argument("--json", dest="json_out", default=d, help="write the report as JSON here")
+    p.add_argument("--md", dest="md_out", default=d, help="write the markdown table here")
+    p.add_argument("--iters", type=int, default=d, help="timed iterations per latency figure")
+    p.add_argument("--max-images", type=int, default=d,
                    help="evaluate on part of each split: the first N images (--suite card: N evenly spaced ones)")
-    p.add_argument("--suite", choices=("detector", "cls", "cascade", "card"), default="detector",
+    p.add_argument("--suite", choices=("detector", "cls", "cascade", "card"), default=d,
                    help="detector: --model and its exports (default); cls: the classifier table over the --model "
                         "checkpoints (exports made beside them); cascade: the detectors and cascades in --model "
                         "compared on --data; card: the model card weights/README.md over every shipped model "
                         "(or the --model list)")
-    p.add_argument("--out", default=None, help="for --suite cls / cascade: write <out>.md, .json (and .png); "
+    p.add_argument("--out", default=d, help="for --suite cls / cascade: write <out>.md, .json (and .png); "
                    "for --suite card: the card (default weights/README.md; card.json and plots/ beside it)")
-    p.add_argument("--synth-data", default=None,
+    p.add_argument("--synth-data", default=d,
                    help="for --suite card: synthetic spec, val split (default datasets/facewear4.yaml; none: skip)")
-    p.add_argument("--readme", nargs="?", const=True, default=None,
+    p.add_argument("--readme", nargs="?", const=True, default=d,
                    help="for --suite card: also write the headline table into README.md (or this file) between "
                         "<!-- card:begin/end -->; done anyway when --out is the default")
-    p.add_argument("--crops", default=None, help="for --suite cls: crop dataset root (default build/crops)")
+    p.add_argument("--crops", default=d, help="for --suite cls: crop dataset root (default build/crops)")

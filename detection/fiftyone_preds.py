@@ -290,21 +290,26 @@ def load_models(models: Sequence[ModelArg], imgsz: int | None, conf: float, iou:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="dataset spec YAML (default datasets/facewear4.yaml)")
+    """The options; their defaults are :func:`run`'s (an option not given is left out)."""
+    d = argparse.SUPPRESS
+    p.add_argument("--data", default=d, help="dataset spec YAML (default datasets/facewear4.yaml)")
     p.add_argument("--model", nargs="+", action="extend", required=True,
                    help=".pt/.onnx or cascade FINDER+CLASSIFIER; list several or repeat --model")
-    p.add_argument("--split", default="val", choices=SPLITS, help="split to load (default val)")
-    p.add_argument("--name", default=None, help="FiftyOne dataset name (default facewear-<spec stem>-<split>-preds)")
-    p.add_argument("--max-images", type=int, default=None, help="load at most this many images (first by name)")
-    p.add_argument("--conf", type=float, default=0.001, help="keep predictions scored at least this (for mAP)")
-    p.add_argument("--report-conf", type=float, default=0.25,
-                   help="false positives below this score do not rank an image worse, and are hidden in the views")
-    p.add_argument("--imgsz", type=int, default=320, help="detector input size (default 320)")
-    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU (default 0.6, as facewear val)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads")
-    p.add_argument("--views-dir", default=None, help="also write each model's worst-first ranking as CSV here")
-    p.add_argument("--no-launch", action="store_true", help="build the dataset, print the table and return")
-    p.add_argument("--port", type=int, default=5151, help="App port on 127.0.0.1 (default 5151)")
+    p.add_argument("--split", default=d, choices=SPLITS, help="split to load (default val)")
+    p.add_argument("--name", default=d, help="FiftyOne dataset name (default facewear-<spec stem>-<split>-preds)")
+    p.add_argument("--max-images", type=int, default=d, help="load at most this many images (first by name)")
+    p.add_argument("--conf", type=float, default=d,
+                   help="keep predictions scored at least this (for mAP; default 0.001)")
+    p.add_argument("--report-conf", type=float, default=d,
+                   help="false positives below this score do not rank an image worse, and are hidden in the views "
+                        "(default 0.25)")
+    p.add_argument("--imgsz", type=int, default=d, help="detector input size (default 320)")
+    p.add_argument("--iou", type=float, default=d, help="NMS IoU (default 0.6, as facewear val)")
+    p.add_argument("--threads", type=int, default=d, help="inference threads")
+    p.add_argument("--views-dir", default=d, help="also write each model's worst-first ranking as CSV here")
+    p.add_argument("--no-launch", action="store_true", default=d,
+                   help="build the dataset, print the table and return")
+    p.add_argument("--port", type=int, default=d, help="App port on 127.0.0.1 (default 5151)")
 
 
 def run(model: ModelArg | Sequence[ModelArg], data: str | Path | None = None, split: str = "val",

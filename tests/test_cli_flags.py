@@ -71,3 +71,29 @@ def test_bench_detector_suite_takes_one_model():
 
     with pytest.raises(ValueError, match="one model"):
         bench.run(models=["a.pt", "b.pt"], suite="detector")
+
+
+@pytest.mark.parametrize("path,module", [(("bench",), "detection.bench"),
+                                         (("inspect", "preds"), "detection.fiftyone_preds"),
+                                         (("data", "inspect"), "facewear.data.fiftyone_split")])
+def test_defaults_written_once_in_run(path, module):
+    """These verbs leave out options not given (argparse.SUPPRESS): run()'s signature holds every default."""
+    import importlib
+    import inspect
+
+    params = inspect.signature(importlib.import_module(module).run).parameters
+    for a in ALL[path]._actions:
+        if not a.option_strings or a.dest == "help" or a.required:
+            continue
+        assert a.default is argparse.SUPPRESS, (path, a.option_strings)
+        assert a.dest in params and params[a.dest].default is not inspect.Parameter.empty, (path, a.dest)
+
+
+def test_bench_without_options_runs_with_run_defaults(monkeypatch):
+    from detection import bench
+    from facewear import cli
+
+    seen = {}
+    monkeypatch.setattr(bench, "run", lambda **kw: seen.update(kw) or 0)
+    assert cli.main(["bench", "--iters", "3"]) == 0
+    assert seen == {"iters": 3}

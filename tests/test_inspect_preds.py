@@ -164,8 +164,10 @@ def test_errors_name_the_file(squares: Path, fo_name: str, tmp_path: Path, capsy
 
 def test_cli_args() -> None:
     a = build_parser("inspect").parse_args(["inspect", "preds", "--model", "a.pt", "--model", "haar+c.pt"])
-    assert (a.model, a.split, a.conf, a.report_conf, a.imgsz, a.port, a.no_launch, a.views_dir) == (
-        ["a.pt", "haar+c.pt"], "val", 0.001, 0.25, 320, 5151, False, None)
+    assert a.model == ["a.pt", "haar+c.pt"]
+    assert not any(hasattr(a, k) for k in ("split", "conf", "report_conf", "imgsz", "port", "no_launch", "views_dir"))
+    c = build_parser("inspect").parse_args(["inspect", "preds", "--model", "a.pt", "--conf", "0.1", "--no-launch"])
+    assert (c.conf, c.no_launch) == (0.1, True)  # given options only; run() holds the defaults
     b = build_parser("inspect").parse_args(["inspect", "preds", "--model", "a.pt", "haar+c.pt", "--model", "b.onnx"])
     assert b.model == ["a.pt", "haar+c.pt", "b.onnx"]  # a list, a repeat, or both
     d = build_parser("inspect").parse_args(["inspect", "data", "--no-launch", "--max-images", "2"])
