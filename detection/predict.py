@@ -217,7 +217,7 @@ class FrameError(ValueError):
     """One image or frame that the detector could not process; it is skipped, the run goes on."""
 
 
-def _load(model: Any, imgsz: int, conf: float, iou: float, threads: int | None, agnostic: bool = False) -> Any:
+def _load(model: Any, imgsz: int | None, conf: float, iou: float, threads: int | None, agnostic: bool = False) -> Any:
     from .detector import AgnosticNMS
     from .registry import load_detector
 
@@ -262,7 +262,7 @@ def _progress(**kw: Any) -> Any:
     return tqdm(dynamic_ncols=True, **kw)
 
 
-def run(source: str, model: Any = None, imgsz: int = 320, conf: float = 0.25, iou: float = 0.45,
+def run(source: str, model: Any = None, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.45,
         save_crops: str | None = None, save_json: str | None = None, save: str | None = None,
         track: bool = False, max_frames: int | None = None, threads: int | None = None,
         margin: float = 0.1, retries: int = 10, stream_timeout: float | None = None,
@@ -512,7 +512,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="detector weights: ultralytics .pt or .onnx, or a cascade "
                    "FINDER+CLASSIFIER (FINDER: mtcnn, haar or a detector file; CLASSIFIER: a classifier .pt/.onnx); "
                    f"default: the released detector {DEFAULT_DETECTOR!r} of weights/manifest.json")
-    p.add_argument("--imgsz", type=int, default=320, help="inference size in pixels (default 320)")
+    p.add_argument("--imgsz", type=int, default=None,
+                   help="inference size in pixels (default: the model's own: an ONNX file's input, a .pt's "
+                        "training size, else 320)")
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
     p.add_argument("--agnostic-nms", action=argparse.BooleanOptionalAction, default=True,

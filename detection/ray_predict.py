@@ -204,7 +204,7 @@ def read_rows(out: str | os.PathLike) -> Any:
 class PredictWorker:
     """A Ray Data actor: loads the detector once, then turns each batch of tasks into one committed shard."""
 
-    def __init__(self, model: str, out: str, imgsz: int, conf: float, iou: float, agnostic_nms: bool,
+    def __init__(self, model: str, out: str, imgsz: int | None, conf: float, iou: float, agnostic_nms: bool,
                  margin: float, threads: int | None, model_label: str) -> None:
         import cv2
 
@@ -393,7 +393,7 @@ def _data_context(progress: bool) -> None:
     ctx.max_errored_blocks = 0
 
 
-def run(source: str, out: str | None = None, model: Any = None, imgsz: int = 320, conf: float = 0.25,
+def run(source: str, out: str | None = None, model: Any = None, imgsz: int | None = None, conf: float = 0.25,
         iou: float = 0.45, agnostic_nms: bool = True, margin: float = 0.1, address: str | None = None,
         workers: int = 2, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0, threads: int | None = None,
         frames_per_task: int = 256, shard_size: int = 32, max_files: int | None = None,

@@ -191,7 +191,7 @@ def parse(model: str | os.PathLike | ModelSpec) -> ModelSpec:
 def _yolo_pt(p: Path, imgsz: int | None, conf: float, iou: float, threads: int | None, agnostic: bool) -> Detector:
     from .yolo.detector import TorchYoloDetector
 
-    return TorchYoloDetector(p, imgsz=imgsz or 320, conf=conf, iou=iou, threads=threads, agnostic=agnostic)
+    return TorchYoloDetector(p, imgsz=imgsz, conf=conf, iou=iou, threads=threads, agnostic=agnostic)
 
 
 def _yolo_onnx(p: Path, imgsz: int | None, conf: float, iou: float, threads: int | None, agnostic: bool) -> Detector:
@@ -255,7 +255,7 @@ def load_detector(model: str | Path | ModelSpec, imgsz: int | None = None, conf:
 
     A facewear Faster R-CNN (checkpoint dict or ONNX with ``arch`` frcnn*) runs in :mod:`detection.frcnn.detector`
     (``imgsz`` None: the model's own size); any other ``.pt`` / ``.onnx`` in the ultralytics YOLO detectors
-    (``.pt``: ``imgsz`` None is 320); a cascade is built by :mod:`detection.cascade`.
+    (``.pt``: ``imgsz`` None is its training size, else 320); a cascade is built by :mod:`detection.cascade`.
 
     ``agnostic``: class-agnostic NMS (one box per object whatever its class) instead of class-wise NMS; the YOLO
     detectors run it in place of their own NMS, other detectors get an :class:`AgnosticNMS` pass on top.

@@ -18,8 +18,9 @@ LOG = logging.getLogger("facewear.detect")
 class TorchYoloDetector:
     """An ultralytics checkpoint run through torch on CPU."""
 
-    def __init__(self, path: str | Path, imgsz: int = 320, conf: float = 0.25, iou: float = 0.45,
+    def __init__(self, path: str | Path, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.45,
                  threads: int | None = None, agnostic: bool = False) -> None:
+        """``imgsz`` None: the size the checkpoint was trained at (its ``train_args``), else 320."""
         import torch
         from ultralytics import YOLO
 
@@ -28,7 +29,10 @@ class TorchYoloDetector:
         self.source = str(path)
         self.model = YOLO(str(path), task="detect")
         self.names = tuple(self.model.names[i] for i in range(len(self.model.names)))
-        self.imgsz, self.conf, self.iou, self.agnostic = imgsz, conf, iou, agnostic
+        trained = self.model.overrides.get("imgsz")
+        trained = trained[0] if isinstance(trained, (list, tuple)) else trained
+        self.imgsz = int(imgsz or trained or 320)
+        self.conf, self.iou, self.agnostic = conf, iou, agnostic
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         r = self.model.predict(frame, imgsz=self.imgsz, conf=self.conf, iou=self.iou, device="cpu", verbose=False,
