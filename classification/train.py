@@ -353,7 +353,7 @@ def _val_scores(clf: Classifier, va_x: np.ndarray, va_y: np.ndarray, info: DistI
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="mobilenet_v2", choices=ARCHS, help="architecture (default mobilenet_v2)")
-    p.add_argument("--crops", dest="data", default=None,
+    p.add_argument("--crops", dest="data", default=None, metavar="DIR",
                    help="crop dataset root (default: build/crops, made by facewear data crops)")
     p.add_argument("--data", dest="data", default=None,
                    help=argparse.SUPPRESS)  # deprecated spelling of --crops (--data is a dataset spec elsewhere)

@@ -457,7 +457,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="checkpoint for --test-only")
     p.add_argument("--split", default=None, help="--test-only: split to evaluate (default val, else test)")
     p.add_argument("--half", action="store_true", help="store best.pt with float16 weights (~13 MB)")
-    p.add_argument("--max-images", dest="max_val_images", type=int, default=None,
+    p.add_argument("--max-images", dest="max_val_images", type=int, default=None, metavar="MAX_IMAGES",
                    help="validate on N evenly spaced val images only (training uses every image)")
     p.add_argument("--max-val-images", dest="max_val_images", type=int, default=None,
                    help=argparse.SUPPRESS)  # deprecated spelling of --max-images
