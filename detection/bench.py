@@ -34,12 +34,14 @@ def variants(pt: Path) -> dict[str, Path]:
 
 
 def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(DATASETS_DIR / "ilc-heldout.yaml"),
-        imgsz: int = 320, video: str | None = None, json_out: str | None = None, md_out: str | None = None,
+        imgsz: int | None = None, video: str | None = None, json_out: str | None = None, md_out: str | None = None,
         iters: int = 50, max_images: int | None = None, command: str | None = None, suite: str = "detector",
         models: list[str] | None = None, out: str | None = None, crops: str | None = None,
         synth_data: str | None = None, readme: bool | str | None = None) -> dict[str, Any]:
     """Benchmark ``model`` and its ONNX exports (or, by ``suite``, the classifiers / cascades in ``models``, or
-    the model card of every shipped model: :func:`detection.card.run`)."""
+    the model card of every shipped model: :func:`detection.card.run`). ``imgsz`` None: the card runs each model at
+    its own input size; the other suites at the model's own size (a ``.pt``'s training size, an ONNX file's
+    input), 320 for a cascade."""
     from facewear.io import check_not_inputs
 
     ins = [Path(m) for m in (model, data, video, synth_data, *(models or ())) if m and "+" not in str(m)]
@@ -55,6 +57,11 @@ def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(
 
         return card(models=models, data=data, synth_data=synth_data, video=video, out=out, max_images=max_images,
                     iters=iters, imgsz=imgsz, readme=readme, command=command)
+    if imgsz is None and suite == "detector":
+        from .registry import load_detector
+
+        imgsz = load_detector(model).imgsz
+    imgsz = imgsz or 320
     if suite in ("cls", "cascade"):
         if not models:
             raise ValueError(f"--suite {suite} needs --model (one or more)")
@@ -139,7 +146,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help=argparse.SUPPRESS)  # deprecated spelling of --model
     p.add_argument("--data", default=d,
                    help="dataset spec for accuracy (default datasets/ilc-heldout.yaml)")
-    p.add_argument("--imgsz", type=int, default=d, help="inference size in pixels (default 320)")
+    p.add_argument("--imgsz", type=int, default=d, help="inference size in pixels (default: each model's own, "
+                   "320 for a cascade suite)")
     p.add_argument("--video", default=d, help="also measure end-to-end video FPS on this file (--suite card: "
                    "default ../shared/data/videos/faces_stage.mp4 when present; none: no video)")
     p.add_argument("--json", dest="json_out", default=d, help="write the report as JSON here")

@@ -211,9 +211,9 @@ def _nan_to_none(x: Any) -> Any:
     return x
 
 
-def evaluate_model(model: str, data: str, split: str, imgsz: int, max_images: int | None) -> dict[str, Any]:
+def evaluate_model(model: str, data: str, split: str, imgsz: int | None, max_images: int | None) -> dict[str, Any]:
     """``facewear val``'s metrics for ``model`` on ``data``'s ``split``, plus found / named per class and false
-    boxes per image at score ``CONF``."""
+    boxes per image at score ``CONF``. ``imgsz`` None: the model's own input size (recorded as ``imgsz``)."""
     from facewear.data.layout import load_spec
 
     from .cascade_bench import found_and_named
@@ -230,7 +230,7 @@ def evaluate_model(model: str, data: str, split: str, imgsz: int, max_images: in
     return {"images": res["images"], "instances": res["instances"], **m.head(),
             "per_class": m.without_curves()["per_class"],
             "found": found_and_named(gt, dets, conf=CONF), "false_boxes_per_image": fp / max(res["images"], 1),
-            "ms_per_image": spi * 1000, "true_class": res.get("true_class", {})}
+            "ms_per_image": spi * 1000, "true_class": res.get("true_class", {}), "imgsz": getattr(det, "imgsz", None)}
 
 
 def _spec_built(spec: Path) -> bool:
@@ -251,10 +251,20 @@ def _real_recall(r: dict, n: str, called: str | None = None) -> float | None:
     return tc["recall"] if called is None else tc["as"].get(called)
 
 
-def network_latency(models: list[str], imgsz: int, iters: int,
+def _input_text(res: dict[str, Any]) -> str:
+    """``"320 px"`` for a card run at one ``--imgsz``; else each model's own input size, listed."""
+    if res.get("imgsz"):
+        return f"{res['imgsz']} px"
+    sizes = {r["model"]: (r.get("heldout") or {}).get("imgsz") for r in res.get("rows", [])}
+    return "each model's own size (" + ", ".join(f"{m} {s} px" for m, s in sizes.items() if s) + ")"
+
+
+def network_latency(models: list[str], imgsz: int | None, iters: int,
                     threads: tuple[int, ...] = THREADS) -> dict[str, dict[str, Any]]:
     """Network-forward latency (``time_variants``) of every detector file in ``models``, grouped by the ``.pt``
-    each was exported from; files without their ``.pt`` on disk, and cascades, get none."""
+    each was exported from; files without their ``.pt`` on disk, and cascades, get none. ``imgsz`` None: each
+    ``.pt``'s own input size."""
+    from .registry import load_detector
     from .speed import time_variants
 
     groups: dict[Path, list[str]] = {}
@@ -267,7 +277,8 @@ def network_latency(models: list[str], imgsz: int, iters: int,
         keys = {m: "torch" if m.endswith(".pt") else f"onnx-{_precision(m)}" for m in ms}
         onnx = {k.removeprefix("onnx-"): Path(m) for m, k in keys.items() if k != "torch"}
         try:
-            lat = time_variants(pt, onnx, imgsz, threads=threads, iters=iters)
+            size = imgsz or load_detector(str(pt)).imgsz
+            lat = time_variants(pt, onnx, size, threads=threads, iters=iters)
         except Exception as e:  # noqa: BLE001 - the end-to-end latency still stands
             LOG.warning("network latency of %s failed: %s", pt.name, e)
             continue
@@ -360,7 +371,6 @@ def run(models: list[str] | None = None, data: str | None = None, synth_data: st
     video = _default_video() if video is None else (None if str(video).lower() in ("", "none") else str(video))
     out_p = Path(out) if out else CARD
     iters = iters or 50
-    imgsz = imgsz or 320
     from facewear.data.layout import load_spec
 
     data = str(data)
@@ -487,7 +497,7 @@ def _setup_line(res: dict) -> str:
             f"{' and '.join(str(t) for t in res.get('threads') or THREADS)} threads (`Nt`). "
             f"*End to end* is one call of the model on {img} of the held-out split, the same image for every "
             f"model: pre-processing, network, NMS and, for a cascade, cropping and classifying every face "
-            f"(score >= {res['conf']}). *Network* is the forward pass alone on a random {res['imgsz']} px input "
+            f"(score >= {res['conf']}). *Network* is the forward pass alone on a random {_input_text(res)} input "
             f"(detector files only). Video FPS: `facewear predict --track --save-crops` end to end"
             + (f" on `{Path(res['video']).name}`." if res.get("video") else " (no video given)."))
 
@@ -536,7 +546,7 @@ def card_markdown(res: dict) -> str:
     lines = ["# facewear model card", "",
              "<!-- written by `facewear bench --suite card` (detection/card.py); do not edit by hand -->", "",
              f"Machine: {res['machine']}  ", f"Command: `{res['command']}`  ",
-             f"Detector input {res['imgsz']} px" + (f"; evaluated on {res['max_images']} evenly spaced images "
+             f"Detector input: {_input_text(res)}" + (f"; evaluated on {res['max_images']} evenly spaced images "
                                                     f"of each split only" if res.get("max_images") else "") + ".", "",
              ("Every model faces the same images through the one `Detector` interface and `facewear val`'s "
              "pycocotools code (score threshold 0.001, NMS IoU 0.6). A cascade finds faces first and then "

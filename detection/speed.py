@@ -13,7 +13,7 @@ import numpy as np
 from facewear.timing import latency
 
 
-def video_fps(model: Path | str, video: str, imgsz: int, track: bool = True) -> dict[str, Any]:
+def video_fps(model: Path | str, video: str, imgsz: int | None, track: bool = True) -> dict[str, Any]:
     """End-to-end FPS of ``facewear predict`` on ``video`` (decode, detect, track, crops)."""
     import tempfile
 
@@ -29,7 +29,7 @@ def video_fps(model: Path | str, video: str, imgsz: int, track: bool = True) -> 
             "fps": round(frames / dt, 1) if dt else 0.0, "track": track}
 
 
-def cascade_latency(spec: str, data: str, imgsz: int, threads: tuple[int, ...] = (1, 2),
+def cascade_latency(spec: str, data: str, imgsz: int | None, threads: tuple[int, ...] = (1, 2),
                     iters: int = 50) -> dict[str, dict[str, float]]:
     """Latency of a cascade end to end (find faces, crop, classify) on the first image of ``data``'s
     evaluated split, per thread count: a cascade has no single network forward to time."""
