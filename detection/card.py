@@ -105,7 +105,8 @@ def default_models(weights_dir: str | Path = WEIGHTS_DIR,
     """Every model the project ships, and the ones it would ship but cannot find: ``(models, skipped)``.
 
     YOLOv5n ``.pt`` and its ONNX fp32/fp16/int8; Faster R-CNN ``frcnn*.pt|onnx`` ("not trained yet" when none);
-    the cascades ``mtcnn+``, ``<yolo onnx>+`` and ``haar+`` the released classifier ``facewear-cls.onnx``.
+    the cascades ``mtcnn+``, ``centerface+``, ``<yolo onnx>+`` and ``haar+`` the released classifier
+    ``facewear-cls.onnx``.
     ``why_missing`` (file name -> reason, from :func:`build_missing`) replaces "not found" for those files.
     """
     wd = Path(_rel(weights_dir))
@@ -127,7 +128,7 @@ def default_models(weights_dir: str | Path = WEIGHTS_DIR,
                         "reason": f"Faster R-CNN not trained yet (no frcnn*.pt or frcnn*.onnx in {wd})"})
     cls = wd / CLS_FILE
     finder = wd / f"{YOLO_STEM}.onnx"
-    for fnd in ("mtcnn", str(finder), "haar"):
+    for fnd in ("mtcnn", "centerface", str(finder), "haar"):
         spec = f"{fnd}{CASCADE_SEP}{cls}"
         reason = check_model(spec)
         if reason and not cls.is_file() and CLS_FILE in why_missing:

@@ -84,7 +84,8 @@ def test_default_models_discovery_and_skips(tmp_path):
     names = [Path(m).name for m in models]
     assert names[:5] == ["yolov5n-facewear4.pt", "yolov5n-facewear4.onnx", "yolov5n-facewear4-fp16.onnx",
                          "yolov5n-facewear4-int8.onnx", "frcnn-mv2.pt"]
-    assert [m.split("+")[0] for m in models[5:]] == ["mtcnn", str(tmp_path / "yolov5n-facewear4.onnx"), "haar"]
+    assert [m.split("+")[0] for m in models[5:]] == ["mtcnn", "centerface", str(tmp_path / "yolov5n-facewear4.onnx"),
+                                                     "haar"]
     assert all(m.endswith("+" + str(tmp_path / "facewear-cls.onnx")) for m in models[5:])
     assert all("not trained" not in s["reason"] for s in skipped)
 
