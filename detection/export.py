@@ -83,7 +83,11 @@ def run(model: str | None = None, formats: list[str] | tuple[str, ...] | None = 
                                      qat_epochs=qat_epochs)
     if calib_dir is not None:
         raise ValueError("--calib-dir is for classifier checkpoints; a detector calibrates on --data's train split")
-    return export_yolo(model, formats=PRECISIONS if formats is None else formats, imgsz=320 if imgsz is None else imgsz,
+    if imgsz is None:  # the size the checkpoint was trained at, as the released ONNX has (a fixed input)
+        from .yolo.detector import trained_imgsz
+
+        imgsz = (trained_imgsz(model) if Path(model).suffix == ".pt" and Path(model).is_file() else None) or 320
+    return export_yolo(model, formats=PRECISIONS if formats is None else formats, imgsz=imgsz,
                        data=data, calib=200 if calib is None else calib, out_dir=out_dir,
                        check=8 if check is None else check, bench=bench, json_out=json_out)
 
@@ -168,8 +172,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    metavar="FORMAT", help=f"detector: {' '.join(PRECISIONS)} (default all); classifier: "
                    f"{' '.join(CLS_ALL_FORMATS)} (default all but torch-int8-qat, which fine-tunes; fp32/fp16/int8 "
                    "mean the ONNX ones)")
-    p.add_argument("--imgsz", type=int, default=None, help="detector input size (default 320); a classifier "
-                                                           "keeps its checkpoint's")
+    p.add_argument("--imgsz", type=int, default=None,
+                   help="detector input size (default: the .pt's training size, else 320); a classifier keeps its "
+                        "checkpoint's")
     p.add_argument("--data", default=str(DATASETS_DIR / "facewear4.yaml"),
                    help="detector: spec whose train split calibrates int8")
     p.add_argument("--calib", type=int, default=None, help="calibration images (detector 200, classifier 256)")

@@ -90,9 +90,30 @@ def add_entry(file: str | Path, *, name: str, task: str, architecture: str, imgs
     for k in KEEP:  # how the file is shipped and rebuilt outlives a re-release
         if k in old and k not in entry:
             entry[k] = old[k]
+    if "rebuild" in entry and "rebuild" not in extra:  # kept from the previous release: its figures are the new file's
+        entry["rebuild"] = _refresh_rebuild(entry["rebuild"], f, entry["metrics"])
     man["models"] = [m for m in man["models"] if m["name"] != name] + [entry]
     write_json(MANIFEST, man)
     return entry
+
+
+def _refresh_rebuild(rebuild: dict[str, Any], f: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A kept ``rebuild`` record made true for the newly released ``f``: its ``content_sha256``, and the agreement
+    figures from ``metrics["agreement_with_torch"]`` when the release measured them (else they are dropped, so no
+    figure of the previous file survives)."""
+    r = dict(rebuild)
+    if "content_sha256" in r:
+        r["content_sha256"] = content_sha256(f)
+    agr = dict(r.get("agreement") or {})
+    if agr:
+        now = metrics.get("agreement_with_torch") or {}
+        if agr.get("metric") in now:
+            agr["value"] = now[agr["metric"]]
+            agr["released_figures"] = now
+        else:
+            agr.pop("released_figures", None)
+        r["agreement"] = agr
+    return r
 
 
 def default_model(name: str = DEFAULT_DETECTOR) -> Path:

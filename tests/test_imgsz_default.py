@@ -27,3 +27,9 @@ def test_predict_cli_leaves_the_size_to_the_model():
 
     args = build_parser("predict").parse_args(["predict", "x.jpg"])
     assert args.imgsz is None
+
+
+def test_export_default_size_is_the_checkpoint_training_size():
+    from detection.yolo.detector import trained_imgsz
+
+    assert trained_imgsz(WEIGHTS_DIR / "yolov5n-facewear4.pt") == _released_size("yolov5n-facewear4.pt")

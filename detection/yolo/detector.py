@@ -15,6 +15,15 @@ from ..detector import EMPTY, nms
 LOG = logging.getLogger("facewear.detect")
 
 
+def trained_imgsz(path: str | Path) -> int | None:
+    """The input size an ultralytics checkpoint was trained at (its ``train_args["imgsz"]``), or None."""
+    from ultralytics import YOLO
+
+    size = YOLO(str(path), task="detect").overrides.get("imgsz")
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    return int(size) if size else None
+
+
 class TorchYoloDetector:
     """An ultralytics checkpoint run through torch on CPU."""
 
