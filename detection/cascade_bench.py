@@ -15,7 +15,7 @@ import numpy as np
 
 from facewear.boxes import iou_matrix
 from facewear.constants import CLASS_NAMES, DATASETS_DIR
-from facewear.io import write_json, write_text
+from facewear.io import portable_path, write_json, write_text
 from facewear.metrics import AP50, MAP50, MAP50_95, DetMetrics
 from facewear.timing import latency, machine
 
@@ -102,7 +102,7 @@ def bench_cascades(models: list[str], data: str = str(DATASETS_DIR / "ilc-heldou
                      "found": found_and_named(gt, dets), "latency": lat, "images": res["images"]})
         print(json.dumps({k: rows[-1][k] for k in ("model", "mAP50", "found")}), flush=True)
     torch.set_num_threads(2)
-    res = {"machine": machine(), "data": data, "split": split, "imgsz": imgsz,
+    res = {"machine": machine(), "data": portable_path(data), "split": split, "imgsz": imgsz,  # a committed report
            "latency_images": {k: f"{p.name} ({read_image(p).shape[1]}x{read_image(p).shape[0]})"
                               for k, p in _faces_images(data).items()},
            "command": command or "facewear bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]), "rows": rows}
