@@ -303,7 +303,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-conf", type=float, default=d,
                    help="false positives below this score do not rank an image worse, and are hidden in the views "
                         "(default 0.25)")
-    p.add_argument("--imgsz", type=int, default=d, help="detector input size (default 320)")
+    p.add_argument("--imgsz", type=int, default=d, help="detector input size (default: each model's own, "
+                   "else 320)")
     p.add_argument("--iou", type=float, default=d, help="NMS IoU (default 0.6, as facewear val)")
     p.add_argument("--threads", type=int, default=d, help="inference threads")
     p.add_argument("--views-dir", default=d, help="also write each model's worst-first ranking as CSV here")
@@ -314,7 +315,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def run(model: ModelArg | Sequence[ModelArg], data: str | Path | None = None, split: str = "val",
         name: str | None = None, max_images: int | None = None, conf: float = 0.001, report_conf: float = 0.25,
-        imgsz: int | None = 320, iou: float = 0.6, threads: int | None = None, views_dir: str | Path | None = None,
+        imgsz: int | None = None, iou: float = 0.6, threads: int | None = None, views_dir: str | Path | None = None,
         no_launch: bool = False, port: int = 5151) -> fo.Dataset:
     """Load the split, add every model's predictions and evaluation, print mAP, save worst-first views;
     unless ``no_launch``, serve the App on 127.0.0.1 until closed.

@@ -37,6 +37,7 @@ from facewear.constants import (
     FRCNN_SCORE_THRESH,
     WEIGHTS_DIR,
 )
+from facewear.io import sha256_file as sha256  # the one file checksum
 from facewear.io import write_json
 
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -60,14 +61,6 @@ FRCNN_ONNX_IO = {
                          f"score threshold {FRCNN_SCORE_THRESH:g}, class-wise NMS (IoU {FRCNN_NMS_IOU:g}) and the "
                          f"{FRCNN_MAX_DET}-detection cap are in the graph"},
 }
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
 
 
 def load() -> dict[str, Any]:

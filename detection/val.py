@@ -357,7 +357,7 @@ def plots(res: dict, names: tuple[str, ...], out_dir: Path, title: str) -> list[
 
 
 def run(model: str | Detector | None = None, data: str = str(DATASETS_DIR / "ilc-heldout.yaml"),
-        split: str | None = None, imgsz: int = 320, conf: float = 0.001, report_conf: float = 0.25, iou: float = 0.6,
+        split: str | None = None, imgsz: int | None = None, conf: float = 0.001, report_conf: float = 0.25, iou: float = 0.6,
         json_out: str | None = None, plots_dir: str | None = None, max_images: int | None = None,
         threads: int | None = None, spread: bool = False, agnostic_nms: bool = False, slice: bool = False,
         slice_size: int | None = None, slice_overlap: float = 0.2, slice_merge: str = "auto") -> dict:
@@ -367,7 +367,8 @@ def run(model: str | Detector | None = None, data: str = str(DATASETS_DIR / "ilc
     ``max_images`` evaluates the first N images, or N evenly spaced ones with ``spread``. ``agnostic_nms``
     evaluates with class-agnostic NMS, as ``facewear predict`` runs by default (mAP is usually reported with
     class-wise NMS, the default here). ``slice`` evaluates sliced inference (:mod:`detection.slicing`); ``small``
-    in the result is AP50 and recall on faces under 32 px (:mod:`detection.sizes`), with or without it."""
+    in the result is AP50 and recall on faces under 32 px (:mod:`detection.sizes`), with or without it. ``imgsz``
+    None: the model's own input size (an ONNX file's input, a ``.pt``'s training size), recorded in the result."""
     if model is None:
         from .manifest import default_model  # noqa: PLC0415
 
@@ -385,7 +386,7 @@ def run(model: str | Detector | None = None, data: str = str(DATASETS_DIR / "ilc
     det = maybe_sliced(det, slice, slice_size, slice_overlap, slice_merge)
     gt, dets, spi = detect_split(det, spec, split, max_images, spread)
     res = evaluate(gt, dets, det.names, report_conf)
-    res.update(model=str(det.source), data=str(data), split=split, imgsz=imgsz, ms_per_image=round(spi * 1000, 2),
+    res.update(model=str(det.source), data=str(data), split=split, imgsz=getattr(det, "imgsz", imgsz), ms_per_image=round(spi * 1000, 2),
                agnostic_nms=agnostic_nms, slice=det.settings() if slice else None,
                small=small_faces(align_categories(gt, tuple(det.names)), dets, tuple(det.names), report_conf))
     title = f"{model_name(det.source)} on {Path(data).stem}/{split}"
@@ -427,7 +428,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="dataset spec (YAML, ultralytics style: val/test as an images folder, a .txt list of images "
                         "or a list of folders; ground truth from coco/<folder>.json or the YOLO labels)")
     p.add_argument("--split", default=None, help="split (default: test if present, else val)")
-    p.add_argument("--imgsz", type=int, default=320, help="inference size in pixels (default 320)")
+    p.add_argument("--imgsz", type=int, default=None,
+                   help="inference size in pixels (default: the model's own: an ONNX file's input, a .pt's "
+                        "training size, else 320)")
     p.add_argument("--conf", type=float, default=0.001, help="detection threshold for mAP (default 0.001)")
     p.add_argument("--report-conf", type=float, default=0.25,
                    help="threshold for P, R and the confusion matrix (default 0.25)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -271,6 +272,17 @@ def read_commented_csv(path: str | os.PathLike) -> tuple[list[str], list[tuple[i
     rows = csv.DictReader(text for _, text in kept)
     out = [(kept[rows.line_num - 1][0], r) for r in rows]
     return list(rows.fieldnames or []), out
+
+
+def sha256_file(path: str | os.PathLike, bar: Any = None) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (``bar``: a tqdm bar updated by bytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    return h.hexdigest()
 
 
 def write_json(dst: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:

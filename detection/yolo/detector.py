@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,13 +16,18 @@ from ..detector import EMPTY, nms
 LOG = logging.getLogger("facewear.detect")
 
 
+def _train_size(yolo: Any) -> int | None:
+    """The input size a loaded ultralytics ``YOLO`` was trained at (its checkpoint's ``train_args["imgsz"]``)."""
+    size = yolo.overrides.get("imgsz")
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    return int(size) if size else None
+
+
 def trained_imgsz(path: str | Path) -> int | None:
     """The input size an ultralytics checkpoint was trained at (its ``train_args["imgsz"]``), or None."""
     from ultralytics import YOLO
 
-    size = YOLO(str(path), task="detect").overrides.get("imgsz")
-    size = size[0] if isinstance(size, (list, tuple)) else size
-    return int(size) if size else None
+    return _train_size(YOLO(str(path), task="detect"))
 
 
 class TorchYoloDetector:
@@ -38,9 +44,7 @@ class TorchYoloDetector:
         self.source = str(path)
         self.model = YOLO(str(path), task="detect")
         self.names = tuple(self.model.names[i] for i in range(len(self.model.names)))
-        trained = self.model.overrides.get("imgsz")
-        trained = trained[0] if isinstance(trained, (list, tuple)) else trained
-        self.imgsz = int(imgsz or trained or 320)
+        self.imgsz = int(imgsz or _train_size(self.model) or 320)
         self.conf, self.iou, self.agnostic = conf, iou, agnostic
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:

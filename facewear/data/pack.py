@@ -22,7 +22,6 @@ checksums. The folder is written under a temporary name and renamed into place w
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import re
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import DATASETS_DIR
-from ..io import atomic_dir, list_images, read_image, write_json, write_text
+from ..io import atomic_dir, list_images, read_image, sha256_file, write_json, write_text
 from .layout import load_spec, split_paths
 
 FORMAT = "facewear-pack/1"
@@ -61,17 +60,6 @@ def parse_size(text: str | int) -> int:
     if n < 2 * _RECORD:
         raise ValueError(f"--shard-size {text!r}: at least {2 * _RECORD} bytes")
     return n
-
-
-def sha256_file(path: str | Path, bar: Any = None) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks (``bar``: a tqdm bar updated by bytes)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            if bar is not None:
-                bar.update(len(chunk))
-    return h.hexdigest()
 
 
 def _tar_bytes(size: int) -> int:
@@ -308,4 +296,4 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
-__all__ = ["FORMAT", "MANIFEST", "SUMS", "add_args", "pack", "parse_size", "run", "sha256_file"]
+__all__ = ["FORMAT", "MANIFEST", "SUMS", "add_args", "pack", "parse_size", "run"]

@@ -14,9 +14,9 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..io import atomic_dir
+from ..io import atomic_dir, sha256_file
 from .layout import write_spec
-from .pack import FORMAT, MANIFEST, SPLITS, SUMS, sha256_file
+from .pack import FORMAT, MANIFEST, SPLITS, SUMS
 
 
 def read_sums(path: Path) -> dict[str, str]:
