@@ -111,6 +111,9 @@ def rebuild_variants(weights_dir: str | Path | None = None, names: Sequence[str]
     Returns ``{"checked": [...], "skipped": {file: reason}}``; ``ok`` is False when a rebuilt file fails its check."""
     wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     todo = manifest.rebuildable(wd, names, missing_only=not force)
+    if verbose:
+        for f, why in manifest.stale(wd, todo).items():
+            print(f"  stale  {f:<32} {why}: rebuilding it")
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for m in todo:
         r = m["rebuild"]
@@ -146,7 +149,10 @@ def rebuild_variants(weights_dir: str | Path | None = None, names: Sequence[str]
             if not f.is_file():
                 skipped[m["file"]] = str((rep.get("skipped") or {}).get(fmt) or "export made no file")
                 continue
-            checked.append(manifest.check_rebuilt(m, f, (rep.get("files") or {}).get(key)))
+            c = manifest.check_rebuilt(m, f, (rep.get("files") or {}).get(key))
+            if c["ok"]:  # made from the committed file that is there now: not stale (manifest.stale)
+                manifest.stamp(wd, f, srcf)
+            checked.append(c)
     res = {"checked": checked, "skipped": skipped, "ok": all(c["ok"] for c in checked)}
     if verbose:
         for c in checked:
@@ -157,7 +163,8 @@ def rebuild_variants(weights_dir: str | Path | None = None, names: Sequence[str]
         for f, why in skipped.items():
             print(f"skipped  {f:<32} {why}")
         if not todo:
-            print(f"nothing to rebuild: every variant in {wd / 'manifest.json'} is present (--force rebuilds)")
+            print(f"nothing to rebuild: every variant in {wd / 'manifest.json'} is present and current "
+                  "(--force rebuilds)")
     return res
 
 

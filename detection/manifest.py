@@ -167,10 +167,67 @@ def load_from(weights_dir: str | Path) -> dict[str, Any]:
     return json.loads(f.read_text()) if f.is_file() else {"models": []}
 
 
+STAMPS = ".rebuilt.json"  # in weights/ (git-ignored): {variant file: {"sha256", "from", "from_sha256"}}
+
+
+def read_stamps(weights_dir: str | Path) -> dict[str, dict[str, str]]:
+    """What ``facewear export --rebuild`` recorded about the variants it made in ``weights_dir``: for each file its
+    sha256 and the sha256 of the committed file it was made from. ``{}`` when there is no (readable) record."""
+    f = Path(weights_dir) / STAMPS
+    try:
+        d = json.loads(f.read_text()) if f.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def stamp(weights_dir: str | Path, variant: str | Path, source: str | Path) -> None:
+    """Record that ``variant`` (a file in ``weights_dir``) was just rebuilt from ``source``, so that
+    :func:`stale` can tell it from a variant of an earlier release."""
+    wd = Path(weights_dir)
+    d = read_stamps(wd)
+    v, s = wd / Path(variant).name, Path(source)
+    d[v.name] = {"sha256": sha256(v), "from": s.name, "from_sha256": sha256(s)}
+    write_json(wd / STAMPS, d)
+
+
+def stale(weights_dir: str | Path | None = None, entries: Sequence[dict[str, Any]] | None = None) -> dict[str, str]:
+    """Variants that are present in ``weights_dir`` but are not those of the current release: ``{file: why}``.
+
+    A file left from an earlier release (say the 320 px int8 ONNX after a 416 px re-release) would otherwise pass
+    as present. A present, not committed variant is current when its ``sha256`` is the manifest's (the released file
+    itself), when its ``rebuild.check`` is ``content_sha256`` and that matches, or when ``facewear export --rebuild``
+    made it (:func:`stamp`) from the committed source file that is there now (same sha256). Committed files and
+    absent variants are not listed (:func:`verify` covers the first; :func:`rebuildable` the second)."""
+    wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    stamps = read_stamps(wd)
+    out: dict[str, str] = {}
+    for m in entries if entries is not None else load_from(wd)["models"]:
+        f = wd / m["file"]
+        r = m.get("rebuild") or {}
+        if m.get("committed", True) or not r or not f.is_file():
+            continue
+        sha = sha256(f)
+        if sha == m.get("sha256"):
+            continue
+        if r.get("check") == "content_sha256":
+            if content_sha256(f) != r.get("content_sha256"):
+                out[m["file"]] = "its content differs from the manifest's content_sha256 (an earlier release?)"
+            continue
+        src = wd / r.get("from", "")
+        st = stamps.get(m["file"]) or {}
+        if st.get("sha256") == sha and src.is_file() and st.get("from_sha256") == sha256(src):
+            continue
+        out[m["file"]] = (f"not the released file (sha256 differs from the manifest) and not rebuilt from the "
+                          f"current {r.get('from', '?')}: left from an earlier release?")
+    return out
+
+
 def rebuildable(weights_dir: str | Path | None = None, names: Sequence[str] | None = None,
                 missing_only: bool = True) -> list[dict[str, Any]]:
     """The manifest entries ``facewear export --rebuild`` would make: not committed, with a ``rebuild`` recipe,
-    (``missing_only``) absent from ``weights_dir``, and (``names``) among those names or files."""
+    (``missing_only``) absent from ``weights_dir`` or :func:`stale` there, and (``names``) among those names or
+    files."""
     wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     out = []
     for m in load_from(wd)["models"]:
@@ -178,7 +235,7 @@ def rebuildable(weights_dir: str | Path | None = None, names: Sequence[str] | No
             continue
         if names is not None and m["name"] not in names and m["file"] not in names:
             continue
-        if missing_only and (wd / m["file"]).is_file():
+        if missing_only and (wd / m["file"]).is_file() and not stale(wd, [m]):
             continue
         out.append(m)
     return out

@@ -63,3 +63,35 @@ def test_committed_files_checked_by_sha(tmp_path):
     assert check_rebuilt(e, f, None)["ok"]
     f.write_bytes(b"abd")
     assert not check_rebuilt(e, f, None)["ok"]
+
+
+def test_variant_of_an_earlier_release_is_stale(tmp_path):
+    """A variant left from an earlier release must not pass as present: it is rebuilt (the card rebuilt nothing and
+    measured the old 320 px int8 ONNX after the 416 px re-release)."""
+    from detection.manifest import rebuildable, stale, stamp
+
+    src, var, same = tmp_path / "m.pt", tmp_path / "m-int8.onnx", tmp_path / "m-fp16.onnx"
+    src.write_bytes(b"release 1")
+    var.write_bytes(b"int8 of release 1")
+    same.write_bytes(b"fp16 as released")
+    rec = {"from": "m.pt", "format": "onnx-int8", "check": "agreement",
+           "agreement": {"metric": "top1_agreement", "value": 90.0, "tolerance": 5.0}}
+    man = {"models": [
+        _entry("m.pt", committed=True, sha256=hashlib.sha256(b"release 1").hexdigest()),
+        _entry("m-int8.onnx", committed=False, rebuild=rec),
+        _entry("m-fp16.onnx", committed=False, rebuild=dict(rec, format="onnx-fp16"),
+               sha256=hashlib.sha256(b"fp16 as released").hexdigest()),
+    ]}
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    # neither the released file (sha differs) nor recorded as rebuilt from the current m.pt
+    assert list(stale(tmp_path)) == ["m-int8.onnx"]
+    assert [m["file"] for m in rebuildable(tmp_path)] == ["m-int8.onnx"]
+    stamp(tmp_path, var, src)  # what `facewear export --rebuild` records after a passing check
+    assert stale(tmp_path) == {} and rebuildable(tmp_path) == []
+    src.write_bytes(b"release 2")  # a re-release of the source: the rebuilt variant is now stale
+    assert "earlier release" in stale(tmp_path)["m-int8.onnx"]
+    var.write_bytes(b"edited by hand")  # a file changed after its rebuild is not the one recorded either
+    src.write_bytes(b"release 1")
+    assert list(stale(tmp_path)) == ["m-int8.onnx"]
+    (tmp_path / ".rebuilt.json").write_text("{not json")  # an unreadable record: stale, not a crash
+    assert list(stale(tmp_path)) == ["m-int8.onnx"]
