@@ -37,7 +37,8 @@ def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(
         imgsz: int | None = None, video: str | None = None, json_out: str | None = None, md_out: str | None = None,
         iters: int = 50, max_images: int | None = None, command: str | None = None, suite: str = "detector",
         models: list[str] | None = None, out: str | None = None, crops: str | None = None,
-        synth_data: str | None = None, readme: bool | str | None = None) -> dict[str, Any]:
+        synth_data: str | None = None, readme: bool | str | None = None,
+        slice_models: list[str] | None = None) -> dict[str, Any]:
     """Benchmark ``model`` and its ONNX exports (or, by ``suite``, the classifiers / cascades in ``models``, or
     the model card of every shipped model: :func:`detection.card.run`). ``imgsz`` None: the card runs each model at
     its own input size; the other suites at the model's own size (a ``.pt``'s training size, an ONNX file's
@@ -56,7 +57,7 @@ def run(model: str = str(WEIGHTS_DIR / "yolov5n-facewear4.pt"), data: str = str(
         from .card import run as card
 
         return card(models=models, data=data, synth_data=synth_data, video=video, out=out, max_images=max_images,
-                    iters=iters, imgsz=imgsz, readme=readme, command=command)
+                    iters=iters, imgsz=imgsz, readme=readme, command=command, slice_models=slice_models)
     if imgsz is None and suite == "detector":
         from .registry import load_detector
 
@@ -167,4 +168,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--readme", nargs="?", const=True, default=d,
                    help="for --suite card: also write the headline table into README.md (or this file) between "
                         "<!-- card:begin/end -->; done anyway when --out is the default")
+    p.add_argument("--slice-model", dest="slice_models", nargs="+", action="extend", default=d, metavar="MODEL",
+                   help="for --suite card: also measure these models with sliced inference (--slice), beside their "
+                        "rows (default: the released weights/yolov5n-facewear4.pt; none: no sliced rows)")
     p.add_argument("--crops", default=d, help="for --suite cls: crop dataset root (default build/crops)")

@@ -83,7 +83,8 @@ def _family_order(name: str) -> tuple[int, str]:
 
 def build_missing(weights_dir: str | Path = WEIGHTS_DIR) -> dict[str, str]:
     """Rebuild the card's variants that are not committed (``export.rebuild_variants``: the detectors' ONNX files
-    and the cascades' classifier ONNX) before the card looks for them; ``{file: why it could not be made}``.
+    and the cascades' classifier ONNX) before the card looks for them, when they are absent or left from an
+    earlier release (``manifest.stale``); ``{file: why it could not be made}``.
 
     Without ``../shared`` (no built dataset to calibrate int8 on) those files are skipped with that reason."""
     from .export import rebuild_variants
@@ -212,16 +213,21 @@ def _nan_to_none(x: Any) -> Any:
     return x
 
 
-def evaluate_model(model: str, data: str, split: str, imgsz: int | None, max_images: int | None) -> dict[str, Any]:
+def evaluate_model(model: str, data: str, split: str, imgsz: int | None, max_images: int | None,
+                   slice: bool = False) -> dict[str, Any]:
     """``facewear val``'s metrics for ``model`` on ``data``'s ``split``, plus found / named per class and false
-    boxes per image at score ``CONF``. ``imgsz`` None: the model's own input size (recorded as ``imgsz``)."""
+    boxes per image at score ``CONF``, and AP50 / recall on faces under 32 px (``small``). ``imgsz`` None: the
+    model's own input size (recorded as ``imgsz``). ``slice``: sliced inference as ``facewear val --slice`` runs
+    it (:mod:`detection.slicing`, default slice size and overlap; its settings recorded as ``slice``)."""
     from facewear.data.layout import load_spec
 
     from .cascade_bench import found_and_named
     from .registry import load_detector
-    from .val import detect_split, evaluate
+    from .sizes import small_faces
+    from .slicing import maybe_sliced
+    from .val import align_categories, detect_split, evaluate
 
-    det = load_detector(model, imgsz=imgsz, conf=0.001, iou=0.6)  # val's defaults
+    det = maybe_sliced(load_detector(model, imgsz=imgsz, conf=0.001, iou=0.6), slice)  # val's defaults
     gt, dets, spi = detect_split(det, load_spec(data), split, max_images, spread=True)
     res = evaluate(gt, dets, det.names, CONF)
     nc = len(det.names)
@@ -231,7 +237,35 @@ def evaluate_model(model: str, data: str, split: str, imgsz: int | None, max_ima
     return {"images": res["images"], "instances": res["instances"], **m.head(),
             "per_class": m.without_curves()["per_class"],
             "found": found_and_named(gt, dets, conf=CONF), "false_boxes_per_image": fp / max(res["images"], 1),
-            "ms_per_image": spi * 1000, "true_class": res.get("true_class", {}), "imgsz": getattr(det, "imgsz", None)}
+            "ms_per_image": spi * 1000, "true_class": res.get("true_class", {}), "imgsz": getattr(det, "imgsz", None),
+            "small": small_faces(align_categories(gt, tuple(det.names)), dets, tuple(det.names), CONF),
+            **({"slice": det.settings()} if slice else {})}
+
+
+def default_slice_models(models: list[str]) -> list[str]:
+    """The models the card also measures with ``--slice``: the released YOLO checkpoint (``yolov5n-facewear4.pt``,
+    run through sahi's own ultralytics model) when it is among ``models``."""
+    return [m for m in models if not is_cascade_spec(m) and Path(m).name == f"{YOLO_STEM}.pt"]
+
+
+def sliced_rows(slice_models: list[str], data: str, split: str,
+                real_data: str | None, imgsz: int | None, max_images: int | None) -> list[dict[str, Any]]:
+    """Each of ``slice_models`` evaluated with sliced inference on the same images as the card's rows (held-out
+    and real checks); ``{"model", "spec", "heldout", "real"}`` per model. A model that fails is logged and left
+    out (its unsliced row stands)."""
+    from .registry import model_name
+
+    out = []
+    for m in slice_models:
+        try:
+            out.append({"model": model_name(m), "spec": m,
+                        "heldout": evaluate_model(m, data, split, imgsz, max_images, slice=True),
+                        "real": evaluate_model(m, real_data, "test", imgsz, None, slice=True) if real_data else None})
+        except Exception:  # noqa: BLE001 - the rest of the card stands
+            LOG.error("%s --slice failed:\n%s", m, traceback.format_exc())
+            continue
+        print(f"card: {out[-1]['model']} --slice: held-out mAP50 {out[-1]['heldout']['mAP50']:.4f}", flush=True)
+    return out
 
 
 def _spec_built(spec: Path) -> bool:
@@ -325,6 +359,8 @@ def _command(kw: dict[str, Any]) -> str:
     parts = ["facewear", "bench", "--suite", "card"]
     if kw.get("models"):
         parts += ["--model", *[_rel(m) if not is_cascade_spec(m) else m for m in kw["models"]]]
+    if kw.get("slice_models") is not None:
+        parts += ["--slice-model", *([_rel(m) for m in kw["slice_models"]] or ["none"])]
     for flag, key in (("--data", "data"), ("--synth-data", "synth_data"), ("--video", "video"), ("--out", "out"),
                       ("--imgsz", "imgsz"), ("--max-images", "max_images"), ("--iters", "iters")):
         if kw.get(key) is not None:
@@ -336,8 +372,12 @@ def run(models: list[str] | None = None, data: str | None = None, synth_data: st
         video: str | None = None, out: str | None = None, max_images: int | None = None, iters: int | None = None,
         imgsz: int | None = None, readme: bool | str | None = None, command: str | None = None,
         weights_dir: str | None = None, threads: tuple[int, ...] | None = None,
-        real_data: str | None = None) -> dict[str, Any]:
+        real_data: str | None = None, slice_models: list[str] | None = None) -> dict[str, Any]:
     """Measure ``models`` (default: every shipped model) and write the model card; returns all numbers.
+
+    ``slice_models``: models also measured with sliced inference (``facewear val --slice``) on the held-out set
+    and the real checks, beside their rows (default :func:`default_slice_models`: the released YOLO checkpoint;
+    ``["none"]`` or ``[]``: none).
 
     ``real_data``: the real checks (default ``datasets/real-checks.yaml`` when built; ``"none"`` skips them):
     recall on real sunglasses and mask_sunglasses faces and the share of real sunglasses faces called ``face``.
@@ -358,7 +398,8 @@ def run(models: list[str] | None = None, data: str | None = None, synth_data: st
     from .speed import cascade_latency, video_fps
 
     cmd = command or _command({"models": models, "data": data, "synth_data": synth_data, "video": video, "out": out,
-                                   "imgsz": imgsz, "max_images": max_images, "iters": iters})
+                                   "imgsz": imgsz, "max_images": max_images, "iters": iters,
+                                   "slice_models": slice_models})
     if real_data is None:  # the default: with the default held-out set, when the real checks are built
         real_default = DATASETS_DIR / "real-checks.yaml"
         default_held = DATASETS_DIR / "ilc-heldout.yaml"
@@ -423,11 +464,16 @@ def run(models: list[str] | None = None, data: str | None = None, synth_data: st
         rows.append(row)
         print(f"card: {row['model']}: held-out mAP50 {row['heldout']['mAP50']:.4f}", flush=True)
 
+    if slice_models is None:
+        slice_models = default_slice_models([r["spec"] for r in rows])
+    slice_models = [m for m in slice_models if str(m).lower() not in ("", "none")]
+    sliced = sliced_rows(slice_models, data, held_split, real_data, imgsz, max_images)
+
     res: dict[str, Any] = {
         "machine": machine(), "command": cmd, "data": _rel(data), "split": held_split,
         "synth_data": _rel(synth_data) if synth_data else None, "imgsz": imgsz, "iters": iters,
         "max_images": max_images, "conf": CONF, "threads": list(threads), "latency_image": _latency_image(data),
-        "video": _rel(video) if video else None, "rows": rows, "skipped": skipped}
+        "video": _rel(video) if video else None, "rows": rows, "sliced": sliced, "skipped": skipped}
     res = portable_paths(_nan_to_none(res))  # a committed report: no machine paths
     json_p = out_p.parent / "card.json"
     plots_dir = out_p.parent / "plots"
@@ -573,6 +619,7 @@ def card_markdown(res: dict) -> str:
         lines.append(f"| `{r['model']}` | {r['MB']:.2f} | "
                      + " | ".join(_lat(lt[k], f"{t}t") for k in ("end_to_end", "network") for t in th)
                      + " | " + (f"{v['fps']:.1f} ({v['frames']} frames)" if v else "-") + " |")
+    lines += sliced_section(res)
     lines += ["", "## How each fails", "",
               (f"On the held-out set, at score >= {res['conf']}: the share of true faces of each class that get any "
               f"box with IoU >= 0.5 (*found*) and, of those, the share whose best-overlapping box has the right class "
@@ -597,6 +644,42 @@ def card_markdown(res: dict) -> str:
               ("All numbers: [`card.json`](card.json). Per-model files and checksums: "
               "[`manifest.json`](manifest.json).")]
     return "\n".join(lines) + "\n"
+
+
+def _small(r: dict, key: str) -> float | None:
+    return (r.get("small") or {}).get(key)
+
+
+def sliced_section(res: dict) -> list[str]:
+    """The card's "Sliced inference" section: each sliced model's figures without and with ``--slice``, on the same
+    images. Empty for a card run before the section existed (no ``sliced`` in ``card.json``)."""
+    if not res.get("sliced"):
+        return []
+    cn = CLASS_NAMES
+    by_spec = {r["spec"]: r for r in res["rows"]}
+    lines = ["", "## Sliced inference (`--slice`)", "",
+             ("The same model without and with sliced inference (`facewear val --slice`: sahi, overlapping slices of "
+              "the model's input size plus the full image, boxes merged; `detection/slicing.py`), on the same "
+              "held-out images and real checks. *Faces under 32 px*: AP50 and recall at score >= "
+              f"{res['conf']} over true faces whose longer side is under 32 px. *ms / image*: the evaluation's "
+              "time per image at torch's thread count, decode included."), "",
+             "| model | slicing | held-out mAP50 | " + " | ".join(f"AP50 {n}" for n in cn)
+             + " | faces under 32 px: n | AP50 | recall | real sunglasses recall | ms / image |",
+             "|---|---|" + "---:|" * (len(cn) + 6)]
+    for s in res["sliced"]:
+        base = by_spec.get(s["spec"])
+        for label, r in (("off", base), ("on", s)):
+            if r is None:
+                continue
+            h = r["heldout"]
+            st = h.get("slice") or {}
+            how = label if label == "off" else f"on ({st.get('slice_size', '?')} px, overlap {st.get('overlap', '?')})"
+            lines.append(f"| `{s['model']}` | {how} | {_f(h['mAP50'])} | "
+                         + " | ".join(_f(h["per_class"][n]["AP50"]) for n in cn)
+                         + f" | {_f(_small(h, 'instances'), 'd')} | {_f(_small(h, 'AP50'))} | "
+                         f"{_f(_small(h, 'recall'))} | {_f(_real_recall(r, 'sunglasses'))} | "
+                         f"{_f(h.get('ms_per_image'), '.1f')} |")
+    return lines
 
 
 def headline_markdown(res: dict, link: str) -> str:

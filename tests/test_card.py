@@ -107,9 +107,13 @@ def test_card_cli_tiny_models(tmp_path, monkeypatch):
     rc = main(["bench", "--suite", "card", "--model", str(frcnn), f"haar+{cls}", str(missing),
                f"mtcnn+{tmp_path / 'nope.onnx'}", "--data", str(held), "--synth-data", str(spec),
                "--video", str(video), "--out", str(out), "--readme", str(readme), "--imgsz", str(IMGSZ),
-               "--iters", "2"])
+               "--iters", "2", "--slice-model", str(frcnn)])
     assert rc == 0
     res = json.loads((out.parent / "card.json").read_text())
+    (sl,) = res["sliced"]  # sliced inference on and off, on the same images
+    assert sl["model"] == "frcnn-tiny.pt" and sl["heldout"]["images"] == 3
+    assert sl["heldout"]["slice"]["slice_size"] == IMGSZ and "slice" not in res["rows"][0]["heldout"]
+    assert set(sl["heldout"]["small"]) >= {"instances", "AP50", "recall"}
     assert [r["model"] for r in res["rows"]] == ["frcnn-tiny.pt", "haar+facewear-cls"]
     assert {s["reason"] for s in res["skipped"]} == {f"{missing} not found", f"{tmp_path / 'nope.onnx'} not found"}
     fr, hc = res["rows"]
@@ -127,7 +131,9 @@ def test_card_cli_tiny_models(tmp_path, monkeypatch):
     # coloured squares are no faces: Haar finds nothing, so the cascade finds 0 % of every present class
     assert all(v["found"] in (0.0, None) for v in hc["heldout"]["found"].values())
     md = out.read_text()
+    assert "| `frcnn-tiny.pt` | off |" in md and f"| `frcnn-tiny.pt` | on ({IMGSZ} px, overlap 0.2) |" in md
     for s in ("# facewear model card", "## Headline", "## Per class", "## Latency", "## How each fails",
+              "## Sliced inference (`--slice`)",
               "`frcnn-tiny.pt`", "`haar+facewear-cls`", "Skipped:", "missing.onnx not found", "Machine:",
               "facewear bench --suite card", "plots/card_map_latency.png"):
         assert s in md, s
