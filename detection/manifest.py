@@ -83,11 +83,23 @@ def add_entry(file: str | Path, *, name: str, task: str, architecture: str, imgs
     for k in KEEP:  # how the file is shipped and rebuilt outlives a re-release
         if k in old and k not in entry:
             entry[k] = old[k]
+    if str(entry.get("made_by", "")).startswith(TRAINED) and "made_by" not in extra:
+        entry["made_by"] = _trained_by(entry["made_by"], train_command)
     if "rebuild" in entry and "rebuild" not in extra:  # kept from the previous release: its figures are the new file's
         entry["rebuild"] = _refresh_rebuild(entry["rebuild"], f, entry["metrics"])
     man["models"] = [m for m in man["models"] if m["name"] != name] + [entry]
     write_json(MANIFEST, man)
     return entry
+
+
+TRAINED = "trained: "  # how a checkpoint's ``made_by`` starts: its training command, then how it was released
+
+
+def _trained_by(made_by: str, train_command: str) -> str:
+    """A checkpoint's kept ``made_by`` with the new release's ``train_command`` (the previous release's command
+    must not outlive it); the text after the command (", released by tools/release_yolo.py") is kept."""
+    tail = made_by[made_by.rfind(", released by"):] if ", released by" in made_by else ""
+    return f"{TRAINED}{train_command}{tail}"
 
 
 def _refresh_rebuild(rebuild: dict[str, Any], f: Path, metrics: dict[str, Any]) -> dict[str, Any]:

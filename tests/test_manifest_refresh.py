@@ -36,3 +36,17 @@ def test_rerelease_refreshes_the_kept_rebuild_record(tmp_path, monkeypatch):
     assert e["rebuild"]["agreement"]["released_figures"] == {"detections_matched": 1.0}
     e = manifest.add_entry(f, name="m-fp16-onnx", metrics={}, **kw)  # not measured this time: no stale figures
     assert "released_figures" not in e["rebuild"]["agreement"]
+
+
+def test_rerelease_of_a_checkpoint_records_its_own_training_command(tmp_path, monkeypatch):
+    """A re-released checkpoint's ``made_by`` names its own training command, not the first release's."""
+    monkeypatch.setattr(manifest, "MANIFEST", tmp_path / "manifest.json")
+    f = tmp_path / "m.pt"
+    f.write_bytes(b"new weights")
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": [
+        {"name": "m", "file": f.name, "committed": True,
+         "made_by": "trained: facewear train yolo --imgsz 320 --name old, released by tools/release_yolo.py"}]}))
+    kw = dict(task="detect", architecture="yolov5n", imgsz=640, precision="fp16", data="d")
+    e = manifest.add_entry(f, name="m", train_command="facewear train yolo --imgsz 640 --name new", **kw)
+    assert e["made_by"] == "trained: facewear train yolo --imgsz 640 --name new, released by tools/release_yolo.py"
+    assert e["committed"] is True
