@@ -186,6 +186,7 @@ def main() -> int:
         raise SystemExit("--run and --train-command are required (unless --readme-only)")
 
     from detection import bench, export, manifest, val
+    from detection.yolo.train import portable_checkpoint
 
     run = Path(a.run)
     best = run / "weights" / "best.pt"
@@ -210,7 +211,7 @@ def main() -> int:
         if r is not None:
             r["model"] = str(pt)
     WEIGHTS_DIR.mkdir(exist_ok=True)
-    shutil.copyfile(best, pt)
+    portable_checkpoint(best, pt)  # best.pt with no machine path in its train_args
     if (gate_plots / f"{a.name}-heldout").is_dir():
         shutil.copytree(gate_plots / f"{a.name}-heldout", WEIGHTS_DIR / "plots" / f"{a.name}-heldout",
                         dirs_exist_ok=True)
