@@ -241,15 +241,11 @@ def rebuildable(weights_dir: str | Path | None = None, names: Sequence[str] | No
     (``missing_only``) absent from ``weights_dir`` or :func:`stale` there, and (``names``) among those names or
     files."""
     wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-    out = []
-    for m in load_from(wd)["models"]:
-        if m.get("committed", True) or not m.get("rebuild"):
-            continue
-        if names is not None and m["name"] not in names and m["file"] not in names:
-            continue
-        if missing_only and (wd / m["file"]).is_file() and not stale(wd, [m]):
-            continue
-        out.append(m)
+    out = [m for m in load_from(wd)["models"] if not m.get("committed", True) and m.get("rebuild")
+           and (names is None or m["name"] in names or m["file"] in names)]
+    if missing_only:
+        old = stale(wd, out)  # one pass: the stamps read once, each present file hashed once
+        out = [m for m in out if not (wd / m["file"]).is_file() or m["file"] in old]
     return out
 
 

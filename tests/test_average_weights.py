@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from facewear.io import OverwriteError
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
 
@@ -39,6 +41,6 @@ def test_average_bad_input(tmp_path):
         average([a, _ckpt(tmp_path / "w.pt", 1.0, width=4)], tmp_path / "s.pt")
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         average([a, tmp_path / "nope.pt"], tmp_path / "s.pt")
-    with pytest.raises(Exception, match="a.pt"):  # --out must not overwrite an input
+    with pytest.raises(OverwriteError, match="a.pt"):  # --out must not overwrite an input
         main([str(a), str(_ckpt(tmp_path / "b.pt", 2.0)), "--out", str(a)])
     assert not (tmp_path / "s.pt").exists()
