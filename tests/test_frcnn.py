@@ -149,6 +149,52 @@ def test_resume_continues_epoch_counter(tiny, tmp_path):
     assert last["lr_scheduler"]["last_epoch"] == 2  # one iteration per epoch (2 images, batch 2)
 
 
+def test_init_from_checkpoint_fine_tunes_its_weights(tiny, tmp_path, monkeypatch):
+    """--init CHECKPOINT starts from every weight of that checkpoint (an fp16 best.pt cast back), not ImageNet."""
+    import detection.frcnn.train as tr
+
+    spec, runs, _ = tiny
+    best = runs / "t" / "weights" / "best.pt"
+    src = torch.load(best, map_location="cpu", weights_only=True)
+    seen = {}
+    real_fit = tr._fit
+
+    def fit_no_steps(a, run_dir, ck, workers, info=None, sync_bn=False):  # capture the model before any update
+        real_build = tr.build_model
+
+        def build(**kw):
+            model, start = real_build(**kw)
+            seen["pretrained"] = kw["pretrained"]
+            return model, start
+        monkeypatch.setattr(tr, "build_model", build)
+        monkeypatch.setattr(torch.optim.SGD, "step", lambda self, closure=None: None)
+        return real_fit(a, run_dir, ck, workers, info, sync_bn)
+
+    monkeypatch.setattr(tr, "_fit", fit_no_steps)
+    summary = tr.train(data=str(spec), epochs=1, imgsz=IMGSZ, batch=2, init=str(best), fraction=0.5, threads=1,
+                       project=str(tmp_path), name="ft")
+    last = torch.load(tmp_path / "ft" / "weights" / "last.pt", map_location="cpu", weights_only=True)
+    assert seen["pretrained"] is False and summary["start"].startswith("best.pt (epoch 1")
+    assert last["args"]["init"] == str(best) and last["args"]["freeze"] == 3
+    for k, v in src["model"].items():  # no optimizer step was taken: the weights are the checkpoint's
+        if v.is_floating_point() and "num_batches_tracked" not in k:
+            assert torch.equal(last["model"][k], v.float()), k
+
+
+def test_init_rejects_a_file_that_is_not_a_frcnn_checkpoint(tiny, tmp_path):
+    from detection.frcnn.train import train
+
+    spec, _, _ = tiny
+    junk = tmp_path / "junk.pt"
+    torch.save({"model": {}}, junk)
+    with pytest.raises(ValueError, match=r"junk\.pt: not a facewear Faster R-CNN checkpoint"):
+        train(data=str(spec), epochs=1, imgsz=IMGSZ, init=str(junk), project=str(tmp_path), name="x", threads=1)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        train(data=str(spec), epochs=1, imgsz=IMGSZ, init=str(tmp_path / "missing.pt"), project=str(tmp_path),
+              name="y", threads=1)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 @pytest.mark.slow
 def test_refuses_existing_run_dir(tiny):
     from detection.frcnn.train import train

