@@ -159,7 +159,7 @@ def test_init_from_checkpoint_fine_tunes_its_weights(tiny, tmp_path, monkeypatch
     seen = {}
     real_fit = tr._fit
 
-    def fit_no_steps(a, run_dir, ck, workers, info=None, sync_bn=False):  # capture the model before any update
+    def fit_no_steps(a, run_dir, ck, workers, info=None, sync_bn=False, callbacks=None):  # no optimizer steps
         real_build = tr.build_model
 
         def build(**kw):
@@ -168,7 +168,7 @@ def test_init_from_checkpoint_fine_tunes_its_weights(tiny, tmp_path, monkeypatch
             return model, start
         monkeypatch.setattr(tr, "build_model", build)
         monkeypatch.setattr(torch.optim.SGD, "step", lambda self, closure=None: None)
-        return real_fit(a, run_dir, ck, workers, info, sync_bn)
+        return real_fit(a, run_dir, ck, workers, info, sync_bn, callbacks)
 
     monkeypatch.setattr(tr, "_fit", fit_no_steps)
     summary = tr.train(data=str(spec), epochs=1, imgsz=IMGSZ, batch=2, init=str(best), fraction=0.5, threads=1,

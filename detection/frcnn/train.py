@@ -188,15 +188,19 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
           name: str = "train", exist_ok: bool = False, resume: bool = False, test_only: bool = False,
           weights: str | None = None, split: str | None = None, half: bool = False,
           max_val_images: int | None = None, seed: int = SEED, flip: float = 0.5,
-          sync_bn: bool = False) -> dict[str, Any]:
+          sync_bn: bool = False, callbacks: dict[str, list[Callable] | Callable] | None = None) -> dict[str, Any]:
     """Train (``test_only``: evaluate) the Faster R-CNN; returns the metrics summary.
 
     ``lr`` default: 0.02 x global batch / 16 for SGD (torchvision's reference rate; the global batch is ``batch`` x
     the number of processes), 1e-4 for AdamW. ``milestones``
     (multistep): epochs, default 2/3 and 8/9 of ``epochs``. ``freeze``: frozen MobileNetV2 stages (0-6).
     ``init``: ``"imagenet"``, ``"none"`` or a Faster R-CNN checkpoint whose weights (all of them) start the run
-    (fine-tuning; the architecture config comes from it). ``resume`` continues ``<project>/<name>/weights/last.pt`` with its saved arguments (``RESUMED_ARGS``);
-    ``epochs``, when given, replaces the saved count.
+    (fine-tuning; the architecture config comes from it). ``callbacks`` (Python only, as ultralytics'
+    ``model.add_callback``): ``{"on_train_batch_end": fn, "on_train_epoch_end": fn}`` (a function or a list),
+    each called as ``fn(state)`` with a dict of ``epoch``, ``iteration`` (in the epoch, from 1), ``iters_per_epoch``,
+    ``batch``, ``train_images`` and ``loss``; an exception raised there stops the run (``tools/train_budget.py``
+    times batches this way). ``resume`` continues ``<project>/<name>/weights/last.pt`` with its saved arguments
+    (``RESUMED_ARGS``); ``epochs``, when given, replaces the saved count.
     """
     given = dict(locals())
     info = init_distributed_mode()
@@ -234,7 +238,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
                        if Path(sys.argv[0]).name == "facewear" else None)
     args["world_size"] = info.world_size
     try:
-        return _fit(args, run_dir, ck, workers, info, sync_bn)
+        return _fit(args, run_dir, ck, workers, info, sync_bn, callbacks)
     finally:
         cleanup(info)
 
@@ -300,8 +304,12 @@ def evaluate_ranks(det: Any, data: str | Path, info: DistInfo, split: str = "val
 
 
 def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: DistInfo | None = None,
-         sync_bn: bool = False) -> dict[str, Any]:
+         sync_bn: bool = False, callbacks: dict[str, list[Callable] | Callable] | None = None) -> dict[str, Any]:
     info = info or DistInfo()
+    cbs = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in (callbacks or {}).items()}
+    unknown = set(cbs) - {"on_train_batch_end", "on_train_epoch_end"}
+    if unknown:
+        raise ValueError(f"unknown callback event(s) {sorted(unknown)}: on_train_batch_end, on_train_epoch_end")
     if a["optimizer"] not in ("sgd", "adamw"):
         raise ValueError(f"--optimizer must be sgd or adamw, got {a['optimizer']!r}")
     if a["sched"] not in ("cosine", "multistep"):
@@ -404,6 +412,9 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: 
             if len(first) < 2:  # the first steps' loss, averaged over the ranks (checks: same global batch)
                 first.append(mean_over_ranks(info, loss.item()))
             bar.set_postfix(loss=f"{tot / n:.3f}", lr=f"{opt.param_groups[0]['lr']:.2g}")
+            for cb in cbs.get("on_train_batch_end", ()):
+                cb({"epoch": epoch, "iteration": n, "iters_per_epoch": len(dl), "batch": a["batch"],
+                    "train_images": len(ds), "loss": tot / n})
         ep_loss = mean_over_ranks(info, tot / max(n, 1), n)
         det = _detector(bare, a["imgsz"], device, f"epoch {epoch + 1}")
         res = evaluate_ranks(det, a["data"], info, "val", a["max_val_images"])
@@ -424,6 +435,9 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: 
                 save_checkpoint(wdir / "best.pt", bare, half=bool(a["half"]), **common)
             write_json(run_dir / "history.json", history)
         barrier(info)
+        for cb in cbs.get("on_train_epoch_end", ()):
+            cb({"epoch": epoch, "iteration": n, "iters_per_epoch": len(dl), "batch": a["batch"],
+                "train_images": len(ds), "loss": ep_loss})
     summary = {"arch": FRCNN_ARCH, "start": start, "params": count_params(bare), "imgsz": a["imgsz"],
                "epochs": epochs, "best_epoch": best.get("epoch") if best else None, "metrics": best,
                "history": history, "weights": str(wdir / "best.pt"), "world_size": info.world_size}
