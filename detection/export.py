@@ -110,9 +110,10 @@ def rebuild_variants(weights_dir: str | Path | None = None, names: Sequence[str]
     data without ``../shared``, a failed export) is listed under ``skipped`` with the reason and the run goes on.
     Returns ``{"checked": [...], "skipped": {file: reason}}``; ``ok`` is False when a rebuilt file fails its check."""
     wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-    todo = manifest.rebuildable(wd, names, missing_only=not force)
+    why_stale: dict[str, str] = {}
+    todo = manifest.rebuildable(wd, names, missing_only=not force, reasons=why_stale)
     if verbose:
-        for f, why in manifest.stale(wd, todo).items():
+        for f, why in why_stale.items():
             print(f"  stale  {f:<32} {why}: rebuilding it")
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for m in todo:

@@ -236,15 +236,17 @@ def stale(weights_dir: str | Path | None = None, entries: Sequence[dict[str, Any
 
 
 def rebuildable(weights_dir: str | Path | None = None, names: Sequence[str] | None = None,
-                missing_only: bool = True) -> list[dict[str, Any]]:
+                missing_only: bool = True, reasons: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The manifest entries ``facewear export --rebuild`` would make: not committed, with a ``rebuild`` recipe,
     (``missing_only``) absent from ``weights_dir`` or :func:`stale` there, and (``names``) among those names or
-    files."""
+    files. ``reasons``, when given, receives :func:`stale`'s ``{file: why}`` of that one pass."""
     wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     out = [m for m in load_from(wd)["models"] if not m.get("committed", True) and m.get("rebuild")
            and (names is None or m["name"] in names or m["file"] in names)]
     if missing_only:
         old = stale(wd, out)  # one pass: the stamps read once, each present file hashed once
+        if reasons is not None:
+            reasons.update(old)
         out = [m for m in out if not (wd / m["file"]).is_file() or m["file"] in old]
     return out
 
