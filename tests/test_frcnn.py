@@ -363,3 +363,7 @@ def test_release_block_renders_every_figure_from_metrics():
     assert "50 of the 100 training images" in text and "40 evenly spaced" in text
     assert "| 2 | 0.500 | 0.600 | 0.300 | 20 |" in text
     assert "Training record" not in block({k: v for k, v in m.items() if k != "training"})
+    ft = {**m, "training": {**m["training"], "init": "frcnn-mnv2-facewear4.pt", "start": "frcnn-mnv2-facewear4.pt "
+                            "(epoch 2 at 320 px, started imagenet)"}}
+    assert "Fine-tuned from `frcnn-mnv2-facewear4.pt` (frcnn-mnv2-facewear4.pt (epoch 2 at 320 px" in block(ft)
+    assert "Fine-tuned" not in text  # a record without init (an older release) says nothing about it

@@ -55,6 +55,8 @@ def training_record(ck: dict) -> dict:
     iters = math.ceil(n / a["batch"])
     s_it = sum(h["seconds"] for h in hist) / (len(hist) * iters)
     return {"train_images": n, "train_images_all": n_all, "batch": a["batch"], "imgsz": a["imgsz"],
+            "init": Path(a["init"]).name if a.get("init") not in (None, "imagenet", "none") else a.get("init"),
+            "start": ck.get("start"),
             "freeze": a["freeze"], "epochs": len(hist), "iterations_per_epoch": iters, "max_val_images":
             a["max_val_images"], "seconds_per_iteration_with_val": round(s_it, 2),
             "full_epoch_minutes_estimate": round(s_it * math.ceil(n_all / a["batch"]) / 60), "history": hist}
@@ -74,7 +76,10 @@ def block(m: dict) -> str:
     out.append(" ".join(extra) + "\n")
     t = m.get("training")
     if t:
-        out.append(f"Training record (from the checkpoint; this machine): {t['train_images']} of the "
+        init = t.get("init")
+        began = (f"Fine-tuned from `{init}` ({t.get('start')}). " if init not in (None, "imagenet", "none") else
+                 f"Started from {t.get('start')}. " if t.get("start") else "")
+        out.append(f"Training record (from the checkpoint; this machine): {began}{t['train_images']} of the "
                    f"{t['train_images_all']} training images, {t['epochs']} epochs of {t['iterations_per_epoch']} "
                    f"iterations at batch {t['batch']}, {t['imgsz']} px, first {t['freeze']} MobileNetV2 stages frozen. "
                    f"About {t['seconds_per_iteration_with_val']} s per iteration (val pass included), so one epoch "
