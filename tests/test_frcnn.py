@@ -367,3 +367,23 @@ def test_release_block_renders_every_figure_from_metrics():
                             "(epoch 2 at 320 px, started imagenet)"}}
     assert "Fine-tuned from `frcnn-mnv2-facewear4.pt` (frcnn-mnv2-facewear4.pt (epoch 2 at 320 px" in block(ft)
     assert "Fine-tuned" not in text  # a record without init (an older release) says nothing about it
+
+
+def test_release_names_the_fine_tune_start_by_checksum(tmp_path, monkeypatch):
+    """A fine-tune of the file being released over is named by the replaced entry's sha256, not the new file's."""
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    import release_frcnn
+
+    from facewear.io import sha256_file
+
+    pt = tmp_path / "m.pt"
+    pt.write_bytes(b"the new release, already copied")
+    monkeypatch.setattr(release_frcnn, "released_entry", lambda name, fallback_default=True: {"sha256": "ab" * 32})
+    assert release_frcnn.init_identity(str(pt), pt, "m") == {"init_sha256": "ab" * 32}
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"another start")
+    assert release_frcnn.init_identity(str(other), pt, "m") == {"init_sha256": sha256_file(other)}
+    assert release_frcnn.init_identity("imagenet", pt, "m") == {}
+    assert release_frcnn.init_identity(str(tmp_path / "gone.pt"), pt, "m") == {}

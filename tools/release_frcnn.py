@@ -62,6 +62,22 @@ def training_record(ck: dict) -> dict:
             "full_epoch_minutes_estimate": round(s_it * math.ceil(n_all / a["batch"]) / 60), "history": hist}
 
 
+def init_identity(init: str | None, pt: Path, released: str) -> dict:
+    """``{"init_sha256": ...}`` of the checkpoint a fine-tune started from (``--init``), so the record names it
+    after this release replaces it: when ``init`` is the file being released over (``pt``), the sha256 comes from
+    the manifest entry ``released`` (the file on disk may already be another); otherwise from the file itself.
+    Empty for an ImageNet or scratch start, or an ``init`` file that is no longer there."""
+    from facewear.io import sha256_file
+
+    if init in (None, "imagenet", "none"):
+        return {}
+    p = Path(init) if Path(init).is_absolute() else REPO_ROOT / init
+    if p.resolve() == pt.resolve():
+        e = released_entry(released, fallback_default=False)
+        return {"init_sha256": e["sha256"]} if e and e.get("sha256") else {}
+    return {"init_sha256": sha256_file(p)} if p.is_file() else {}
+
+
 def block(m: dict) -> str:
     """The README block: per-class table, ONNX and fp16 figures, and the training record, all from ``m``."""
     out = [held_table(m["ilc-heldout"], m["facewear4-val"])]
@@ -77,7 +93,8 @@ def block(m: dict) -> str:
     t = m.get("training")
     if t:
         init = t.get("init")
-        began = (f"Fine-tuned from `{init}` ({t.get('start')}). " if init not in (None, "imagenet", "none") else
+        sha = f", sha256 {t['init_sha256'][:12]}" if t.get("init_sha256") else ""
+        began = (f"Fine-tuned from `{init}` ({t.get('start')}{sha}). " if init not in (None, "imagenet", "none") else
                  f"Started from {t.get('start')}. " if t.get("start") else "")
         out.append(f"Training record (from the checkpoint; this machine): {began}{t['train_images']} of the "
                    f"{t['train_images_all']} training images, {t['epochs']} epochs of {t['iterations_per_epoch']} "
@@ -128,10 +145,11 @@ def main() -> int:
         raise SystemExit(f"{best}: not found")
     ck = torch.load(best, map_location="cpu", weights_only=False)
     record = training_record(ck)
+    pt = WEIGHTS_DIR / f"{a.name}.pt"
+    record.update(init_identity(ck["args"].get("init"), pt, a.against or a.name))
     imgsz, epoch = int(ck["imgsz"]), int(ck["epoch"])
     half, arch, train_args, start = bool(ck.get("half")), ck["arch"], ck["args"], ck.get("start")
     del ck
-    pt = WEIGHTS_DIR / f"{a.name}.pt"
     try:
         check_not_inputs([pt], [best], "--name")  # a run inside weights/ must not be copied onto itself
     except OverwriteError as e:
@@ -177,7 +195,8 @@ def main() -> int:
     write_json(mfile, metrics)
 
     common = dict(task="detect", architecture=arch, imgsz=imgsz, train_command=a.train_command,
-                  data="datasets/facewear4.yaml", epoch=epoch, start=start)
+                  data="datasets/facewear4.yaml", epoch=epoch, start=start,
+                  **({"init_sha256": record["init_sha256"]} if record.get("init_sha256") else {}))
     manifest.add_entry(pt, name=a.name, precision="fp16 weights (checkpoint dict, loaded in fp32)" if half else "fp32",
                        metrics={"ilc-heldout": _head(held),
                                 "ilc-heldout-AP50": DetMetrics.from_json(held).ap50(),
