@@ -152,6 +152,7 @@ def test_resume_continues_epoch_counter(tiny, tmp_path):
 def test_init_from_checkpoint_fine_tunes_its_weights(tiny, tmp_path, monkeypatch):
     """--init CHECKPOINT starts from every weight of that checkpoint (an fp16 best.pt cast back), not ImageNet."""
     import detection.frcnn.train as tr
+    from facewear.io import sha256_file
 
     spec, runs, _ = tiny
     best = runs / "t" / "weights" / "best.pt"
@@ -176,9 +177,27 @@ def test_init_from_checkpoint_fine_tunes_its_weights(tiny, tmp_path, monkeypatch
     last = torch.load(tmp_path / "ft" / "weights" / "last.pt", map_location="cpu", weights_only=True)
     assert seen["pretrained"] is False and summary["start"].startswith("best.pt (epoch 1")
     assert last["args"]["init"] == str(best) and last["args"]["freeze"] == 3
+    assert last["args"]["init_sha256"] == sha256_file(best)
     for k, v in src["model"].items():  # no optimizer step was taken: the weights are the checkpoint's
         if v.is_floating_point() and "num_batches_tracked" not in k:
             assert torch.equal(last["model"][k], v.float()), k
+
+
+def test_resume_of_a_fine_tune_needs_not_its_init_file(tiny, tmp_path):
+    """--resume continues from last.pt alone: the --init file may be gone (replaced by the release it became)."""
+    from detection.frcnn.train import train
+
+    spec, runs, _ = tiny
+    init = tmp_path / "start.pt"
+    shutil.copy2(runs / "t" / "weights" / "best.pt", init)
+    train(data=str(spec), epochs=1, imgsz=IMGSZ, batch=2, init=str(init), fraction=0.5, threads=1,
+          project=str(tmp_path), name="ft")
+    sha = torch.load(tmp_path / "ft" / "weights" / "last.pt", map_location="cpu", weights_only=True)["args"]
+    init.unlink()
+    summary = train(project=str(tmp_path), name="ft", resume=True, epochs=2, threads=1)
+    last = torch.load(tmp_path / "ft" / "weights" / "last.pt", map_location="cpu", weights_only=True)
+    assert [h["epoch"] for h in summary["history"]] == [0, 1]
+    assert last["args"]["init_sha256"] == sha["init_sha256"]  # kept across the resume
 
 
 def test_init_rejects_a_file_that_is_not_a_frcnn_checkpoint(tiny, tmp_path):

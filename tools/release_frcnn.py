@@ -63,10 +63,12 @@ def training_record(ck: dict) -> dict:
 
 
 def init_identity(init: str | None, pt: Path, released: str) -> dict:
-    """``{"init_sha256": ...}`` of the checkpoint a fine-tune started from (``--init``), so the record names it
-    after this release replaces it: when ``init`` is the file being released over (``pt``), the sha256 comes from
-    the manifest entry ``released`` (the file on disk may already be another); otherwise from the file itself.
-    Empty for an ImageNet or scratch start, or an ``init`` file that is no longer there."""
+    """``{"init_sha256": ...}`` of the checkpoint a fine-tune started from (``--init``), for runs whose checkpoint
+    does not carry it (``facewear train frcnn`` records ``init_sha256`` in its args since 2026-11-30): when
+    ``init`` is the file being released over (``pt``), the sha256 comes from the manifest entry ``released`` (the
+    file on disk may already be another); otherwise from the file itself (relative paths: from the repository
+    root, where the release commands run). Empty for an ImageNet or scratch start, or an ``init`` file that is no
+    longer there."""
     from facewear.io import sha256_file
 
     if init in (None, "imagenet", "none"):
@@ -146,7 +148,8 @@ def main() -> int:
     ck = torch.load(best, map_location="cpu", weights_only=False)
     record = training_record(ck)
     pt = WEIGHTS_DIR / f"{a.name}.pt"
-    record.update(init_identity(ck["args"].get("init"), pt, a.against or a.name))
+    record.update({"init_sha256": ck["args"]["init_sha256"]} if ck["args"].get("init_sha256") else
+                  init_identity(ck["args"].get("init"), pt, a.name))
     imgsz, epoch = int(ck["imgsz"]), int(ck["epoch"])
     half, arch, train_args, start = bool(ck.get("half")), ck["arch"], ck["args"], ck.get("start")
     del ck

