@@ -406,3 +406,29 @@ def test_release_names_the_fine_tune_start_by_checksum(tmp_path, monkeypatch):
     assert release_frcnn.init_identity(str(other), pt, "m") == {"init_sha256": sha256_file(other)}
     assert release_frcnn.init_identity("imagenet", pt, "m") == {}
     assert release_frcnn.init_identity(str(tmp_path / "gone.pt"), pt, "m") == {}
+
+
+def test_agreement_frames_have_boxes_and_the_report_no_machine_paths(tmp_path, monkeypatch):
+    """The export check runs on labelled frames (a trained model finds nothing on background frames, and a check
+    over no detections passes whatever the export computes); its JSON report holds repository-relative paths."""
+    import cv2
+
+    from detection.frcnn.export import sample_inputs
+    from detection.frcnn.model import resize_long, to_input
+    from facewear.io import portable_paths
+
+    (tmp_path / "images" / "val").mkdir(parents=True)
+    (tmp_path / "labels" / "val").mkdir(parents=True)
+    frames = {}
+    for i, name in enumerate(["a_bg0", "a_bg1", "a_bg2", "b_face", "c_face"]):
+        img = np.full((48, 64, 3), 40 * i, np.uint8)
+        cv2.imwrite(str(tmp_path / "images" / "val" / f"{name}.png"), img)
+        frames[name] = img
+        (tmp_path / "labels" / "val" / f"{name}.txt").write_text("" if "bg" in name else "0 0.5 0.5 0.3 0.4\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"path: {tmp_path}\nval: images/val\nnames: {{0: face, 1: mask, 2: sunglasses, "
+                    f"3: mask_sunglasses}}\n")
+    got = sample_inputs(spec, 64, 3)  # two dataset frames and the random one
+    want = [to_input(resize_long(frames[n], 64)[0]) for n in ("b_face", "c_face")]
+    assert len(got) == 3 and all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert portable_paths({"file": str(REPO_ROOT / "weights" / "x.onnx")}) == {"file": "weights/x.onnx"}

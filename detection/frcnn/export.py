@@ -125,7 +125,11 @@ def export_onnx_fp16(fp32: str | Path, out: str | Path, meta: dict[str, Any], im
 
 # --- checks -------------------------------------------------------------------------------------
 def sample_inputs(data: str | Path | None, imgsz: int, n: int) -> list[np.ndarray]:
-    """Up to ``n`` preprocessed frames from ``data``'s val (else train) split, plus one portrait random frame."""
+    """Up to ``n`` - 1 preprocessed frames from ``data``'s val (else train) split, plus one portrait random frame.
+
+    The frames are evenly spaced over the split's images that have at least one labelled box (all images when
+    none has a label file): a trained detector finds nothing on background frames, and a check on no detections
+    would pass whatever the export computes."""
     from facewear.data.layout import load_spec, split_paths
 
     frames: list[np.ndarray] = []
@@ -133,11 +137,16 @@ def sample_inputs(data: str | Path | None, imgsz: int, n: int) -> list[np.ndarra
         try:
             spec = load_spec(data)
             split = "val" if "val" in spec else ("train" if "train" in spec else "test")
-            files = list_images(split_paths(spec, split)[0])
+            images, labels = split_paths(spec, split)[:2]
+            files = list_images(images)
         except (FileNotFoundError, ValueError) as e:
             LOG.info("agreement check without dataset images (%s)", e)
             files = []
-        for f in files[: n - 1]:
+        boxed = [f for f in files if _has_boxes(labels / f.relative_to(images).with_suffix(".txt"))]
+        pool = boxed or files
+        if pool and n > 1:
+            pool = [pool[round(i)] for i in np.linspace(0, len(pool) - 1, min(n - 1, len(pool)))]
+        for f in pool[: n - 1]:
             try:
                 frames.append(read_image(f))
             except ImageReadError as e:
@@ -145,6 +154,13 @@ def sample_inputs(data: str | Path | None, imgsz: int, n: int) -> list[np.ndarra
     rng = np.random.default_rng(0)
     frames.append(rng.integers(0, 256, (imgsz, max(32, imgsz * 3 // 5), 3), dtype=np.uint8))
     return [to_input(resize_long(f, imgsz)[0]) for f in frames]
+
+
+def _has_boxes(label_file: Path) -> bool:
+    try:
+        return any(line.strip() for line in label_file.read_text().splitlines())
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def agreement(ref: Callable[[np.ndarray], Outputs], other: Callable[[np.ndarray], Outputs],
@@ -258,6 +274,8 @@ def run(model: str | Path, formats: list[str] | tuple[str, ...] | None = None, i
         from ..speed import time_variants
 
         report["latency"] = time_variants(pt, files, imgsz)
-    if json_out:
-        write_json(json_out, report)
+    if json_out:  # a committed report: no machine paths (facewear.io.portable_paths)
+        from facewear.io import portable_paths
+
+        write_json(json_out, portable_paths(report))
     return report

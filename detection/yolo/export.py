@@ -200,8 +200,10 @@ def export_yolo(model: str, formats: list[str] | tuple[str, ...] = PRECISIONS, i
               f"detections matched {ag['detections_matched'] * 100:5.1f}% of {ag['detections_torch']}")
     if bench:
         report["latency"] = time_variants(pt, files, imgsz)
-    if json_out:
-        write_json(json_out, report)
+    if json_out:  # a committed report: no machine paths
+        from facewear.io import portable_paths
+
+        write_json(json_out, portable_paths(report))
     return report
 
 
