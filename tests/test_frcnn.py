@@ -432,3 +432,34 @@ def test_agreement_frames_have_boxes_and_the_report_no_machine_paths(tmp_path, m
     want = [to_input(resize_long(frames[n], 64)[0]) for n in ("b_face", "c_face")]
     assert len(got) == 3 and all(np.array_equal(g, w) for g, w in zip(got, want))
     assert portable_paths({"file": str(REPO_ROOT / "weights" / "x.onnx")}) == {"file": "weights/x.onnx"}
+
+
+def test_release_recheck_export_records_the_check_of_the_same_bytes(exported, tmp_path, monkeypatch):
+    """release_frcnn --recheck-export re-exports into a temporary folder, requires the released bytes, and writes
+    the check into the manifest entry and the export report (nothing else changes)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    import release_frcnn
+
+    from detection import manifest
+
+    pt, _ = exported
+    wd = tmp_path / "weights"
+    wd.mkdir()
+    shutil.copy2(pt, wd / "m.pt")
+    shutil.copy2(pt.parent / f"{pt.stem}-fp16.onnx", wd / "m-fp16.onnx")
+    man = {"models": [{"name": "m", "file": "m.pt"},
+                      {"name": "m-fp16-onnx", "file": "m-fp16.onnx", "metrics": {"agreement_with_torch": {}}}]}
+    (wd / "manifest.json").write_text(json.dumps(man))
+    monkeypatch.setattr(release_frcnn, "WEIGHTS_DIR", wd)
+    monkeypatch.setattr(manifest, "MANIFEST", wd / "manifest.json")
+    check = release_frcnn.recheck_export("m")
+    after = json.loads((wd / "manifest.json").read_text())
+    assert after["models"][1]["metrics"]["agreement_with_torch"] == check and check["samples"] >= 1
+    assert after["models"][0] == man["models"][0]
+    assert json.loads((wd / "m.export.json").read_text())["files"]["fp16"]["file"].endswith("m-fp16.onnx")
+    (wd / "m-fp16.onnx").write_bytes(b"other bytes")
+    with pytest.raises(SystemExit, match="other bytes; release again"):
+        release_frcnn.recheck_export("m")

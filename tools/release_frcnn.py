@@ -80,6 +80,45 @@ def init_identity(init: str | None, pt: Path, released: str) -> dict:
     return {"init_sha256": sha256_file(p)} if p.is_file() else {}
 
 
+def recheck_export(name: str) -> dict:
+    """Check the released ``<name>-fp16.onnx`` against ``<name>.pt`` again: export the checkpoint into a temporary
+    folder, require the same bytes as the released ONNX file (else SystemExit: release again), then write the
+    check into ``weights/<name>.export.json`` and the ONNX entry's ``agreement_with_torch`` in the manifest.
+    Returns the check."""
+    import tempfile
+
+    from detection import manifest
+    from detection.frcnn.export import run as export
+    from facewear.io import portable_paths, sha256_file
+
+    pt, onnx16 = WEIGHTS_DIR / f"{name}.pt", WEIGHTS_DIR / f"{name}-fp16.onnx"
+    for f in (pt, onnx16):
+        if not f.is_file():
+            raise SystemExit(f"{f}: not found (release first)")
+    with tempfile.TemporaryDirectory(prefix="facewear-recheck-") as td:
+        tmp_pt = Path(td) / pt.name
+        shutil.copyfile(pt, tmp_pt)
+        ex = export(str(tmp_pt), formats=["fp16"])
+        if "fp16" not in ex["files"]:
+            raise SystemExit(f"{pt}: the fp16 export failed its check again: {ex['skipped'].get('fp16')}")
+        again = Path(ex["files"]["fp16"]["file"])
+        if sha256_file(again) != sha256_file(onnx16):
+            raise SystemExit(f"{onnx16}: exporting {pt} again gives other bytes; release again instead")
+    ex["model"] = str(pt)
+    ex["files"]["fp16"]["file"] = str(onnx16)
+    write_json(WEIGHTS_DIR / f"{name}.export.json", portable_paths(ex))
+    check = {k: v for k, v in ex["files"]["fp16"].items() if k not in ("file", "bytes")}
+    man = manifest.load()
+    entry = next((m for m in man["models"] if m["name"] == f"{name}-fp16-onnx"), None)
+    if entry is None:
+        raise SystemExit(f"{manifest.MANIFEST}: no entry {name}-fp16-onnx")
+    entry.setdefault("metrics", {})["agreement_with_torch"] = check
+    write_json(manifest.MANIFEST, man)
+    print(f"{onnx16.name}: {check['detections_matched'] * 100:.1f}% of {check['detections_torch']} torch detections "
+          f"matched on {check['samples']} frames, max box diff {check['max_box_diff']:.3g} px")
+    return check
+
+
 def block(m: dict) -> str:
     """The README block: per-class table, ONNX and fp16 figures, and the training record, all from ``m``."""
     out = [held_table(m["ilc-heldout"], m["facewear4-val"])]
@@ -120,6 +159,10 @@ def main() -> int:
     ap.add_argument("--readme-only", action="store_true",
                     help="re-render the README block from weights/<name>.metrics.json (adding the training record "
                          "from --run's best.pt when missing); measures nothing")
+    ap.add_argument("--recheck-export", action="store_true",
+                    help="re-run the fp16 ONNX agreement check of the released files (export again into a temporary "
+                         "folder, require the same bytes, record the check in the manifest and <name>.export.json); "
+                         "measures nothing else")
     ap.add_argument("--max-images", type=int, default=None, help="evaluate on N evenly spaced images only (dry runs)")
     add_gate_args(ap)
     a = ap.parse_args()
@@ -140,6 +183,9 @@ def main() -> int:
             metrics["training"] = training_record(torch.load(best, map_location="cpu", weights_only=False))
             write_json(mfile, metrics)
         write_marked_block(REPO_ROOT / "README.md", a.name, block(metrics), "tools/release_frcnn.py")
+        return 0
+    if a.recheck_export:
+        recheck_export(a.name)
         return 0
     if not a.train_command:
         raise SystemExit("--train-command is required")
