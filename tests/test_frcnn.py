@@ -384,7 +384,9 @@ def test_release_block_renders_every_figure_from_metrics():
     assert "Training record" not in block({k: v for k, v in m.items() if k != "training"})
     ft = {**m, "training": {**m["training"], "init": "frcnn-mnv2-facewear4.pt", "start": "frcnn-mnv2-facewear4.pt "
                             "(epoch 2 at 320 px, started imagenet)"}}
-    assert "Fine-tuned from `frcnn-mnv2-facewear4.pt` (frcnn-mnv2-facewear4.pt (epoch 2 at 320 px" in block(ft)
+    assert "Fine-tuned from `frcnn-mnv2-facewear4.pt` (epoch 2 at 320 px, started imagenet)." in block(ft)
+    ft["training"]["init_sha256"] = "ab" * 32
+    assert "(sha256 abababababab; epoch 2 at 320 px" in block(ft)
     assert "Fine-tuned" not in text  # a record without init (an older release) says nothing about it
 
 
@@ -434,9 +436,9 @@ def test_agreement_frames_have_boxes_and_the_report_no_machine_paths(tmp_path, m
     assert portable_paths({"file": str(REPO_ROOT / "weights" / "x.onnx")}) == {"file": "weights/x.onnx"}
 
 
-def test_release_recheck_export_records_the_check_of_the_same_bytes(exported, tmp_path, monkeypatch):
-    """release_frcnn --recheck-export re-exports into a temporary folder, requires the released bytes, and writes
-    the check into the manifest entry and the export report (nothing else changes)."""
+def test_release_recheck_export_records_the_check(exported, tiny, tmp_path, monkeypatch):
+    """release_frcnn --recheck-export compares the released ONNX with the released checkpoint on labelled frames and
+    writes the check into the manifest entry and the export report (the files are not touched)."""
     import json
     import sys
 
@@ -444,22 +446,26 @@ def test_release_recheck_export_records_the_check_of_the_same_bytes(exported, tm
     import release_frcnn
 
     from detection import manifest
+    from facewear.io import sha256_file
 
     pt, _ = exported
+    spec = tiny[0]
     wd = tmp_path / "weights"
     wd.mkdir()
     shutil.copy2(pt, wd / "m.pt")
     shutil.copy2(pt.parent / f"{pt.stem}-fp16.onnx", wd / "m-fp16.onnx")
+    before = sha256_file(wd / "m-fp16.onnx")
     man = {"models": [{"name": "m", "file": "m.pt"},
                       {"name": "m-fp16-onnx", "file": "m-fp16.onnx", "metrics": {"agreement_with_torch": {}}}]}
     (wd / "manifest.json").write_text(json.dumps(man))
     monkeypatch.setattr(release_frcnn, "WEIGHTS_DIR", wd)
     monkeypatch.setattr(manifest, "MANIFEST", wd / "manifest.json")
-    check = release_frcnn.recheck_export("m")
+    check = release_frcnn.recheck_export("m", data=str(spec), check=3)
     after = json.loads((wd / "manifest.json").read_text())
-    assert after["models"][1]["metrics"]["agreement_with_torch"] == check and check["samples"] >= 1
-    assert after["models"][0] == man["models"][0]
-    assert json.loads((wd / "m.export.json").read_text())["files"]["fp16"]["file"].endswith("m-fp16.onnx")
-    (wd / "m-fp16.onnx").write_bytes(b"other bytes")
-    with pytest.raises(SystemExit, match="other bytes; release again"):
+    assert after["models"][1]["metrics"]["agreement_with_torch"] == check and check["samples"] == 3
+    assert after["models"][0] == man["models"][0] and sha256_file(wd / "m-fp16.onnx") == before
+    assert json.loads((wd / "m.export.json").read_text())["files"]["fp16"]["detections_torch"] == \
+        check["detections_torch"]
+    (wd / "m-fp16.onnx").unlink()
+    with pytest.raises(SystemExit, match="m-fp16.onnx: not found"):
         release_frcnn.recheck_export("m")

@@ -80,43 +80,36 @@ def init_identity(init: str | None, pt: Path, released: str) -> dict:
     return {"init_sha256": sha256_file(p)} if p.is_file() else {}
 
 
-def recheck_export(name: str) -> dict:
-    """Check the released ``<name>-fp16.onnx`` against ``<name>.pt`` again: export the checkpoint into a temporary
-    folder, require the same bytes as the released ONNX file (else SystemExit: release again), then write the
-    check into ``weights/<name>.export.json`` and the ONNX entry's ``agreement_with_torch`` in the manifest.
-    Returns the check."""
-    import tempfile
-
+def recheck_export(name: str, data: str | None = None, check: int = 4) -> dict:
+    """Check the released ``<name>-fp16.onnx`` against ``<name>.pt`` again (``facewear export``'s agreement check:
+    torch and onnxruntime on the same labelled sample frames of ``data``, default the built dataset), and write it
+    into ``weights/<name>.export.json`` and the ONNX entry's ``agreement_with_torch`` in the manifest. The files
+    themselves are not touched. Returns the check; SystemExit when a file or the manifest entry is missing."""
     from detection import manifest
-    from detection.frcnn.export import run as export
-    from facewear.io import portable_paths, sha256_file
+    from detection.frcnn.export import agreement, onnx_forward, sample_inputs, torch_forward
+    from detection.frcnn.model import load_checkpoint
+    from facewear.io import portable_paths
 
     pt, onnx16 = WEIGHTS_DIR / f"{name}.pt", WEIGHTS_DIR / f"{name}-fp16.onnx"
     for f in (pt, onnx16):
         if not f.is_file():
-            raise SystemExit(f"{f}: not found (release first)")
-    with tempfile.TemporaryDirectory(prefix="facewear-recheck-") as td:
-        tmp_pt = Path(td) / pt.name
-        shutil.copyfile(pt, tmp_pt)
-        ex = export(str(tmp_pt), formats=["fp16"])
-        if "fp16" not in ex["files"]:
-            raise SystemExit(f"{pt}: the fp16 export failed its check again: {ex['skipped'].get('fp16')}")
-        again = Path(ex["files"]["fp16"]["file"])
-        if sha256_file(again) != sha256_file(onnx16):
-            raise SystemExit(f"{onnx16}: exporting {pt} again gives other bytes; release again instead")
-    ex["model"] = str(pt)
-    ex["files"]["fp16"]["file"] = str(onnx16)
-    write_json(WEIGHTS_DIR / f"{name}.export.json", portable_paths(ex))
-    check = {k: v for k, v in ex["files"]["fp16"].items() if k not in ("file", "bytes")}
+            raise SystemExit(f"{f}: not found (release first, or facewear export --rebuild)")
     man = manifest.load()
     entry = next((m for m in man["models"] if m["name"] == f"{name}-fp16-onnx"), None)
     if entry is None:
         raise SystemExit(f"{manifest.MANIFEST}: no entry {name}-fp16-onnx")
-    entry.setdefault("metrics", {})["agreement_with_torch"] = check
+    net, meta = load_checkpoint(pt)
+    imgsz = int(meta["imgsz"])
+    ag = agreement(torch_forward(net), onnx_forward(onnx16),
+                   sample_inputs(data or str(DATASETS_DIR / "facewear4.yaml"), imgsz, check))
+    report = {"model": str(pt), "arch": meta["arch"], "imgsz": imgsz,
+              "files": {"fp16": {"file": str(onnx16), "bytes": onnx16.stat().st_size, **ag}}, "skipped": {}}
+    write_json(WEIGHTS_DIR / f"{name}.export.json", portable_paths(report))
+    entry.setdefault("metrics", {})["agreement_with_torch"] = ag
     write_json(manifest.MANIFEST, man)
-    print(f"{onnx16.name}: {check['detections_matched'] * 100:.1f}% of {check['detections_torch']} torch detections "
-          f"matched on {check['samples']} frames, max box diff {check['max_box_diff']:.3g} px")
-    return check
+    print(f"{onnx16.name}: {ag['detections_matched'] * 100:.1f}% of {ag['detections_torch']} torch detections "
+          f"matched on {ag['samples']} frames, max box diff {ag['max_box_diff']:.3g} px")
+    return ag
 
 
 def block(m: dict) -> str:
@@ -134,11 +127,15 @@ def block(m: dict) -> str:
     t = m.get("training")
     if t:
         init = t.get("init")
-        sha = f", sha256 {t['init_sha256'][:12]}" if t.get("init_sha256") else ""
-        began = (f"Fine-tuned from `{init}` ({t.get('start')}{sha}). " if init not in (None, "imagenet", "none") else
+        sha = f"sha256 {t['init_sha256'][:12]}; " if t.get("init_sha256") else ""
+        was = str(t.get("start") or "")
+        if was.startswith(f"{init} (") and was.endswith(")"):  # "<file> (epoch 2 at 320 px, ...)": the file once
+            was = was[len(init) + 2:-1]
+        began = (f"Fine-tuned from `{init}` ({sha}{was}). " if init not in (None, "imagenet", "none") else
                  f"Started from {t.get('start')}. " if t.get("start") else "")
         out.append(f"Training record (from the checkpoint; this machine): {began}{t['train_images']} of the "
-                   f"{t['train_images_all']} training images, {t['epochs']} epochs of {t['iterations_per_epoch']} "
+                   f"{t['train_images_all']} training images, {t['epochs']} epoch{'s' if t['epochs'] != 1 else ''} "
+                   f"of {t['iterations_per_epoch']} "
                    f"iterations at batch {t['batch']}, {t['imgsz']} px, first {t['freeze']} MobileNetV2 stages frozen. "
                    f"About {t['seconds_per_iteration_with_val']} s per iteration (val pass included), so one epoch "
                    f"over all {t['train_images_all']} images would take about "
@@ -160,9 +157,8 @@ def main() -> int:
                     help="re-render the README block from weights/<name>.metrics.json (adding the training record "
                          "from --run's best.pt when missing); measures nothing")
     ap.add_argument("--recheck-export", action="store_true",
-                    help="re-run the fp16 ONNX agreement check of the released files (export again into a temporary "
-                         "folder, require the same bytes, record the check in the manifest and <name>.export.json); "
-                         "measures nothing else")
+                    help="re-run the fp16 ONNX agreement check of the released files (torch vs onnxruntime on "
+                         "labelled frames) and record it in the manifest and <name>.export.json; measures nothing else")
     ap.add_argument("--max-images", type=int, default=None, help="evaluate on N evenly spaced images only (dry runs)")
     add_gate_args(ap)
     a = ap.parse_args()
