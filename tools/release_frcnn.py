@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from release_yolo import add_gate_args, gate_detector, held_table, real_recall, released_entry, stored
 
 from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR
-from facewear.io import OverwriteError, check_not_inputs, write_json, write_marked_block
+from facewear.io import OverwriteError, check_not_inputs, portable_paths, write_json, write_marked_block
 from facewear.metrics import MAP50, DetMetrics
 
 
@@ -88,7 +88,6 @@ def recheck_export(name: str, data: str | None = None, check: int = 4) -> dict:
     from detection import manifest
     from detection.frcnn.export import agreement, onnx_forward, sample_inputs, torch_forward
     from detection.frcnn.model import load_checkpoint
-    from facewear.io import portable_paths
 
     pt, onnx16 = WEIGHTS_DIR / f"{name}.pt", WEIGHTS_DIR / f"{name}-fp16.onnx"
     for f in (pt, onnx16):
@@ -174,9 +173,11 @@ def main() -> int:
     if a.readme_only:
         if not mfile.is_file():
             raise SystemExit(f"{mfile}: not found (release first)")
-        metrics = json.loads(mfile.read_text())
+        raw = json.loads(mfile.read_text())
+        metrics = portable_paths(raw)  # releases before 2026-11-30 wrote this machine's paths
         if "training" not in metrics and best.is_file():
             metrics["training"] = training_record(torch.load(best, map_location="cpu", weights_only=False))
+        if metrics != raw:
             write_json(mfile, metrics)
         write_marked_block(REPO_ROOT / "README.md", a.name, block(metrics), "tools/release_frcnn.py")
         return 0
@@ -237,7 +238,7 @@ def main() -> int:
             metrics["fp16_storage_cost"] = {
                 "fp32_checkpoint": str(last), "ilc-heldout-fp32": _head(full), "ilc-heldout-fp16": _head(held),
                 "mAP50_delta": round(held[MAP50] - full[MAP50], 4)}
-    write_json(mfile, metrics)
+    write_json(mfile, portable_paths(metrics))  # a committed report: repository-relative paths
 
     common = dict(task="detect", architecture=arch, imgsz=imgsz, train_command=a.train_command,
                   data="datasets/facewear4.yaml", epoch=epoch, start=start,
