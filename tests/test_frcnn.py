@@ -172,12 +172,13 @@ def test_init_from_checkpoint_fine_tunes_its_weights(tiny, tmp_path, monkeypatch
         return real_fit(a, run_dir, ck, workers, info, sync_bn, callbacks)
 
     monkeypatch.setattr(tr, "_fit", fit_no_steps)
-    summary = tr.train(data=str(spec), epochs=1, imgsz=IMGSZ, batch=2, init=str(best), fraction=0.5, threads=1,
+    summary = tr.train(data=str(spec), epochs=1, batch=2, init=str(best), fraction=0.5, threads=1,
                        project=str(tmp_path), name="ft")
     last = torch.load(tmp_path / "ft" / "weights" / "last.pt", map_location="cpu", weights_only=True)
     assert seen["pretrained"] is False and summary["start"].startswith("best.pt (epoch 1")
     assert last["args"]["init"] == str(best) and last["args"]["freeze"] == 3
     assert last["args"]["init_sha256"] == sha256_file(best)
+    assert last["imgsz"] == src["imgsz"] == IMGSZ  # no --imgsz: the start checkpoint's size
     for k, v in src["model"].items():  # no optimizer step was taken: the weights are the checkpoint's
         if v.is_floating_point() and "num_batches_tracked" not in k:
             assert torch.equal(last["model"][k], v.float()), k
@@ -388,6 +389,9 @@ def test_release_block_renders_every_figure_from_metrics():
     ft["training"]["init_sha256"] = "ab" * 32
     assert "(sha256 abababababab; epoch 2 at 320 px" in block(ft)
     assert "Fine-tuned" not in text  # a record without init (an older release) says nothing about it
+    assert "Real checks" not in text
+    real = {"true_class": {"sunglasses": {"n": 9, "recall": 0.5254}, "face": {"n": 3, "recall": 0.25}}}
+    assert "recall at conf 0.25: sunglasses 0.525, face 0.250." in block({**m, "real-checks": real})
 
 
 def test_release_names_the_fine_tune_start_by_checksum(tmp_path, monkeypatch):

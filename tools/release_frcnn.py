@@ -122,6 +122,11 @@ def block(m: dict) -> str:
     if c:
         extra.append(f"Storing float16 weights: held-out mAP50 {c['ilc-heldout-fp16']['mAP50']:.4f} vs "
                      f"{c['ilc-heldout-fp32']['mAP50']:.4f} with the fp32 checkpoint of the same epoch.")
+    real = m.get("real-checks")
+    if real and real.get("true_class"):
+        rc = {n: o.get("recall") for n, o in real["true_class"].items()}
+        extra.append("Real checks (`datasets/real-checks.yaml`), recall at conf 0.25: "
+                     + ", ".join(f"{n} {v:.3f}" for n, v in rc.items() if v is not None) + ".")
     out.append(" ".join(extra) + "\n")
     t = m.get("training")
     if t:
@@ -149,9 +154,11 @@ def block(m: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, help="facewear train frcnn run folder (holds weights/best.pt)")
+    ap.add_argument("--run", default=None,
+                    help="facewear train frcnn run folder (holds weights/best.pt); required unless --recheck-export")
     ap.add_argument("--name", default="frcnn-mnv2-facewear4")
-    ap.add_argument("--train-command", default=None, help="the training command (required unless --readme-only)")
+    ap.add_argument("--train-command", default=None,
+                    help="the training command (required unless --readme-only or --recheck-export)")
     ap.add_argument("--readme-only", action="store_true",
                     help="re-render the README block from weights/<name>.metrics.json (adding the training record "
                          "from --run's best.pt when missing); measures nothing")
@@ -167,6 +174,13 @@ def main() -> int:
     from detection import manifest, val
     from detection.frcnn.export import run as export
 
+    if a.recheck_export:
+        if a.readme_only:
+            raise SystemExit("--recheck-export and --readme-only are separate steps: run one at a time")
+        recheck_export(a.name)
+        return 0
+    if not a.run:
+        raise SystemExit("--run is required (the facewear train frcnn run folder)")
     run = Path(a.run)
     best, last = run / "weights" / "best.pt", run / "weights" / "last.pt"
     mfile = WEIGHTS_DIR / f"{a.name}.metrics.json"
@@ -180,9 +194,6 @@ def main() -> int:
         if metrics != raw:
             write_json(mfile, metrics)
         write_marked_block(REPO_ROOT / "README.md", a.name, block(metrics), "tools/release_frcnn.py")
-        return 0
-    if a.recheck_export:
-        recheck_export(a.name)
         return 0
     if not a.train_command:
         raise SystemExit("--train-command is required")

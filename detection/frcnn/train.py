@@ -236,8 +236,9 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
     if args["init"] not in ("imagenet", "none") and ck is None:  # a checkpoint: checked before a run folder is made
         from facewear.io import sha256_file
 
-        _init_checkpoint(args["init"])
+        start_ck = _init_checkpoint(args["init"])
         args["init_sha256"] = sha256_file(args["init"])  # names the start even after that file is replaced
+        args["imgsz"] = args["imgsz"] or start_ck.get("imgsz")  # without --imgsz: the checkpoint's training size
     args["imgsz"] = args["imgsz"] or FRCNN_IMGSZ
     args["data"] = str(Path(args["data"]).resolve()) if Path(args["data"]).is_file() else str(args["data"])
     args["command"] = ("facewear " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -477,7 +478,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=str(DATASETS_DIR / "facewear4.yaml"), help="dataset spec (train and val)")
     p.add_argument("--epochs", type=int, default=None, help=f"default {DEFAULT_EPOCHS}; with --resume, the saved count")
     p.add_argument("--imgsz", type=int, default=None, help=f"long side of the input (default {FRCNN_IMGSZ}; "
-                                                           "--test-only: the checkpoint's)")
+                                                           "--init CHECKPOINT and --test-only: the checkpoint's)")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="optimizer (default sgd)")
     p.add_argument("--lr", type=float, default=None, help="peak lr (default: SGD 0.02 x batch/16, AdamW 1e-4)")
