@@ -160,7 +160,7 @@ def test_init_from_checkpoint_fine_tunes_its_weights(tiny, tmp_path, monkeypatch
     seen = {}
     real_fit = tr._fit
 
-    def fit_no_steps(a, run_dir, ck, workers, info=None, sync_bn=False, callbacks=None):  # no optimizer steps
+    def fit_no_steps(a, run_dir, ck, workers, info=None, sync_bn=False, callbacks=None, init_ck=None):  # no steps
         real_build = tr.build_model
 
         def build(**kw):
@@ -169,7 +169,7 @@ def test_init_from_checkpoint_fine_tunes_its_weights(tiny, tmp_path, monkeypatch
             return model, start
         monkeypatch.setattr(tr, "build_model", build)
         monkeypatch.setattr(torch.optim.SGD, "step", lambda self, closure=None: None)
-        return real_fit(a, run_dir, ck, workers, info, sync_bn, callbacks)
+        return real_fit(a, run_dir, ck, workers, info, sync_bn, callbacks, init_ck)
 
     monkeypatch.setattr(tr, "_fit", fit_no_steps)
     summary = tr.train(data=str(spec), epochs=1, batch=2, init=str(best), fraction=0.5, threads=1,

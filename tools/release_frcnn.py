@@ -122,9 +122,8 @@ def block(m: dict) -> str:
     if c:
         extra.append(f"Storing float16 weights: held-out mAP50 {c['ilc-heldout-fp16']['mAP50']:.4f} vs "
                      f"{c['ilc-heldout-fp32']['mAP50']:.4f} with the fp32 checkpoint of the same epoch.")
-    real = m.get("real-checks")
-    if real and real.get("true_class"):
-        rc = {n: o.get("recall") for n, o in real["true_class"].items()}
+    rc = real_recall(m.get("real-checks")).get("real-checks-recall")
+    if rc:
         extra.append("Real checks (`datasets/real-checks.yaml`), recall at conf 0.25: "
                      + ", ".join(f"{n} {v:.3f}" for n, v in rc.items() if v is not None) + ".")
     out.append(" ".join(extra) + "\n")

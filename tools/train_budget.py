@@ -134,11 +134,11 @@ def to_markdown(rows: list[dict], machine: str, command: str | list[str]) -> str
                      f"{r['s_per_iter_p50']:.3f} | {r['s_per_image']:.4f} | {r['min_per_epoch']:.1f} "
                      f"({r['train_images']}) |")
     cmds = [command] if isinstance(command, str) else list(command)
-    fams = " and ".join(f"`facewear train {f}`" for f in ("yolo", "frcnn")
-                        if any((r["model"] == "frcnn") == (f == "frcnn") for r in rows))
+    yolo, frcnn = any(r["model"] != "frcnn" for r in rows), any(r["model"] == "frcnn" for r in rows)
+    fams = " and ".join(f"`facewear train {f}`" for f, has in (("yolo", yolo), ("frcnn", frcnn)) if has)
     timed = sorted({(r["iters"], r["warmup"]) for r in rows})
     what = "; ".join(f"{i} timed batches after {w} warm-up ones" for i, w in timed)
-    mosaic = "YOLO: mosaic on; " if any(r["model"] != "frcnn" for r in rows) else ""
+    mosaic = "YOLO: mosaic on; " if yolo else ""
     return (f"Training speed of {fams or 'training'} ({mosaic}no validation; {what}). "
             f"Machine: {machine}.  \n"
             + "".join(f"Command: `{c}`  \n" for c in cmds) + "\n" + "\n".join(lines) + "\n")
@@ -166,8 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     from facewear.io import write_json, write_text
     from facewear.timing import machine
 
-    if a.merge and not a.out:  # before any measurement
-        raise SystemExit("--merge needs --out")
+    old: dict = {}
+    if a.merge:  # checked before any measurement
+        if not a.out:
+            raise SystemExit("--merge needs --out")
+        prev = Path(a.out).with_suffix(".json")
+        if prev.is_file():
+            import json
+
+            old = json.loads(prev.read_text())
+            if old.get("machine") not in (None, machine()):
+                raise SystemExit(f"{prev}: measured on another machine ({old['machine']}); one table holds one "
+                                 f"machine's figures: write to another --out")
     rows = []
     for cfg in a.cfg:
         for sz in a.imgsz:
@@ -179,17 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     cmd = "python tools/train_budget.py " + " ".join(shlex.quote(x) for x in args)
     cmds = [cmd]
-    if a.merge:
-        prev = Path(a.out).with_suffix(".json")
-        if prev.is_file():
-            import json
-
-            old = json.loads(prev.read_text())
-            if old.get("machine") not in (None, machine()):
-                raise SystemExit(f"{prev}: measured on another machine ({old['machine']}); one table holds one "
-                                 f"machine's figures: write to another --out")
-            rows = merge_rows(old.get("rows", []), rows)
-            cmds = [c for c in old.get("commands", [old.get("command")]) if c and c != cmd] + [cmd]
+    if old:
+        rows = merge_rows(old.get("rows", []), rows)
+        cmds = [c for c in old.get("commands", [old.get("command")]) if c and c != cmd] + [cmd]
     md = to_markdown(rows, machine(), cmds)
     print(md)
     if a.out:

@@ -231,6 +231,16 @@ def is_frcnn_checkpoint(path: str | Path) -> bool:
     return h.format == "checkpoint" and h.arch.startswith("frcnn") and all(k in h.keys for k in CKPT_KEYS)
 
 
+def load_weights(model: nn.Module, ck: dict[str, Any], path: str | Path) -> nn.Module:
+    """Load a checkpoint dict's weights into ``model`` (built from ``ck["config"]``), float16 ones cast back to
+    float32; ValueError naming ``path`` when the state_dict does not fit."""
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
+    except RuntimeError as e:
+        raise ValueError(f"{path}: state_dict does not fit {ck.get('arch')} ({str(e).splitlines()[0]})") from None
+    return model
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The fp32 eval-mode model of a Faster R-CNN checkpoint (fp16 weights are cast back) and its metadata."""
     p = Path(path)
@@ -239,10 +249,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise ValueError(f"{p}: not a facewear Faster R-CNN checkpoint (expected a dict with 'arch' starting "
                          f"'frcnn' and keys {', '.join(CKPT_KEYS)})")
     model, _ = build_model(pretrained=False, freeze=0, config=ck["config"])
-    try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
-    except RuntimeError as e:
-        raise ValueError(f"{p}: state_dict does not fit {ck['arch']} ({str(e).splitlines()[0]})") from None
+    load_weights(model, ck, p)
     meta = {k: ck.get(k) for k in ("arch", "config", "imgsz", "epoch", "start", "half")}
     meta["class_names"] = list(ck["class_names"])
     meta["imgsz"] = int(ck.get("imgsz") or FRCNN_IMGSZ)

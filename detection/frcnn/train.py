@@ -60,6 +60,7 @@ from .model import (
     build_model,
     count_params,
     default_config,
+    load_weights,
     read_checkpoint,
     resize_long,
     save_checkpoint,
@@ -233,6 +234,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
     args["epochs"] = args["epochs"] or DEFAULT_EPOCHS
     if args["freeze"] is None:  # resolved now, so a resumed run rebuilds the same trainable set
         args["freeze"] = 0 if args["init"] == "none" else FRCNN_FREEZE
+    start_ck = None  # the --init checkpoint, read once here (a resumed run starts from last.pt instead)
     if args["init"] not in ("imagenet", "none") and ck is None:  # a checkpoint: checked before a run folder is made
         from facewear.io import sha256_file
 
@@ -245,7 +247,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), epochs: int | None =
                        if Path(sys.argv[0]).name == "facewear" else None)
     args["world_size"] = info.world_size
     try:
-        return _fit(args, run_dir, ck, workers, info, sync_bn, callbacks)
+        return _fit(args, run_dir, ck, workers, info, sync_bn, callbacks, start_ck)
     finally:
         cleanup(info)
 
@@ -311,7 +313,8 @@ def evaluate_ranks(det: Any, data: str | Path, info: DistInfo, split: str = "val
 
 
 def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: DistInfo | None = None,
-         sync_bn: bool = False, callbacks: dict[str, list[Callable] | Callable] | None = None) -> dict[str, Any]:
+         sync_bn: bool = False, callbacks: dict[str, list[Callable] | Callable] | None = None,
+         init_ck: dict[str, Any] | None = None) -> dict[str, Any]:
     info = info or DistInfo()
     cbs = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in (callbacks or {}).items()}
     unknown = set(cbs) - {"on_train_batch_end", "on_train_epoch_end"}
@@ -321,7 +324,6 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: 
         raise ValueError(f"--optimizer must be sgd or adamw, got {a['optimizer']!r}")
     if a["sched"] not in ("cosine", "multistep"):
         raise ValueError(f"--sched must be cosine or multistep, got {a['sched']!r}")
-    init_ck = None if a["init"] in ("imagenet", "none") or ck else _init_checkpoint(a["init"])
     spec = _check_spec(a["data"])
     torch.manual_seed(a["seed"])
     ds = YoloDetDataset(spec, "train", a["imgsz"], train=True, fraction=a["fraction"], seed=a["seed"],
@@ -340,11 +342,7 @@ def _fit(a: dict[str, Any], run_dir: Path, ck: dict | None, workers: int, info: 
     if ck:
         start = ck.get("start", start)
     elif init_ck:  # fine-tune: every weight from the checkpoint (fp16 ones cast back), the frozen stages included
-        try:
-            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_ck["model"].items()})
-        except RuntimeError as e:
-            raise ValueError(f"{a['init']}: state_dict does not fit its own config ({str(e).splitlines()[0]})") \
-                from None
+        load_weights(model, init_ck, a["init"])
         start = f"{Path(a['init']).name} (epoch {int(init_ck['epoch']) + 1} at {init_ck.get('imgsz')} px, " \
                 f"started {init_ck.get('start')})"
     device = torch.device(info.device)
