@@ -244,10 +244,40 @@ def portable_paths(obj: Any) -> Any:
     if isinstance(obj, str):
         data = default_data_root()
         for root, new in ((REPO_ROOT, ""), (data, "$FACEWEAR_DATA/")):
-            if root is not None:
+            if root is None:
+                continue
+            if obj == str(root):  # the root itself, e.g. ultralytics' git root
+                obj = new.rstrip("/") or "."
+            else:
                 obj = obj.replace(f"{root}/", new)
         return obj
     return obj
+
+
+def portable_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, keys: Iterable[str],
+                        require: str | None = None) -> Path:
+    """Copy the torch checkpoint dict ``src`` to ``dst`` with the entries ``keys`` (training arguments, git
+    facts: JSON-like metadata, never tensors) passed through :func:`portable_paths`, so that a released ``.pt``
+    names no directory of the machine that trained it. Weights and every other entry are copied unchanged;
+    ``src`` is never modified and ``dst`` is written atomically. Keys missing from the checkpoint are skipped.
+
+    Raises FileNotFoundError when ``src`` is missing, ValueError when it is not a dict checkpoint or lacks the
+    entry ``require``.
+    """
+    import torch
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: checkpoint not found")
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)  # our own training output, not user input
+    if not isinstance(ckpt, dict) or (require is not None and not isinstance(ckpt.get(require), dict)):
+        raise ValueError(f"{src}: not a checkpoint dict with {require or 'entries'}")
+    for k in keys:
+        if k in ckpt:
+            ckpt[k] = portable_paths(ckpt[k])
+    with atomic_path(dst) as tmp:
+        torch.save(ckpt, tmp)
+    return dst
 
 
 def write_box_csv(path: str | os.PathLike, rows: Iterable[dict[str, Any]], fields: tuple[str, ...] | list[str],

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facewear.constants import CLS_IMGSZ, REPO_ROOT, WEIGHTS_DIR
-from facewear.io import same_file, write_marked_block, write_text
+from facewear.io import portable_checkpoint, same_file, write_marked_block, write_text
 
 NAME = "facewear-cls"
 BAR = {"MB": 15.0, "accuracy": 0.90, "ms": 6.0}  # required of a released classifier: file, real accuracy, p50
@@ -198,6 +198,8 @@ def main() -> int:
         dst = WEIGHTS_DIR / f"{NAME}{suffix}"
         if same_file(src, dst):  # released from weights/ itself: the file is already in place
             print(f"{src} is already the released file; not copied onto itself")
+        elif suffix == ".pt":  # the checkpoint dict: no machine path in its training arguments
+            portable_checkpoint(src, dst, ("args",))
         else:
             shutil.copyfile(src, dst)
         r = rows[variant]

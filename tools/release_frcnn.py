@@ -32,7 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from release_yolo import add_gate_args, gate_detector, held_table, real_recall, released_entry, stored
 
 from facewear.constants import DATASETS_DIR, REPO_ROOT, WEIGHTS_DIR
-from facewear.io import OverwriteError, check_not_inputs, portable_paths, write_json, write_marked_block
+from facewear.io import (
+    OverwriteError,
+    check_not_inputs,
+    portable_checkpoint,
+    portable_paths,
+    write_json,
+    write_marked_block,
+)
 from facewear.metrics import MAP50, DetMetrics
 
 
@@ -222,7 +229,7 @@ def main() -> int:
     for r in (held, real):
         if r is not None:
             r["model"] = str(pt)
-    shutil.copyfile(best, pt)
+    portable_checkpoint(best, pt, ("args",))  # best.pt with no machine path in its training arguments
     if gate_plots.is_dir():
         shutil.copytree(gate_plots, WEIGHTS_DIR / "plots" / f"{a.name}-heldout", dirs_exist_ok=True)
     ex = export(str(pt), formats=["fp16"], json_out=str(WEIGHTS_DIR / f"{a.name}.export.json"))

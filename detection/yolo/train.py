@@ -168,22 +168,14 @@ if __name__ == "__main__":  # pragma: no cover
 
 def portable_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """Copy the ultralytics checkpoint ``src`` to ``dst`` with the machine paths in its ``train_args`` (``data``,
-    ``project``, ``save_dir``...) made relative to the repository (:func:`facewear.io.portable_paths`), so that a
-    released ``.pt``, and the ONNX description ultralytics exports from it ("trained on <data>"), name no
-    directory of the machine that trained it. Weights and everything else are copied unchanged; ``dst`` is
-    written atomically. Raises FileNotFoundError when ``src`` is missing, ValueError when it is not an
-    ultralytics checkpoint (no ``train_args``)."""
-    import torch
+    ``project``, ``save_dir``...) and ``git`` (``root``) made relative to the repository
+    (:func:`facewear.io.portable_checkpoint`), so that a released ``.pt``, and the ONNX description ultralytics
+    exports from it ("trained on <data>"), name no directory of the machine that trained it. Weights and
+    everything else are copied unchanged; ``dst`` is written atomically. Raises FileNotFoundError when ``src`` is
+    missing, ValueError when it is not an ultralytics checkpoint (no ``train_args``)."""
+    from facewear.io import portable_checkpoint as copy_portable
 
-    from facewear.io import atomic_path, portable_paths
-
-    src, dst = Path(src), Path(dst)
-    if not src.is_file():
-        raise FileNotFoundError(f"{src}: checkpoint not found")
-    ckpt = torch.load(src, map_location="cpu", weights_only=False)  # our own training output, not user input
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("train_args"), dict):
-        raise ValueError(f"{src}: not an ultralytics checkpoint (no train_args)")
-    ckpt["train_args"] = portable_paths(ckpt["train_args"])
-    with atomic_path(dst) as tmp:
-        torch.save(ckpt, tmp)
-    return dst
+    try:
+        return copy_portable(src, dst, ("train_args", "git"), require="train_args")
+    except ValueError as e:
+        raise ValueError(f"{src}: not an ultralytics checkpoint (no train_args)") from e
