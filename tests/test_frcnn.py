@@ -460,7 +460,10 @@ def test_release_recheck_export_records_the_check(exported, tiny, tmp_path, monk
     shutil.copy2(pt.parent / f"{pt.stem}-fp16.onnx", wd / "m-fp16.onnx")
     before = sha256_file(wd / "m-fp16.onnx")
     man = {"models": [{"name": "m", "file": "m.pt"},
-                      {"name": "m-fp16-onnx", "file": "m-fp16.onnx", "metrics": {"agreement_with_torch": {}}}]}
+                      {"name": "m-fp16-onnx", "file": "m-fp16.onnx", "metrics": {"agreement_with_torch": {}},
+                       "rebuild": {"check": "agreement", "agreement": {
+                           "metric": "detections_matched", "value": 0.0, "tolerance": 0.15, "with": "stale text",
+                           "released_figures": {"detections_torch": 0}}}}]}
     (wd / "manifest.json").write_text(json.dumps(man))
     monkeypatch.setattr(release_frcnn, "WEIGHTS_DIR", wd)
     monkeypatch.setattr(manifest, "MANIFEST", wd / "manifest.json")
@@ -468,6 +471,9 @@ def test_release_recheck_export_records_the_check(exported, tiny, tmp_path, monk
     after = json.loads((wd / "manifest.json").read_text())
     assert after["models"][1]["metrics"]["agreement_with_torch"] == check and check["samples"] == 3
     assert after["models"][0] == man["models"][0] and sha256_file(wd / "m-fp16.onnx") == before
+    agr = after["models"][1]["rebuild"]["agreement"]  # the rebuild check's figures and description follow
+    assert agr["released_figures"] == check and agr["value"] == check["detections_matched"]
+    assert agr["with"].startswith("torch model of m.pt on 3 frames: 2 labelled val images") and agr["tolerance"] == 0.15
     assert json.loads((wd / "m.export.json").read_text())["files"]["fp16"]["detections_torch"] == \
         check["detections_torch"]
     (wd / "m-fp16.onnx").unlink()

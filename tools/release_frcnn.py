@@ -36,6 +36,7 @@ from facewear.io import (
     OverwriteError,
     check_not_inputs,
     portable_checkpoint,
+    portable_path,
     portable_paths,
     write_json,
     write_marked_block,
@@ -87,6 +88,13 @@ def init_identity(init: str | None, pt: Path, released: str) -> dict:
     return {"init_sha256": sha256_file(p)} if p.is_file() else {}
 
 
+def agreement_with(pt: Path, ag: dict, data: str | None = None) -> str:
+    """What the fp16 ONNX agreement check ran on, in words, for the manifest's ``rebuild.agreement.with``."""
+    spec = portable_path(data) if data else "datasets/facewear4.yaml"
+    return (f"torch model of {pt.name} on {ag['samples']} frames: {ag['samples'] - 1} labelled val images of {spec} "
+            "evenly spaced, and one random portrait frame (detection.frcnn.export.sample_inputs)")
+
+
 def recheck_export(name: str, data: str | None = None, check: int = 4) -> dict:
     """Check the released ``<name>-fp16.onnx`` against ``<name>.pt`` again (``facewear export``'s agreement check:
     torch and onnxruntime on the same labelled sample frames of ``data``, default the built dataset), and write it
@@ -112,6 +120,9 @@ def recheck_export(name: str, data: str | None = None, check: int = 4) -> dict:
               "files": {"fp16": {"file": str(onnx16), "bytes": onnx16.stat().st_size, **ag}}, "skipped": {}}
     write_json(WEIGHTS_DIR / f"{name}.export.json", portable_paths(report))
     entry.setdefault("metrics", {})["agreement_with_torch"] = ag
+    if "rebuild" in entry:  # the rebuild check compares against these figures: refresh them too
+        entry["rebuild"] = manifest.refresh_rebuild(
+            entry["rebuild"], onnx16, {"agreement_with_torch": {**ag, "with": agreement_with(pt, ag, data)}})
     write_json(manifest.MANIFEST, man)
     print(f"{onnx16.name}: {ag['detections_matched'] * 100:.1f}% of {ag['detections_torch']} torch detections "
           f"matched on {ag['samples']} frames, max box diff {ag['max_box_diff']:.3g} px")
@@ -269,7 +280,8 @@ def main() -> int:
                                    if "fp16_storage_cost" in metrics else {})},
                        runtime="torch", gate=gate_record, **common)
     if exported:
-        m = {"agreement_with_torch": {k: v for k, v in ex["files"]["fp16"].items() if k not in ("file", "bytes")}}
+        ag = {k: v for k, v in ex["files"]["fp16"].items() if k not in ("file", "bytes")}
+        m = {"agreement_with_torch": {**ag, "with": agreement_with(pt, ag)}}
         if held_onnx:
             m["ilc-heldout"] = _head(held_onnx)
         manifest.add_entry(onnx16, name=f"{a.name}-fp16-onnx", precision="fp16 weights, fp32 compute", metrics=m,
