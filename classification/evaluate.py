@@ -26,6 +26,25 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, names: tuple[str, ...] = CLAS
             "confusion": cm.tolist()}
 
 
+def scores_by_group(y_true: np.ndarray, y_pred: np.ndarray, groups: list[str] | np.ndarray,
+                    names: tuple[str, ...] = CLASS_NAMES) -> dict[str, dict]:
+    """:func:`scores` of each group of samples (``groups[i]`` names sample ``i``'s group, e.g. its source label),
+    in order of first appearance. Raises ValueError when the three lengths differ."""
+    g = np.asarray(groups)
+    if not len(y_true) == len(y_pred) == len(g):
+        raise ValueError(f"lengths differ: {len(y_true)} labels, {len(y_pred)} predictions, {len(g)} groups")
+    return {str(k): scores(y_true[g == k], y_pred[g == k], names) for k in dict.fromkeys(g.tolist())}
+
+
+def predict_split(clf: Classifier, root: str | Path, split: str, batch: int = 256) -> tuple[np.ndarray, np.ndarray,
+                                                                                            list[str]]:
+    """``(labels (N,), predicted class ids (N,), crop files relative to root)`` of ``clf`` on ``<root>/<split>``."""
+    imgs, y, files = load_split(root, split, clf.names)
+    x = eval_crops(imgs, clf.imgsz, clf.margin)
+    pred = np.concatenate([clf(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    return y, pred, files
+
+
 def evaluate(clf: Classifier, root: str | Path, split: str, batch: int = 256,
              cache: dict | None = None) -> dict:
     """Score ``clf`` on ``<root>/<split>``. ``cache`` (a dict) keeps decoded crops between calls."""

@@ -1,0 +1,78 @@
+"""Held-out crops get back the source dataset's own labels (ILC's with_incorrect_mask), scored per label."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from facewear.formats import Box, ImageAnn, write_voc, yolo_lines
+from facewear.io import write_image
+
+
+def _held_out(tmp_path):
+    """A one-image held-out build (built at half the source size) and its source VOC file; returns (spec, crops,
+    data root)."""
+    data = tmp_path / "data" / "ilc"
+    (data / "annotations").mkdir(parents=True)
+    src = ImageAnn("p1.jpg", 400, 200, [Box(10, 10, 90, 90, "with_mask"), Box(200, 20, 280, 100, "with_incorrect_mask"),
+                                        Box(300, 100, 380, 180, "without_mask")])
+    write_voc(src, data / "annotations" / "p1.xml")
+    build = tmp_path / "build" / "held"
+    for d in ("images/test", "labels/test", "meta"):
+        (build / d).mkdir(parents=True)
+    write_image(build / "images/test/ilc__p1.jpg", np.zeros((100, 200, 3), np.uint8))
+    # ours at half size, mapped to our classes, in another order; a third box the source lacks
+    ours = ImageAnn("ilc__p1.jpg", 200, 100, [Box(100, 10, 140, 50, "mask"), Box(5, 5, 45, 45, "mask"),
+                                              Box(0, 60, 20, 99, "face")])
+    (build / "labels/test/ilc__p1.txt").write_text(yolo_lines(ours))
+    (build / "meta/test.jsonl").write_text(json.dumps({"file": "ilc__p1.jpg", "origin": "ilc/images/p1.jpg"}) + "\n")
+    spec = tmp_path / "held.yaml"
+    spec.write_text(f"path: {build}\nval: images/test\ntest: images/test\nnames: [face, mask, sunglasses, "
+                    "mask_sunglasses]\n")
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    with open(crops / "index.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["split", "class", "file", "image", "box", "w", "h", "synthetic", "source", "group"])
+        for i, c in enumerate(("mask", "mask", "face")):
+            w.writerow(["heldout-real", c, f"heldout-real/{c}/ilc__p1__{i}.jpg", "ilc__p1.jpg", i, 40, 40, 0, "", ""])
+        w.writerow(["train", "face", "train/face/x__0.jpg", "x.jpg", 0, 40, 40, 0, "", ""])
+    return spec, crops, tmp_path / "data"
+
+
+def test_source_labels_match_boxes_across_scale_and_order(tmp_path):
+    from classification.source_labels import UNMATCHED, source_labels
+
+    spec, crops, data = _held_out(tmp_path)
+    got = source_labels(crops, spec=spec, data_root=data)
+    assert got == {"heldout-real/mask/ilc__p1__0.jpg": "with_incorrect_mask",
+                   "heldout-real/mask/ilc__p1__1.jpg": "with_mask",
+                   "heldout-real/face/ilc__p1__2.jpg": UNMATCHED}
+
+
+def test_source_labels_bad_input(tmp_path):
+    from classification.source_labels import source_labels
+
+    spec, crops, data = _held_out(tmp_path)
+    with pytest.raises(ValueError, match="no crop of split 'heldout-synth'"):
+        source_labels(crops, "heldout-synth", spec=spec, data_root=data)
+    (data / "ilc" / "annotations" / "p1.xml").unlink()
+    with pytest.raises(FileNotFoundError, match="p1.xml: source annotation of ilc__p1.jpg not found"):
+        source_labels(crops, spec=spec, data_root=data)
+    with pytest.raises(FileNotFoundError, match="index.csv: crop index not found"):
+        source_labels(tmp_path, spec=spec, data_root=data)
+
+
+def test_scores_by_group():
+    from classification.evaluate import scores_by_group
+
+    y = np.array([1, 1, 1, 0])
+    pred = np.array([1, 0, 0, 0])
+    res = scores_by_group(y, pred, ["with_mask", "with_incorrect_mask", "with_incorrect_mask", "without_mask"])
+    assert list(res) == ["with_mask", "with_incorrect_mask", "without_mask"]
+    assert res["with_mask"]["accuracy"] == 1.0 and res["with_incorrect_mask"]["accuracy"] == 0.0
+    assert res["with_incorrect_mask"]["confusion"][1][0] == 2 and res["without_mask"]["n"] == 1
+    with pytest.raises(ValueError, match="lengths differ"):
+        scores_by_group(y, pred, ["a"])
