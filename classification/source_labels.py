@@ -21,6 +21,8 @@ from facewear.formats import read_voc, read_yolo
 from facewear.io import image_size
 
 UNMATCHED = "unmatched"  # the group of a crop whose box has no source box at IoU >= min_iou
+NO_SOURCE = "no VOC source"  # with missing_ok: a crop whose source photo has no VOC annotation file
+SYNTHETIC = "synthetic"  # a composited crop: its source label no longer describes it
 
 
 class _Identity(dict):
@@ -31,16 +33,19 @@ class _Identity(dict):
 
 
 def source_labels(crops: str | Path, split: str = "heldout-real", spec: str | Path | None = None,
-                  data_root: str | Path | None = None, min_iou: float = 0.5) -> dict[str, str]:
+                  data_root: str | Path | None = None, min_iou: float = 0.5, spec_split: str | None = None,
+                  missing_ok: bool = False) -> dict[str, str]:
     """``{crop file (relative to crops): source label}`` for every crop of ``split`` in ``<crops>/index.csv``.
 
-    Each crop's box (line ``box`` of its image's YOLO label file in the build that ``spec`` names, default
-    ``datasets/ilc-heldout.yaml``) is matched to the box of highest IoU in the source VOC file
-    ``<data_root>/<origin folder>/../annotations/<stem>.xml``, scaled from the VOC ``<size>`` to the built image;
-    below ``min_iou`` it is :data:`UNMATCHED`.
+    Each crop's box (line ``box`` of its image's YOLO label file in split ``spec_split`` of the build that
+    ``spec`` names; defaults: ``datasets/ilc-heldout.yaml``, its ``test`` split, else the crop split's name) is
+    matched to the box of highest IoU in the source VOC file ``<data_root>/<origin folder>/../annotations/
+    <stem>.xml``, scaled from the VOC ``<size>`` to the built image; below ``min_iou`` it is :data:`UNMATCHED`.
+    Composited crops are :data:`SYNTHETIC`; with ``missing_ok``, crops of photos without a VOC file (sources
+    annotated otherwise) are :data:`NO_SOURCE` instead of an error.
 
-    Raises FileNotFoundError naming the index, the spec's label folder, the provenance file or the data root when
-    one is missing; ValueError when the index has no row of ``split``.
+    Raises FileNotFoundError naming the index, the provenance file, the data root or a missing VOC file;
+    ValueError when the index has no row of ``split``.
     """
     from facewear.data.layout import load_spec, split_paths
 
@@ -53,7 +58,9 @@ def source_labels(crops: str | Path, split: str = "heldout-real", spec: str | Pa
         raise ValueError(f"{index}: no crop of split {split!r}")
     spec_path = Path(spec) if spec else DATASETS_DIR / "ilc-heldout.yaml"
     s = load_spec(spec_path)
-    images, labels, meta_file = split_paths(s, "test" if "test" in s else "val")
+    if spec_split is None:
+        spec_split = "test" if split.startswith("heldout") and "test" in s else split
+    images, labels, meta_file = split_paths(s, spec_split)
     if not meta_file.is_file():
         raise FileNotFoundError(f"{meta_file}: provenance file of {spec_path} not found (run `facewear data build`)")
     origin = {}
@@ -66,24 +73,34 @@ def source_labels(crops: str | Path, split: str = "heldout-real", spec: str | Pa
         raise FileNotFoundError(f"{root or '../shared/data'}: data root not found (set FACEWEAR_DATA or pass it)")
 
     out: dict[str, str] = {}
-    cache: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+    cache: dict[str, tuple[np.ndarray, np.ndarray, list[str]] | None] = {}
     for r in rows:
         img = r["image"]
+        if r.get("synthetic") == "1":
+            out[r["file"]] = SYNTHETIC
+            continue
         if img not in cache:
             built = images / img
             w, h = image_size(built)
             ours = read_yolo(labels / (Path(img).stem + ".txt"), w, h, file=img)
             src = origin.get(img)
-            if not src:
+            if not src and not missing_ok:
                 raise FileNotFoundError(f"{meta_file}: no provenance (origin) for {img}")
-            xml = root / Path(src).parent.parent / "annotations" / (Path(src).stem + ".xml")
-            if not xml.is_file():
+            xml = root / Path(src or ".").parent.parent / "annotations" / (Path(src or "_").stem + ".xml")
+            if not src or not xml.is_file():
+                if missing_ok:
+                    out[r["file"]] = NO_SOURCE
+                    cache[img] = None
+                    continue
                 raise FileNotFoundError(f"{xml}: source annotation of {img} not found")
             voc = read_voc(xml, class_map=_Identity())
             sx, sy = w / max(voc.width, 1), h / max(voc.height, 1)
             theirs = np.array([[b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy] for b in voc.boxes], np.float64)
             cache[img] = (np.array([b.xyxy() for b in ours.boxes], np.float64).reshape(-1, 4),
                           theirs.reshape(-1, 4), [b.label for b in voc.boxes])
+        if cache[img] is None:
+            out[r["file"]] = NO_SOURCE
+            continue
         ours_xyxy, theirs_xyxy, names = cache[img]
         i = int(r["box"])
         if i >= len(ours_xyxy) or not len(theirs_xyxy):

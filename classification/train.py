@@ -28,6 +28,7 @@ from facewear.constants import (
     CLASS_NAMES,
     CLS_IMGSZ,
     CLS_MARGIN,
+    DATASETS_DIR,
     RUNS_DIR,
     SEED,
     default_build_dir,
@@ -141,7 +142,8 @@ def train(arch: str = "mobilenet_v2", data: str | None = None, imgsz: int = CLS_
           distill_t: float = 2.0, project: str = str(RUNS_DIR / "cls"), name: str | None = None, exist_ok: bool = False,
           resume: bool = False, test_only: bool = False, weights: str | None = None, fraction: float = 1.0,
           workers: int = 0, threads: int | None = None, bn_batches: int = 20, seed: int = SEED,
-          sync_bn: bool = False, balance: bool = False) -> dict:
+          sync_bn: bool = False, balance: bool = False, source_weight: list[str] | None = None,
+          source_spec: str | None = None) -> dict:
     """Train (or with ``test_only`` evaluate) a crop classifier; returns the final metrics dict.
 
     Under ``torchrun`` (:mod:`facewear.dist`): ``DistributedDataParallel`` with ``batch`` crops per process, a
@@ -149,7 +151,12 @@ def train(arch: str = "mobilenet_v2", data: str | None = None, imgsz: int = CLS_
     val predictions split over the ranks and gathered on rank 0, checkpoints, logs and the final evaluation on
     rank 0 only; resume works on any number of processes. One process: as before.
 
-    ``balance``: draw training crops with replacement, each class equally often (one process only)."""
+    ``balance``: draw training crops with replacement, each class equally often (one process only).
+    ``source_weight``: ``["LABEL=W", ...]``: draw the training crops whose source dataset labelled them ``LABEL``
+    (e.g. ``mask_weared_incorrect``, a sub-kind of ``mask``; :func:`classification.source_labels.source_labels` on
+    ``source_spec``, default ``datasets/facewear4.yaml``) ``W`` times as often as the others of their class (one
+    process only; with ``balance``, the classes stay equally often drawn). Raises ValueError on a malformed
+    entry, a weight <= 0 or a label no training crop has."""
     args = dict(locals())
     if arch not in ARCHS:
         raise ValueError(f"unknown --arch {arch!r} (expected one of {', '.join(ARCHS)})")
@@ -181,11 +188,53 @@ def train(arch: str = "mobilenet_v2", data: str | None = None, imgsz: int = CLS_
         cleanup(info)
 
 
+def parse_source_weights(items: list[str]) -> dict[str, float]:
+    """``["LABEL=W", ...]`` -> ``{LABEL: W}``. Raises ValueError on a malformed entry or a weight <= 0."""
+    out: dict[str, float] = {}
+    for it in items:
+        label, sep, val = it.rpartition("=")
+        try:
+            wt = float(val)
+        except ValueError:
+            wt = float("nan")
+        if not sep or not label or not wt > 0:
+            raise ValueError(f"--source-weight {it!r}: expected LABEL=W with a weight > 0")
+        out[label] = wt
+    return out
+
+
+def sampling_weights(y: np.ndarray, files: list[str], root: Path, balance: bool, source_weight: list[str],
+                     source_spec: str | None = None) -> np.ndarray:
+    """Per-crop sampling weights (N,) for ``WeightedRandomSampler``: with ``balance`` each class carries the same
+    total weight; ``source_weight`` (``LABEL=W``) multiplies the crops of that source label by ``W`` inside their
+    class (with ``balance`` the class totals are kept). ``files`` are the crops' paths relative to ``root``."""
+    w = np.ones(len(y), np.float64)
+    weights = parse_source_weights(source_weight)
+    if weights:
+        from .source_labels import source_labels
+
+        src = source_labels(root, "train", spec=source_spec or str(DATASETS_DIR / "facewear4.yaml"), missing_ok=True)
+        groups = np.array([src.get(f, "") for f in files])
+        for label, wt in weights.items():
+            hit = groups == label
+            if not hit.any():
+                raise ValueError(f"--source-weight {label}: no training crop of {root} has that source label "
+                                 f"(labels found: {sorted(set(groups.tolist()))})")
+            w[hit] *= wt
+            LOG.info("--source-weight: %d crops labelled %s drawn %gx as often", int(hit.sum()), label, wt)
+    if balance:
+        totals = np.bincount(y, weights=w, minlength=len(CLASS_NAMES))
+        w = w / np.maximum(totals, 1e-12)[y]
+        LOG.info("--balance: each class drawn equally often (train counts %s)",
+                 np.bincount(y, minlength=len(CLASS_NAMES)).tolist())
+    return w
+
+
 def _fit(args: dict, info: DistInfo, root: Path, run_dir: Path) -> dict:
     a = args
     arch, imgsz, margin, epochs, batch, seed = a["arch"], a["imgsz"], a["margin"], a["epochs"], a["batch"], a["seed"]
     wdir = run_dir / "weights"
-    tr_imgs, tr_y, _ = load_split(root, "train", CLASS_NAMES, a["fraction"], seed)
+    tr_imgs, tr_y, tr_files = load_split(root, "train", CLASS_NAMES, a["fraction"], seed)
     va_imgs, va_y, _ = load_split(root, "val", CLASS_NAMES)
     LOG.info("%s: %d train crops %s, %d val crops", root, len(tr_y), np.bincount(tr_y, minlength=4).tolist(),
              len(va_y))
@@ -210,16 +259,15 @@ def _fit(args: dict, info: DistInfo, root: Path, run_dir: Path) -> dict:
         ds.per_sample = True
         sampler = DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed)
     weighted = None
-    if a.get("balance"):
+    if a.get("balance") or a.get("source_weight"):
         if info.distributed:
-            raise ValueError("--balance runs in one process only (not under torchrun)")
+            raise ValueError("--balance and --source-weight run in one process only (not under torchrun)")
         from torch.utils.data import WeightedRandomSampler
 
-        counts = np.bincount(tr_y, minlength=len(CLASS_NAMES)).astype(np.float64)
-        w = (1.0 / np.maximum(counts, 1.0))[tr_y]
+        w = sampling_weights(tr_y, tr_files, root, bool(a.get("balance")), a.get("source_weight") or [],
+                             a.get("source_spec"))
         weighted = WeightedRandomSampler(torch.from_numpy(w), num_samples=len(tr_y), replacement=True,
                                          generator=torch.Generator().manual_seed(seed))
-        LOG.info("--balance: each class drawn equally often (train counts %s)", counts.astype(int).tolist())
     per_rank = len(sampler) if sampler is not None else len(tr_y)
     dl = DataLoader(ds, batch_size=batch, shuffle=sampler is None and weighted is None, sampler=sampler or weighted,
                     num_workers=a["workers"],
@@ -387,6 +435,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--balance", action="store_true",
                    help="class-balanced sampling: training crops drawn with replacement, each class equally often "
                         "(one process only)")
+    p.add_argument("--source-weight", action="append", default=None, metavar="LABEL=W",
+                   help="draw training crops that the source dataset labelled LABEL (e.g. mask_weared_incorrect) W "
+                        "times as often as the rest of their class; repeat (one process only)")
+    p.add_argument("--source-spec", default=None,
+                   help="spec of the build the crops were cut from, for --source-weight (default "
+                        "datasets/facewear4.yaml)")
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun on GPUs: SyncBatchNorm, batch statistics over all ranks (no CPU kernel)")
 

@@ -76,3 +76,38 @@ def test_scores_by_group():
     assert res["with_incorrect_mask"]["confusion"][1][0] == 2 and res["without_mask"]["n"] == 1
     with pytest.raises(ValueError, match="lengths differ"):
         scores_by_group(y, pred, ["a"])
+
+
+def test_source_weight_sampling(tmp_path, monkeypatch):
+    """--source-weight draws one source label W times as often inside its class; --balance keeps class totals."""
+    import classification.source_labels as sl
+    from classification.train import parse_source_weights, sampling_weights
+
+    files = ["train/face/a.jpg", "train/mask/b.jpg", "train/mask/c.jpg", "train/mask/d.jpg"]
+    labels = {"train/mask/b.jpg": "mask_weared_incorrect", "train/mask/c.jpg": "with_mask"}
+    monkeypatch.setattr(sl, "source_labels", lambda *a, **k: labels)
+    y = np.array([0, 1, 1, 1])
+    w = sampling_weights(y, files, tmp_path, False, ["mask_weared_incorrect=4"])
+    assert w.tolist() == [1.0, 4.0, 1.0, 1.0]
+    w = sampling_weights(y, files, tmp_path, True, ["mask_weared_incorrect=4"])
+    assert w[0] == pytest.approx(1.0) and w[1:].sum() == pytest.approx(1.0) and w[1] == pytest.approx(4 * w[2])
+    assert sampling_weights(y, files, tmp_path, True, []).tolist() == pytest.approx([1.0, 1 / 3, 1 / 3, 1 / 3])
+    with pytest.raises(ValueError, match="no training crop .* has that source label"):
+        sampling_weights(y, files, tmp_path, False, ["with_incorrect_mask=4"])
+    for bad in ("mask_weared_incorrect", "x=0", "x=abc", "=2"):
+        with pytest.raises(ValueError, match="expected LABEL=W"):
+            parse_source_weights([bad])
+
+
+def test_source_labels_synthetic_and_sources_without_voc(tmp_path):
+    from classification.source_labels import NO_SOURCE, SYNTHETIC, source_labels
+
+    spec, crops, data = _held_out(tmp_path)
+    with open(crops / "index.csv", "a", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["heldout-real", "mask", "heldout-real/mask/ilc__p1__9.jpg", "ilc__p1.jpg", 0, 40, 40, 1, "", ""])
+    got = source_labels(crops, spec=spec, data_root=data)
+    assert got["heldout-real/mask/ilc__p1__9.jpg"] == SYNTHETIC  # composited: its source label no longer holds
+    (data / "ilc" / "annotations" / "p1.xml").unlink()
+    got = source_labels(crops, spec=spec, data_root=data, missing_ok=True)
+    assert set(got.values()) == {NO_SOURCE, SYNTHETIC}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Crop classifier accuracy on the real held-out crops, broken down by the held-out set's own labels.
+"""Crop classifier accuracy on a crop split, broken down by the source datasets' own labels.
 
     python tools/cls_source_labels.py --model weights/facewear-cls.onnx --without with_incorrect_mask \\
         --out weights/facewear-cls.source-labels.md
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from facewear.constants import default_build_dir
+from facewear.constants import DATASETS_DIR, default_build_dir
 from facewear.io import portable_path, portable_paths, write_json, write_text
 from facewear.timing import machine
 
@@ -33,7 +33,10 @@ def measure(model: str, crops: Path, split: str, without: list[str], spec: str |
 
     clf = load_classifier(model)
     y, pred, files = predict_split(clf, crops, split)
-    src = source_labels(crops, split, spec=spec, data_root=data_root)
+    held = split.startswith("heldout")
+    if spec is None and not held:
+        spec = str(DATASETS_DIR / "facewear4.yaml")
+    src = source_labels(crops, split, spec=spec, data_root=data_root, missing_ok=not held)
     missing = [f for f in files if f not in src]
     if missing:
         raise SystemExit(f"{crops / 'index.csv'}: {len(missing)} crops of {split} not in the index "
@@ -49,7 +52,7 @@ def measure(model: str, crops: Path, split: str, without: list[str], spec: str |
 def render(results: list[dict], command: str, machine_line: str, split: str) -> str:
     """The Markdown report of :func:`measure`'s results."""
     names = results[0]["names"]
-    out = [f"# Crop classifier on `{split}`, by the held-out set's own labels\n",
+    out = [f"# Crop classifier on `{split}`, by the source datasets' own labels\n",
            f"Machine: {machine_line}. Command: `{command}`.\n",
            "*called X*: share of the crops the classifier put in class X (the row's mapped class is the right one: "
            "`with_mask` and `with_incorrect_mask` are `mask`, `without_mask` is `face`; the held-out's corrected "
@@ -68,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", required=True, help="classifier file (.pt or .onnx); repeat")
     ap.add_argument("--crops", default=None, help="crop folder (default build/crops)")
-    ap.add_argument("--split", default="heldout-real")
-    ap.add_argument("--spec", default=None, help="held-out spec (default datasets/ilc-heldout.yaml)")
+    ap.add_argument("--split", default="heldout-real",
+                    help="crop split (default heldout-real; train and val read datasets/facewear4.yaml, and their "
+                         "crops from sources without VOC files form one group)")
+    ap.add_argument("--spec", default=None,
+                    help="spec of the split's build (default datasets/ilc-heldout.yaml, facewear4.yaml for train/val)")
     ap.add_argument("--data-root", default=None, help="raw data root (default ../shared/data)")
     ap.add_argument("--without", action="append", default=[], help="add a row over every crop but this source label")
     ap.add_argument("--out", default="weights/facewear-cls.source-labels.md", help="Markdown report (JSON beside it)")
