@@ -32,6 +32,72 @@ class _Identity(dict):
         return key
 
 
+class SourceIndex:
+    """The source VOC labels of the built images of one split: ``labels(image, boxes)`` names each box.
+
+    ``spec`` / ``split``: the build (its provenance file ``meta/<split>.jsonl`` gives each built image's
+    ``origin``); the VOC file of an image is ``<data_root>/<origin folder>/../annotations/<stem>.xml``. Boxes are
+    matched to the VOC box of highest IoU, scaled from the VOC ``<size>`` to the built image's ``size``.
+
+    Raises FileNotFoundError naming the provenance file or the data root when missing.
+    """
+
+    def __init__(self, spec: str | Path, split: str, data_root: str | Path | None = None, min_iou: float = 0.5,
+                 missing_ok: bool = False):
+        from facewear.data.layout import load_spec, split_paths
+
+        self.spec_path = Path(spec)
+        s = load_spec(self.spec_path)
+        self.images, self.labels_dir, self.meta_file = split_paths(s, split)
+        if not self.meta_file.is_file():
+            raise FileNotFoundError(f"{self.meta_file}: provenance file of {spec} not found "
+                                    "(run `facewear data build`)")
+        self.origin: dict[str, str] = {}
+        for line in self.meta_file.read_text().splitlines():
+            if line.strip():
+                m = json.loads(line)
+                self.origin[m["file"]] = m.get("origin", "")
+        root = Path(data_root) if data_root else default_data_root()
+        if root is None or not root.is_dir():
+            raise FileNotFoundError(f"{root or '../shared/data'}: data root not found (set FACEWEAR_DATA or "
+                                    "pass it)")
+        self.root, self.min_iou, self.missing_ok = root, min_iou, missing_ok
+        self._voc: dict[str, tuple[np.ndarray, list[str]] | None] = {}
+
+    def _source(self, image: str, size: tuple[int, int]) -> tuple[np.ndarray, list[str]] | None:
+        if image not in self._voc:
+            src = self.origin.get(image)
+            if not src and not self.missing_ok:
+                raise FileNotFoundError(f"{self.meta_file}: no provenance (origin) for {image}")
+            xml = self.root / Path(src or ".").parent.parent / "annotations" / (Path(src or "_").stem + ".xml")
+            if not src or not xml.is_file():
+                if not self.missing_ok:
+                    raise FileNotFoundError(f"{xml}: source annotation of {image} not found")
+                self._voc[image] = None
+            else:
+                voc = read_voc(xml, class_map=_Identity())
+                sx, sy = size[0] / max(voc.width, 1), size[1] / max(voc.height, 1)
+                xyxy = np.array([[b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy] for b in voc.boxes], np.float64)
+                self._voc[image] = (xyxy.reshape(-1, 4), [b.label for b in voc.boxes])
+        return self._voc[image]
+
+    def labels(self, image: str, boxes: np.ndarray, size: tuple[int, int] | None = None) -> list[str]:
+        """The source label of each of ``boxes`` ((K, 4) ``x1, y1, x2, y2`` pixels of the built image ``image``,
+        a file name in the split; ``size`` (w, h), read from the image when None): the matched VOC box's label,
+        :data:`UNMATCHED` below ``min_iou``, :data:`NO_SOURCE` (with ``missing_ok``) when the photo has no VOC
+        file. Raises FileNotFoundError (without ``missing_ok``) when it has none."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        src = self._source(image, size or image_size(self.images / image))
+        if src is None:
+            return [NO_SOURCE] * len(boxes)
+        theirs, names = src
+        if not len(theirs):
+            return [UNMATCHED] * len(boxes)
+        iou = iou_matrix(boxes, theirs)
+        best = iou.argmax(1)
+        return [names[j] if iou[i, j] >= self.min_iou else UNMATCHED for i, j in enumerate(best)]
+
+
 def source_labels(crops: str | Path, split: str = "heldout-real", spec: str | Path | None = None,
                   data_root: str | Path | None = None, min_iou: float = 0.5, spec_split: str | None = None,
                   missing_ok: bool = False) -> dict[str, str]:
@@ -39,15 +105,13 @@ def source_labels(crops: str | Path, split: str = "heldout-real", spec: str | Pa
 
     Each crop's box (line ``box`` of its image's YOLO label file in split ``spec_split`` of the build that
     ``spec`` names; defaults: ``datasets/ilc-heldout.yaml``, its ``test`` split, else the crop split's name) is
-    matched to the box of highest IoU in the source VOC file ``<data_root>/<origin folder>/../annotations/
-    <stem>.xml``, scaled from the VOC ``<size>`` to the built image; below ``min_iou`` it is :data:`UNMATCHED`.
-    Composited crops are :data:`SYNTHETIC`; with ``missing_ok``, crops of photos without a VOC file (sources
-    annotated otherwise) are :data:`NO_SOURCE` instead of an error.
+    named by :class:`SourceIndex`. Composited crops are :data:`SYNTHETIC`; with ``missing_ok``, crops of photos
+    without a VOC file (sources annotated otherwise) are :data:`NO_SOURCE` instead of an error.
 
     Raises FileNotFoundError naming the index, the provenance file, the data root or a missing VOC file;
     ValueError when the index has no row of ``split``.
     """
-    from facewear.data.layout import load_spec, split_paths
+    from facewear.data.layout import load_spec
 
     crops = Path(crops)
     index = crops / "index.csv"
@@ -57,56 +121,23 @@ def source_labels(crops: str | Path, split: str = "heldout-real", spec: str | Pa
     if not rows:
         raise ValueError(f"{index}: no crop of split {split!r}")
     spec_path = Path(spec) if spec else DATASETS_DIR / "ilc-heldout.yaml"
-    s = load_spec(spec_path)
     if spec_split is None:
-        spec_split = "test" if split.startswith("heldout") and "test" in s else split
-    images, labels, meta_file = split_paths(s, spec_split)
-    if not meta_file.is_file():
-        raise FileNotFoundError(f"{meta_file}: provenance file of {spec_path} not found (run `facewear data build`)")
-    origin = {}
-    for line in meta_file.read_text().splitlines():
-        if line.strip():
-            m = json.loads(line)
-            origin[m["file"]] = m.get("origin", "")
-    root = Path(data_root) if data_root else default_data_root()
-    if root is None or not root.is_dir():
-        raise FileNotFoundError(f"{root or '../shared/data'}: data root not found (set FACEWEAR_DATA or pass it)")
+        spec_split = "test" if split.startswith("heldout") and "test" in load_spec(spec_path) else split
+    idx = SourceIndex(spec_path, spec_split, data_root, min_iou, missing_ok)
 
     out: dict[str, str] = {}
-    cache: dict[str, tuple[np.ndarray, np.ndarray, list[str]] | None] = {}
+    ours: dict[str, tuple[np.ndarray, list[str] | None]] = {}
     for r in rows:
         img = r["image"]
         if r.get("synthetic") == "1":
             out[r["file"]] = SYNTHETIC
             continue
-        if img not in cache:
-            built = images / img
-            w, h = image_size(built)
-            ours = read_yolo(labels / (Path(img).stem + ".txt"), w, h, file=img)
-            src = origin.get(img)
-            if not src and not missing_ok:
-                raise FileNotFoundError(f"{meta_file}: no provenance (origin) for {img}")
-            xml = root / Path(src or ".").parent.parent / "annotations" / (Path(src or "_").stem + ".xml")
-            if not src or not xml.is_file():
-                if missing_ok:
-                    out[r["file"]] = NO_SOURCE
-                    cache[img] = None
-                    continue
-                raise FileNotFoundError(f"{xml}: source annotation of {img} not found")
-            voc = read_voc(xml, class_map=_Identity())
-            sx, sy = w / max(voc.width, 1), h / max(voc.height, 1)
-            theirs = np.array([[b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy] for b in voc.boxes], np.float64)
-            cache[img] = (np.array([b.xyxy() for b in ours.boxes], np.float64).reshape(-1, 4),
-                          theirs.reshape(-1, 4), [b.label for b in voc.boxes])
-        if cache[img] is None:
-            out[r["file"]] = NO_SOURCE
-            continue
-        ours_xyxy, theirs_xyxy, names = cache[img]
+        if img not in ours:
+            w, h = image_size(idx.images / img)
+            ann = read_yolo(idx.labels_dir / (Path(img).stem + ".txt"), w, h, file=img)
+            xyxy = np.array([b.xyxy() for b in ann.boxes], np.float64).reshape(-1, 4)
+            ours[img] = (xyxy, idx.labels(img, xyxy, (w, h)) if len(xyxy) else [])
+        xyxy, names = ours[img]
         i = int(r["box"])
-        if i >= len(ours_xyxy) or not len(theirs_xyxy):
-            out[r["file"]] = UNMATCHED
-            continue
-        iou = iou_matrix(ours_xyxy[i:i + 1], theirs_xyxy)[0]
-        j = int(iou.argmax())
-        out[r["file"]] = names[j] if iou[j] >= min_iou else UNMATCHED
+        out[r["file"]] = names[i] if i < len(names) else UNMATCHED
     return out
