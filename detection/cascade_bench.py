@@ -21,15 +21,20 @@ from facewear.timing import latency, machine
 
 
 # --- the comparison --------------------------------------------------------------------------------
-def found_and_named(gt: dict, dets: list[dict], conf: float = 0.25, iou: float = 0.5) -> dict[str, dict]:
+def found_and_named(gt: dict, dets: list[dict], conf: float = 0.25, iou: float = 0.5,
+                    groups: dict[int, str] | None = None) -> dict[str, dict]:
     """Per true class: share of faces with any box (IoU >= iou, score >= conf), and of those, the share whose
-    best-overlapping box has the right class. Separates 'missed the face' from 'named it wrong'."""
+    best-overlapping box has the right class. Separates 'missed the face' from 'named it wrong'.
+
+    ``groups`` (``{annotation id: group}``, e.g. :func:`source_groups`): per group instead of per class (groups in
+    order of first appearance; annotations without one are left out); *right class* is still the true class."""
     by_img: dict[int, list] = {}
     for d in dets:
         if d["score"] >= conf:
             by_img.setdefault(d["image_id"], []).append(d)
     cats = {c["id"]: c["name"] for c in gt["categories"]}
-    stats = {n: {"n": 0, "found": 0, "named": 0} for n in CLASS_NAMES}
+    stats = ({g: {"n": 0, "found": 0, "named": 0} for g in dict.fromkeys(groups.values())} if groups is not None
+             else {n: {"n": 0, "found": 0, "named": 0} for n in CLASS_NAMES})
     gts: dict[int, list] = {}
     for a in gt["annotations"]:
         gts.setdefault(a["image_id"], []).append(a)
@@ -41,7 +46,9 @@ def found_and_named(gt: dict, dets: list[dict], conf: float = 0.25, iou: float =
                       for x in ds]).reshape(-1, 4)
         m = iou_matrix(g, d)
         for i, a in enumerate(anns):
-            name = cats[a["category_id"]]
+            name = cats[a["category_id"]] if groups is None else groups.get(a.get("id"))
+            if name not in stats:
+                continue
             stats[name]["n"] += 1
             if m.shape[1] and m[i].max() >= iou:
                 stats[name]["found"] += 1
@@ -49,6 +56,30 @@ def found_and_named(gt: dict, dets: list[dict], conf: float = 0.25, iou: float =
     return {n: {"n": s["n"], "found": round(s["found"] / s["n"], 4) if s["n"] else None,
                 "named_if_found": round(s["named"] / s["found"], 4) if s["found"] else None}
             for n, s in stats.items()}
+
+
+def source_groups(gt: dict, spec_path: str | Path, split: str, data_root: str | Path | None = None
+                  ) -> dict[int, str]:
+    """``{annotation id: source label}`` for the ground truth ``gt`` (COCO dict of ``detect_split``) of a built
+    spec whose photos have source VOC files (the held-out ILC set: ``with_mask``, ``with_incorrect_mask``,
+    ``without_mask``), through :class:`classification.source_labels.SourceIndex`. Raises FileNotFoundError when
+    the provenance, the data root or a VOC file is missing (callers that can do without it catch it)."""
+    from classification.source_labels import SourceIndex
+
+    idx = SourceIndex(spec_path, split, data_root)
+    by_img: dict[int, list[dict]] = {}
+    for a in gt["annotations"]:
+        by_img.setdefault(a["image_id"], []).append(a)
+    out: dict[int, str] = {}
+    for im in gt["images"]:
+        anns = by_img.get(im["id"], [])
+        if not anns:
+            continue
+        xyxy = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                         for a in anns])
+        for a, lab in zip(anns, idx.labels(im["file_name"], xyxy, (im["width"], im["height"])), strict=True):
+            out[a["id"]] = lab
+    return out
 
 
 def _faces_images(spec_path: str, counts=(1, 5)) -> dict[int, Path]:
@@ -142,4 +173,4 @@ def cascade_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["bench_cascades", "cascade_markdown", "found_and_named"]
+__all__ = ["bench_cascades", "cascade_markdown", "found_and_named", "source_groups"]

@@ -161,3 +161,16 @@ def test_card_bad_input(tmp_path, capsys):
     plain = tmp_path / "plain.md"
     plain.write_text("no markers\n")
     assert write_readme_block(plain, "table\n") is False and plain.read_text() == "no markers\n"
+
+
+def test_card_source_label_section():
+    from detection.card import source_label_section
+
+    fb = {"with_mask": {"n": 10, "found": 0.9, "named_if_found": 0.8},
+          "with_incorrect_mask": {"n": 4, "found": 0.5, "named_if_found": None}}
+    lines = source_label_section({"rows": [{"model": "a.onnx", "heldout": {"found_by_source_label": fb}},
+                                           {"model": "b.onnx", "heldout": {}}]})
+    assert "| model | with_mask found / named | with_incorrect_mask found / named |" in lines
+    assert "| `a.onnx` | 90% / 80% (n 10) | 50% / - (n 4) |" in lines
+    assert not any("b.onnx" in ln for ln in lines)  # a row that did not measure it is left out
+    assert source_label_section({"rows": [{"model": "b.onnx", "heldout": {}}]}) == []

@@ -111,3 +111,23 @@ def test_source_labels_synthetic_and_sources_without_voc(tmp_path):
     (data / "ilc" / "annotations" / "p1.xml").unlink()
     got = source_labels(crops, spec=spec, data_root=data, missing_ok=True)
     assert set(got.values()) == {NO_SOURCE, SYNTHETIC}
+
+
+def test_detector_found_and_named_by_source_label(tmp_path):
+    """The model card's found / named table by the held-out set's own labels: ground-truth boxes get their source
+    label, and a mask worn wrong that the detector calls face counts as found but not named."""
+    from detection.cascade_bench import found_and_named, source_groups
+
+    spec, _, data = _held_out(tmp_path)
+    gt = {"images": [{"id": 1, "file_name": "ilc__p1.jpg", "width": 200, "height": 100}],
+          "categories": [{"id": i, "name": n} for i, n in enumerate(("face", "mask", "sunglasses", "mask_sunglasses"))],
+          "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [100, 10, 40, 40]},
+                          {"id": 8, "image_id": 1, "category_id": 1, "bbox": [5, 5, 40, 40]}]}
+    groups = source_groups(gt, spec, "test", data)
+    assert groups == {7: "with_incorrect_mask", 8: "with_mask"}
+    dets = [{"image_id": 1, "category_id": 0, "bbox": [100, 10, 40, 40], "score": 0.9},   # called face
+            {"image_id": 1, "category_id": 1, "bbox": [5, 5, 40, 40], "score": 0.9}]
+    got = found_and_named(gt, dets, groups=groups)
+    assert got == {"with_incorrect_mask": {"n": 1, "found": 1.0, "named_if_found": 0.0},
+                   "with_mask": {"n": 1, "found": 1.0, "named_if_found": 1.0}}
+    assert found_and_named(gt, dets)["mask"] == {"n": 2, "found": 1.0, "named_if_found": 0.5}
