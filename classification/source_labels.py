@@ -32,6 +32,21 @@ class _Identity(dict):
         return key
 
 
+def parse_source_weights(items: list[str]) -> dict[str, float]:
+    """``["LABEL=W", ...]`` -> ``{LABEL: W}``. Raises ValueError on a malformed entry or a weight <= 0."""
+    out: dict[str, float] = {}
+    for it in items:
+        label, sep, val = it.rpartition("=")
+        try:
+            wt = float(val)
+        except ValueError:
+            wt = float("nan")
+        if not sep or not label or not wt > 0:
+            raise ValueError(f"--source-weight {it!r}: expected LABEL=W with a weight > 0")
+        out[label] = wt
+    return out
+
+
 class SourceIndex:
     """The source VOC labels of the built images of one split: ``labels(image, boxes)`` names each box.
 

@@ -188,26 +188,13 @@ def train(arch: str = "mobilenet_v2", data: str | None = None, imgsz: int = CLS_
         cleanup(info)
 
 
-def parse_source_weights(items: list[str]) -> dict[str, float]:
-    """``["LABEL=W", ...]`` -> ``{LABEL: W}``. Raises ValueError on a malformed entry or a weight <= 0."""
-    out: dict[str, float] = {}
-    for it in items:
-        label, sep, val = it.rpartition("=")
-        try:
-            wt = float(val)
-        except ValueError:
-            wt = float("nan")
-        if not sep or not label or not wt > 0:
-            raise ValueError(f"--source-weight {it!r}: expected LABEL=W with a weight > 0")
-        out[label] = wt
-    return out
-
-
 def sampling_weights(y: np.ndarray, files: list[str], root: Path, balance: bool, source_weight: list[str],
                      source_spec: str | None = None) -> np.ndarray:
     """Per-crop sampling weights (N,) for ``WeightedRandomSampler``: with ``balance`` each class carries the same
     total weight; ``source_weight`` (``LABEL=W``) multiplies the crops of that source label by ``W`` inside their
     class (with ``balance`` the class totals are kept). ``files`` are the crops' paths relative to ``root``."""
+    from .source_labels import parse_source_weights
+
     w = np.ones(len(y), np.float64)
     weights = parse_source_weights(source_weight)
     if weights:

@@ -81,7 +81,8 @@ def test_scores_by_group():
 def test_source_weight_sampling(tmp_path, monkeypatch):
     """--source-weight draws one source label W times as often inside its class; --balance keeps class totals."""
     import classification.source_labels as sl
-    from classification.train import parse_source_weights, sampling_weights
+    from classification.source_labels import parse_source_weights
+    from classification.train import sampling_weights
 
     files = ["train/face/a.jpg", "train/mask/b.jpg", "train/mask/c.jpg", "train/mask/d.jpg"]
     labels = {"train/mask/b.jpg": "mask_weared_incorrect", "train/mask/c.jpg": "with_mask"}
@@ -131,3 +132,38 @@ def test_detector_found_and_named_by_source_label(tmp_path):
     assert got == {"with_incorrect_mask": {"n": 1, "found": 1.0, "named_if_found": 0.0},
                    "with_mask": {"n": 1, "found": 1.0, "named_if_found": 1.0}}
     assert found_and_named(gt, dets)["mask"] == {"n": 2, "found": 1.0, "named_if_found": 0.5}
+
+
+def test_yolo_weighted_train_list(tmp_path):
+    """train yolo --source-weight lists the training images with a box of that source label W times."""
+    import yaml
+
+    from detection.yolo.train import weighted_train_list
+
+    data = tmp_path / "data" / "kag"
+    (data / "annotations").mkdir(parents=True)
+    write_voc(ImageAnn("k1.png", 100, 100, [Box(10, 10, 50, 50, "mask_weared_incorrect")]),
+              data / "annotations" / "k1.xml")
+    write_voc(ImageAnn("k2.png", 100, 100, [Box(10, 10, 50, 50, "with_mask")]), data / "annotations" / "k2.xml")
+    build = tmp_path / "build"
+    for d in ("images/train", "labels/train", "meta"):
+        (build / d).mkdir(parents=True)
+    meta = []
+    for stem, origin in (("kag__k1", "kag/images/k1.png"), ("kag__k2", "kag/images/k2.png"), ("other__o", "")):
+        write_image(build / f"images/train/{stem}.jpg", np.zeros((100, 100, 3), np.uint8))
+        (build / f"labels/train/{stem}.txt").write_text(yolo_lines(ImageAnn(f"{stem}.jpg", 100, 100,
+                                                                            [Box(10, 10, 50, 50, "mask")])))
+        meta.append(json.dumps({"file": f"{stem}.jpg", "origin": origin}))
+    (build / "meta/train.jsonl").write_text("\n".join(meta) + "\n")
+    spec = tmp_path / "run.data.yaml"
+    spec.write_text(f"path: {build}\ntrain: images/train\nval: images/train\nnames: [face, mask, sunglasses, "
+                    "mask_sunglasses]\n")
+    out = tmp_path / "run.train.txt"
+    got = weighted_train_list(spec, ["mask_weared_incorrect=3"], out, data_root=tmp_path / "data")
+    assert got == {"images": 3, "listed": 5, "weighted": 1}
+    lines = out.read_text().splitlines()
+    assert sum(ln.endswith("kag__k1.jpg") for ln in lines) == 3 and sum(ln.endswith("kag__k2.jpg") for ln in lines) == 1
+    assert yaml.safe_load(spec.read_text())["train"] == str(out.resolve())
+    spec.write_text(f"path: {build}\ntrain: images/train\nval: images/train\nnames: [face, mask]\n")
+    with pytest.raises(ValueError, match="with_incorrect_mask: no training image"):
+        weighted_train_list(spec, ["with_incorrect_mask=3"], out, data_root=tmp_path / "data")

@@ -70,15 +70,69 @@ def init_checkpoint(cfg: str, init: str, out: Path) -> Path | str:
     return out
 
 
+def weighted_train_list(spec_file: str | Path, source_weight: list[str], out: str | Path,
+                        data_root: str | Path | None = None) -> dict[str, int]:
+    """Oversample the training images that hold a box of a given source label, for ultralytics.
+
+    ``source_weight``: ``["LABEL=W", ...]`` (e.g. ``mask_weared_incorrect=4``): every image of the spec's
+    ``train`` split with a box whose source VOC label is ``LABEL``
+    (:class:`classification.source_labels.SourceIndex`) is listed ``round(W)`` times (the largest weight of its
+    boxes) in the image list ``out`` (absolute paths, one per line; ultralytics reads a ``.txt`` train split and
+    finds the labels by its images/labels convention), every other image once; ``spec_file``'s ``train`` is
+    rewritten to ``out``. Returns ``{"images": unique images, "listed": lines, "weighted": images repeated}``.
+
+    Raises ValueError on a malformed weight or when no training image has the label; FileNotFoundError as
+    :class:`SourceIndex` does.
+    """
+    import numpy as np
+    import yaml
+
+    from classification.source_labels import SourceIndex, parse_source_weights
+    from facewear.data.layout import load_spec, split_paths
+    from facewear.formats import read_yolo
+    from facewear.io import image_size, list_images, write_text
+
+    weights = parse_source_weights(source_weight)
+    spec_file = Path(spec_file)
+    spec = load_spec(spec_file)
+    images, labels, _ = split_paths(spec, "train")
+    idx = SourceIndex(spec_file, "train", data_root, missing_ok=True)
+    lines, weighted, hits = [], 0, dict.fromkeys(weights, 0)
+    for p in list_images(images):
+        w, h = image_size(p)
+        ann = read_yolo(labels / (p.stem + ".txt"), w, h, file=p.name)
+        xyxy = np.array([b.xyxy() for b in ann.boxes], np.float64).reshape(-1, 4)
+        found = [lab for lab in (idx.labels(p.name, xyxy, (w, h)) if len(xyxy) else []) if lab in weights]
+        for lab in set(found):
+            hits[lab] += 1
+        reps = max(1, round(max((weights[lab] for lab in found), default=1.0)))
+        weighted += reps > 1
+        lines += [str(p.resolve())] * reps
+    missing = [lab for lab, n in hits.items() if not n]
+    if missing:
+        raise ValueError(f"--source-weight {', '.join(missing)}: no training image of {spec_file} has a box with "
+                         "that source label")
+    write_text(out, "\n".join(lines) + "\n")
+    raw = yaml.safe_load(spec_file.read_text())
+    raw["train"] = str(Path(out).resolve())
+    write_text(spec_file, yaml.safe_dump(raw, sort_keys=False))
+    LOG.info("--source-weight %s: %d of %d training images listed more than once (%d lines): %s",
+             source_weight, weighted, len(set(lines)), len(lines), hits)
+    return {"images": len(set(lines)), "listed": len(lines), "weighted": weighted}
+
+
 def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.yaml", init: str = "coco",
           epochs: int = 30, imgsz: int = 320, batch: int = 32, workers: int = 2, device: str = "cpu",
           project: str = str(RUNS_DIR / "yolo"), name: str = "train", resume: bool = False,
           exist_ok: bool = False, cache: str | bool = False, fraction: float = 1.0, seed: int = 0,
-          callbacks: dict[str, Any] | None = None, **overrides: Any):
+          callbacks: dict[str, Any] | None = None, source_weight: list[str] | None = None, **overrides: Any):
     """Train YOLOv5 on a facewear spec; returns the ultralytics results. ``resume`` continues ``<project>/<name>``.
 
     ``callbacks``: ultralytics event name -> function(trainer), added to the model before training (e.g.
-    ``tools/train_budget.py`` times ``on_train_batch_end`` and stops after a few iterations)."""
+    ``tools/train_budget.py`` times ``on_train_batch_end`` and stops after a few iterations).
+    ``source_weight``: ``["LABEL=W", ...]``: training images with a box of that source label listed W times
+    (:func:`weighted_train_list`; the list sits beside the run's data yaml). ``lr0`` (an override) only acts with
+    an explicit ``optimizer``: ultralytics' ``auto`` picks its own learning rate, so a warning says so."""
     from ultralytics import YOLO
 
     facewear.env.configure_ultralytics()
@@ -98,6 +152,11 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
         return YOLO(str(last)).train(resume=True)
     start = init_checkpoint(cfg, init, run_dir.parent / f"{name}-init.pt")
     spec = resolved_spec_file(data, run_dir.parent / f"{name}.data.yaml")
+    if source_weight:
+        weighted_train_list(spec, source_weight, run_dir.parent / f"{name}.train.txt")
+    if "lr0" in overrides and overrides.get("optimizer", "auto") == "auto":
+        LOG.warning("--lr0 %s is ignored by ultralytics' optimizer 'auto' (it picks its own optimizer and learning "
+                    "rate); pass --optimizer SGD or AdamW to use it", overrides["lr0"])
     model = YOLO(str(start))
     for event, fn in (callbacks or {}).items():
         model.add_callback(event, fn)
@@ -141,8 +200,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default=False, help="ram | disk | False")
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train split to use")
     p.add_argument("--lr0", type=float, default=argparse.SUPPRESS,
-                   help="initial learning rate (ultralytics' lr0; default 0.01). Fine-tuning released weights wants "
-                        "a lower one, e.g. 0.002")
+                   help="initial learning rate (ultralytics' lr0; default 0.01), used with an explicit --optimizer "
+                        "only: 'auto' picks its own (AdamW at 0.00125 for four classes and short runs)")
+    p.add_argument("--source-weight", action="append", default=None, metavar="LABEL=W",
+                   help="list the training images holding a box whose source dataset label is LABEL (e.g. "
+                        "mask_weared_incorrect) W times; repeat")
     p.add_argument("--warmup-epochs", dest="warmup_epochs", type=float, default=argparse.SUPPRESS,
                    help="ultralytics' warm-up length in epochs (default 3.0; 0: none)")
     p.add_argument("--hsv-s", dest="hsv_s", type=float, default=argparse.SUPPRESS,
