@@ -31,9 +31,16 @@ class _Identity(dict):
     def get(self, key, default=None):
         return key
 
+    def __getitem__(self, key):
+        return key
+
+    def __contains__(self, key) -> bool:
+        return True
+
 
 def parse_source_weights(items: list[str]) -> dict[str, float]:
-    """``["LABEL=W", ...]`` -> ``{LABEL: W}``. Raises ValueError on a malformed entry or a weight <= 0."""
+    """``["LABEL=W", ...]`` -> ``{LABEL: W}``. Raises ValueError on a malformed entry or a weight that is not a
+    finite number > 0."""
     out: dict[str, float] = {}
     for it in items:
         label, sep, val = it.rpartition("=")
@@ -41,8 +48,8 @@ def parse_source_weights(items: list[str]) -> dict[str, float]:
             wt = float(val)
         except ValueError:
             wt = float("nan")
-        if not sep or not label or not wt > 0:
-            raise ValueError(f"--source-weight {it!r}: expected LABEL=W with a weight > 0")
+        if not sep or not label or not (0 < wt < float("inf")):
+            raise ValueError(f"--source-weight {it!r}: expected LABEL=W with a finite weight > 0")
         out[label] = wt
     return out
 
@@ -58,20 +65,25 @@ class SourceIndex:
     """
 
     def __init__(self, spec: str | Path, split: str, data_root: str | Path | None = None, min_iou: float = 0.5,
-                 missing_ok: bool = False):
+                 missing_ok: bool = False) -> None:
         from facewear.data.layout import load_spec, split_paths
 
         self.spec_path = Path(spec)
         s = load_spec(self.spec_path)
+        self.names = [s["names"][i] for i in sorted(s["names"])]
         self.images, self.labels_dir, self.meta_file = split_paths(s, split)
         if not self.meta_file.is_file():
             raise FileNotFoundError(f"{self.meta_file}: provenance file of {spec} not found "
                                     "(run `facewear data build`)")
         self.origin: dict[str, str] = {}
-        for line in self.meta_file.read_text().splitlines():
-            if line.strip():
+        for n, line in enumerate(self.meta_file.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
                 m = json.loads(line)
-                self.origin[m["file"]] = m.get("origin", "")
+                self.origin[m["file"]] = m.get("origin", "") or ""
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{self.meta_file}:{n}: not a provenance record with a 'file' ({e})") from None
         root = Path(data_root) if data_root else default_data_root()
         if root is None or not root.is_dir():
             raise FileNotFoundError(f"{root or '../shared/data'}: data root not found (set FACEWEAR_DATA or "
@@ -95,6 +107,14 @@ class SourceIndex:
                 xyxy = np.array([[b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy] for b in voc.boxes], np.float64)
                 self._voc[image] = (xyxy.reshape(-1, 4), [b.label for b in voc.boxes])
         return self._voc[image]
+
+    def image_labels(self, image: str) -> tuple[np.ndarray, list[str]]:
+        """The built image's own boxes ((K, 4) ``x1, y1, x2, y2`` pixels, from its YOLO label file, in file order)
+        and the source label of each (:meth:`labels`)."""
+        w, h = image_size(self.images / image)
+        ann = read_yolo(self.labels_dir / (Path(image).stem + ".txt"), w, h, names=self.names, file=image)
+        xyxy = np.array([b.xyxy() for b in ann.boxes], np.float64).reshape(-1, 4)
+        return xyxy, (self.labels(image, xyxy, (w, h)) if len(xyxy) else [])
 
     def labels(self, image: str, boxes: np.ndarray, size: tuple[int, int] | None = None) -> list[str]:
         """The source label of each of ``boxes`` ((K, 4) ``x1, y1, x2, y2`` pixels of the built image ``image``,
@@ -132,7 +152,8 @@ def source_labels(crops: str | Path, split: str = "heldout-real", spec: str | Pa
     index = crops / "index.csv"
     if not index.is_file():
         raise FileNotFoundError(f"{index}: crop index not found (run `facewear data crops` first)")
-    rows = [r for r in csv.DictReader(index.open()) if r["split"] == split]
+    with index.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == split]
     if not rows:
         raise ValueError(f"{index}: no crop of split {split!r}")
     spec_path = Path(spec) if spec else DATASETS_DIR / "ilc-heldout.yaml"
@@ -141,18 +162,20 @@ def source_labels(crops: str | Path, split: str = "heldout-real", spec: str | Pa
     idx = SourceIndex(spec_path, spec_split, data_root, min_iou, missing_ok)
 
     out: dict[str, str] = {}
-    ours: dict[str, tuple[np.ndarray, list[str] | None]] = {}
+    ours: dict[str, tuple[np.ndarray, list[str]]] = {}
     for r in rows:
         img = r["image"]
         if r.get("synthetic") == "1":
             out[r["file"]] = SYNTHETIC
             continue
         if img not in ours:
-            w, h = image_size(idx.images / img)
-            ann = read_yolo(idx.labels_dir / (Path(img).stem + ".txt"), w, h, file=img)
-            xyxy = np.array([b.xyxy() for b in ann.boxes], np.float64).reshape(-1, 4)
-            ours[img] = (xyxy, idx.labels(img, xyxy, (w, h)) if len(xyxy) else [])
+            ours[img] = idx.image_labels(img)
         xyxy, names = ours[img]
         i = int(r["box"])
-        out[r["file"]] = names[i] if i < len(names) else UNMATCHED
+        # the index must describe the build it is read against: box i of the label file, of the recorded size
+        if i >= len(xyxy) or abs((xyxy[i, 2] - xyxy[i, 0]) - float(r["w"])) > 1.0 \
+                or abs((xyxy[i, 3] - xyxy[i, 1]) - float(r["h"])) > 1.0:
+            raise ValueError(f"{index}: crop {r['file']} does not match box {i} of {idx.labels_dir / img}; the crops "
+                             "are older than the build (rerun `facewear data crops`)")
+        out[r["file"]] = names[i]
     return out

@@ -234,7 +234,7 @@ def evaluate_model(model: str, data: str, split: str, imgsz: int | None, max_ima
     if spec.get("heldout"):  # the held-out photos carry their source labels (ILC's kinds of mask)
         try:
             by_source = found_and_named(gt, dets, conf=CONF, groups=source_groups(gt, data, split))
-        except FileNotFoundError as e:
+        except (FileNotFoundError, ValueError) as e:  # no source files here, or one unreadable: the rest stands
             LOG.warning("found / named by source label left out: %s", e)
     res = evaluate(gt, dets, det.names, CONF)
     nc = len(det.names)

@@ -69,8 +69,11 @@ def load() -> dict[str, Any]:
 
 def add_entry(file: str | Path, *, name: str, task: str, architecture: str, imgsz: int, precision: str,
               train_command: str, data: str, metrics: dict[str, Any] | None = None,
-              class_names: tuple[str, ...] = CLASS_NAMES, io: dict | None = None, **extra: Any) -> dict[str, Any]:
-    """Add or replace (by name) the entry for ``file`` (a path under ``weights/``)."""
+              class_names: tuple[str, ...] = CLASS_NAMES, io: dict | None = None, agreement_on: str | None = None,
+              **extra: Any) -> dict[str, Any]:
+    """Add or replace (by name) the entry for ``file`` (a path under ``weights/``). A ``rebuild`` record kept from
+    the previous release is refreshed (:func:`refresh_rebuild`; ``agreement_on`` says what the agreement check
+    ran on)."""
     f = Path(file)
     if not f.is_file():
         raise FileNotFoundError(f"{f}: weights file not found")
@@ -86,7 +89,7 @@ def add_entry(file: str | Path, *, name: str, task: str, architecture: str, imgs
     if str(entry.get("made_by", "")).startswith(TRAINED) and "made_by" not in extra:
         entry["made_by"] = _trained_by(entry["made_by"], train_command)
     if "rebuild" in entry and "rebuild" not in extra:  # kept from the previous release: its figures are the new file's
-        entry["rebuild"] = refresh_rebuild(entry["rebuild"], f, entry["metrics"])
+        entry["rebuild"] = refresh_rebuild(entry["rebuild"], f, entry["metrics"], agreement_on)
     man["models"] = [m for m in man["models"] if m["name"] != name] + [entry]
     write_json(MANIFEST, man)
     return entry
@@ -102,18 +105,20 @@ def _trained_by(made_by: str, train_command: str) -> str:
     return f"{TRAINED}{train_command}{tail}"
 
 
-def refresh_rebuild(rebuild: dict[str, Any], f: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+def refresh_rebuild(rebuild: dict[str, Any], f: Path, metrics: dict[str, Any],
+                    agreement_on: str | None = None) -> dict[str, Any]:
     """A kept ``rebuild`` record made true for the newly released ``f``: its ``content_sha256``, and the agreement
     figures from ``metrics["agreement_with_torch"]`` when the release measured them (else they are dropped, so no
-    figure of the previous file survives), and its ``with`` text (what the check ran on) when they carry one."""
+    figure of the previous file survives), and its ``with`` text from ``agreement_on`` (what the check ran on)
+    when given."""
     r = dict(rebuild)
     if "content_sha256" in r:
         r["content_sha256"] = content_sha256(f)
     agr = dict(r.get("agreement") or {})
     if agr:
-        now = dict(metrics.get("agreement_with_torch") or {})
-        if now.get("with"):  # what the check ran on, when the release describes it
-            agr["with"] = now.pop("with")
+        now = metrics.get("agreement_with_torch") or {}
+        if agreement_on:
+            agr["with"] = agreement_on
         if agr.get("metric") in now:
             agr["value"] = now[agr["metric"]]
             agr["released_figures"] = now

@@ -246,7 +246,7 @@ def portable_paths(obj: Any) -> Any:
         for root, new in ((REPO_ROOT, ""), (data, "$FACEWEAR_DATA/")):
             if root is None:
                 continue
-            if obj == str(root):  # the root itself, e.g. ultralytics' git root
+            if obj in (str(root), f"{root}/"):  # the root itself, e.g. ultralytics' git root
                 obj = new.rstrip("/") or "."
             else:
                 obj = obj.replace(f"{root}/", new)

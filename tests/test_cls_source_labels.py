@@ -36,8 +36,8 @@ def _held_out(tmp_path):
     with open(crops / "index.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["split", "class", "file", "image", "box", "w", "h", "synthetic", "source", "group"])
-        for i, c in enumerate(("mask", "mask", "face")):
-            w.writerow(["heldout-real", c, f"heldout-real/{c}/ilc__p1__{i}.jpg", "ilc__p1.jpg", i, 40, 40, 0, "", ""])
+        for i, (c, bw, bh) in enumerate((("mask", 40, 40), ("mask", 40, 40), ("face", 20, 39))):
+            w.writerow(["heldout-real", c, f"heldout-real/{c}/ilc__p1__{i}.jpg", "ilc__p1.jpg", i, bw, bh, 0, "", ""])
         w.writerow(["train", "face", "train/face/x__0.jpg", "x.jpg", 0, 40, 40, 0, "", ""])
     return spec, crops, tmp_path / "data"
 
@@ -63,6 +63,14 @@ def test_source_labels_bad_input(tmp_path):
         source_labels(crops, spec=spec, data_root=data)
     with pytest.raises(FileNotFoundError, match="index.csv: crop index not found"):
         source_labels(tmp_path, spec=spec, data_root=data)
+    # crops cut from an older build: box 1 of the label file is not the recorded crop any more
+    rows = (crops / "index.csv").read_text().replace(",1,40,40,", ",1,60,40,")
+    (crops / "index.csv").write_text(rows)
+    with pytest.raises(ValueError, match="index.csv: crop heldout-real/mask/ilc__p1__1.jpg does not match box 1"):
+        source_labels(crops, spec=spec, data_root=data, missing_ok=True)
+    (spec.parent / "build/held/meta/test.jsonl").write_text('{"origin": "x"}\n')
+    with pytest.raises(ValueError, match="test.jsonl:1: not a provenance record"):
+        source_labels(crops, spec=spec, data_root=data)
 
 
 def test_scores_by_group():
@@ -95,7 +103,7 @@ def test_source_weight_sampling(tmp_path, monkeypatch):
     assert sampling_weights(y, files, tmp_path, True, []).tolist() == pytest.approx([1.0, 1 / 3, 1 / 3, 1 / 3])
     with pytest.raises(ValueError, match="no training crop .* has that source label"):
         sampling_weights(y, files, tmp_path, False, ["with_incorrect_mask=4"])
-    for bad in ("mask_weared_incorrect", "x=0", "x=abc", "=2"):
+    for bad in ("mask_weared_incorrect", "x=0", "x=abc", "=2", "x=inf", "x=nan"):
         with pytest.raises(ValueError, match="expected LABEL=W"):
             parse_source_weights([bad])
 
@@ -165,5 +173,7 @@ def test_yolo_weighted_train_list(tmp_path):
     assert sum(ln.endswith("kag__k1.jpg") for ln in lines) == 3 and sum(ln.endswith("kag__k2.jpg") for ln in lines) == 1
     assert yaml.safe_load(spec.read_text())["train"] == str(out.resolve())
     spec.write_text(f"path: {build}\ntrain: images/train\nval: images/train\nnames: [face, mask]\n")
+    with pytest.raises(ValueError, match="whole number"):
+        weighted_train_list(spec, ["mask_weared_incorrect=2.5"], out, data_root=tmp_path / "data")
     with pytest.raises(ValueError, match="with_incorrect_mask: no training image"):
         weighted_train_list(spec, ["with_incorrect_mask=3"], out, data_root=tmp_path / "data")

@@ -37,9 +37,9 @@ def test_rerelease_refreshes_the_kept_rebuild_record(tmp_path, monkeypatch):
     assert "with" not in e["rebuild"]["agreement"]  # no description given: none invented
     e = manifest.add_entry(f, name="m-fp16-onnx", metrics={}, **kw)  # not measured this time: no stale figures
     assert "released_figures" not in e["rebuild"]["agreement"]
-    # a check that says what it ran on replaces the old description, which is not kept among the figures
-    e = manifest.add_entry(f, name="m-fp16-onnx", metrics={"agreement_with_torch": {
-        "detections_matched": 1.0, "with": "5 labelled frames"}}, **kw)
+    # a check that says what it ran on replaces the old description; the figures stay figures only
+    e = manifest.add_entry(f, name="m-fp16-onnx", metrics={"agreement_with_torch": {"detections_matched": 1.0}},
+                           agreement_on="5 labelled frames", **kw)
     assert e["rebuild"]["agreement"]["with"] == "5 labelled frames"
     assert e["rebuild"]["agreement"]["released_figures"] == {"detections_matched": 1.0}
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from facewear.constants import DATASETS_DIR, default_build_dir
+from facewear.constants import DATASETS_DIR, WEIGHTS_DIR, default_build_dir
 from facewear.io import portable_path, portable_paths, write_json, write_text
 from facewear.timing import machine
 
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="spec of the split's build (default datasets/ilc-heldout.yaml, facewear4.yaml for train/val)")
     ap.add_argument("--data-root", default=None, help="raw data root (default ../shared/data)")
     ap.add_argument("--without", action="append", default=[], help="add a row over every crop but this source label")
-    ap.add_argument("--out", default="weights/facewear-cls.source-labels.md", help="Markdown report (JSON beside it)")
+    ap.add_argument("--out", default=str(WEIGHTS_DIR / "facewear-cls.source-labels.md"),
+                    help="Markdown report, JSON beside it (default weights/facewear-cls.source-labels.md)")
     a = ap.parse_args(argv)
     crops = Path(a.crops) if a.crops else default_build_dir() / "crops"
     results = [measure(m, crops, a.split, a.without, a.spec, a.data_root) for m in a.model]

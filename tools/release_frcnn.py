@@ -121,8 +121,8 @@ def recheck_export(name: str, data: str | None = None, check: int = 4) -> dict:
     write_json(WEIGHTS_DIR / f"{name}.export.json", portable_paths(report))
     entry.setdefault("metrics", {})["agreement_with_torch"] = ag
     if "rebuild" in entry:  # the rebuild check compares against these figures: refresh them too
-        entry["rebuild"] = manifest.refresh_rebuild(
-            entry["rebuild"], onnx16, {"agreement_with_torch": {**ag, "with": agreement_with(pt, ag, data)}})
+        entry["rebuild"] = manifest.refresh_rebuild(entry["rebuild"], onnx16, {"agreement_with_torch": ag},
+                                                    agreement_with(pt, ag, data))
     write_json(manifest.MANIFEST, man)
     print(f"{onnx16.name}: {ag['detections_matched'] * 100:.1f}% of {ag['detections_torch']} torch detections "
           f"matched on {ag['samples']} frames, max box diff {ag['max_box_diff']:.3g} px")
@@ -281,11 +281,12 @@ def main() -> int:
                        runtime="torch", gate=gate_record, **common)
     if exported:
         ag = {k: v for k, v in ex["files"]["fp16"].items() if k not in ("file", "bytes")}
-        m = {"agreement_with_torch": {**ag, "with": agreement_with(pt, ag)}}
+        m = {"agreement_with_torch": ag}
         if held_onnx:
             m["ilc-heldout"] = _head(held_onnx)
         manifest.add_entry(onnx16, name=f"{a.name}-fp16-onnx", precision="fp16 weights, fp32 compute", metrics=m,
-                           io=manifest.FRCNN_ONNX_IO, exported_from=pt.name, runtime="onnxruntime", **common)
+                           io=manifest.FRCNN_ONNX_IO, exported_from=pt.name, runtime="onnxruntime",
+                           agreement_on=agreement_with(pt, ag), **common)
 
     write_marked_block(REPO_ROOT / "README.md", a.name, block(metrics), "tools/release_frcnn.py")
     print(f"released {a.name}: held-out mAP50 {held['mAP50']:.4f}, synthetic val mAP50 {synth['mAP50']:.4f}"

@@ -76,36 +76,33 @@ def weighted_train_list(spec_file: str | Path, source_weight: list[str], out: st
 
     ``source_weight``: ``["LABEL=W", ...]`` (e.g. ``mask_weared_incorrect=4``): every image of the spec's
     ``train`` split with a box whose source VOC label is ``LABEL``
-    (:class:`classification.source_labels.SourceIndex`) is listed ``round(W)`` times (the largest weight of its
-    boxes) in the image list ``out`` (absolute paths, one per line; ultralytics reads a ``.txt`` train split and
-    finds the labels by its images/labels convention), every other image once; ``spec_file``'s ``train`` is
-    rewritten to ``out``. Returns ``{"images": unique images, "listed": lines, "weighted": images repeated}``.
+    (:class:`classification.source_labels.SourceIndex`) is listed ``W`` times (a whole number: the largest
+    weight of its boxes) in the image list ``out`` (absolute paths, one per line; ultralytics reads a ``.txt``
+    train split and finds the labels by its images/labels convention), every other image once; ``spec_file``'s
+    ``train`` is rewritten to ``out``. Composites of a matching photo count too: a face the overlay left alone
+    keeps its source label (the crop classifier's ``--source-weight`` leaves composited crops out instead).
+    Returns ``{"images": unique images, "listed": lines, "weighted": images repeated}``.
 
     Raises ValueError on a malformed weight or when no training image has the label; FileNotFoundError as
     :class:`SourceIndex` does.
     """
-    import numpy as np
     import yaml
 
     from classification.source_labels import SourceIndex, parse_source_weights
-    from facewear.data.layout import load_spec, split_paths
-    from facewear.formats import read_yolo
-    from facewear.io import image_size, list_images, write_text
+    from facewear.io import list_images, write_text
 
     weights = parse_source_weights(source_weight)
+    bad = [f"{k}={v:g}" for k, v in weights.items() if v != int(v)]
+    if bad:
+        raise ValueError(f"--source-weight {', '.join(bad)}: a YOLO image weight is a whole number of listings")
     spec_file = Path(spec_file)
-    spec = load_spec(spec_file)
-    images, labels, _ = split_paths(spec, "train")
     idx = SourceIndex(spec_file, "train", data_root, missing_ok=True)
     lines, weighted, hits = [], 0, dict.fromkeys(weights, 0)
-    for p in list_images(images):
-        w, h = image_size(p)
-        ann = read_yolo(labels / (p.stem + ".txt"), w, h, file=p.name)
-        xyxy = np.array([b.xyxy() for b in ann.boxes], np.float64).reshape(-1, 4)
-        found = [lab for lab in (idx.labels(p.name, xyxy, (w, h)) if len(xyxy) else []) if lab in weights]
+    for p in list_images(idx.images):
+        found = [lab for lab in idx.image_labels(p.name)[1] if lab in weights]
         for lab in set(found):
             hits[lab] += 1
-        reps = max(1, round(max((weights[lab] for lab in found), default=1.0)))
+        reps = int(max((weights[lab] for lab in found), default=1.0))
         weighted += reps > 1
         lines += [str(p.resolve())] * reps
     missing = [lab for lab, n in hits.items() if not n]
