@@ -271,6 +271,10 @@ def _fit(args: dict, info: DistInfo, root: Path, run_dir: Path) -> dict:
         if not last.is_file():
             raise FileNotFoundError(f"{last}: nothing to resume")
         ck = torch.load(last, map_location="cpu", weights_only=False)
+        for k in ("balance", "source_weight", "fraction"):  # the sampling is rebuilt from this command line
+            if k in (ck.get("args") or {}) and ck["args"][k] != a.get(k):
+                LOG.warning("--resume: %s was %r when %s was saved, now %r: the rest of the run samples the "
+                            "new way", k, ck["args"][k], last, a.get(k))
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["lr_scheduler"])

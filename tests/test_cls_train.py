@@ -40,7 +40,7 @@ def test_crops_from_detection_specs(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_one_epoch_resume_test_only(tmp_path):
+def test_train_one_epoch_resume_test_only(tmp_path, caplog):
     from classification.runtime import load_classifier
     from classification.train import train
 
@@ -60,9 +60,11 @@ def test_train_one_epoch_resume_test_only(tmp_path):
     # a second run with the same name refuses to overwrite; --resume continues the schedule
     with pytest.raises(ValueError, match="exists"):
         train(arch="mobilenet_v2_050", data=str(root), imgsz=32, epochs=1, init="none", project=str(proj), name="t")
-    res2 = train(arch="mobilenet_v2_050", data=str(root), imgsz=32, epochs=2, batch=8, init="none",
-                 project=str(proj), name="t", resume=True, threads=1)
+    with caplog.at_level("WARNING", logger="facewear.cls"):
+        res2 = train(arch="mobilenet_v2_050", data=str(root), imgsz=32, epochs=2, batch=8, init="none",
+                     project=str(proj), name="t", resume=True, threads=1, balance=True)
     assert [h["epoch"] for h in res2["history"]] == [0, 1]
+    assert "--resume: balance was False" in caplog.text  # the sampling changed with the command line: said so
     assert torch.load(w / "last.pt", weights_only=False)["epoch"] == 1
     # --test-only evaluates without training and writes its JSON
     r3 = train(arch="mobilenet_v2_050", data=str(root), test_only=True, weights=str(w / "best.pt"),
