@@ -36,11 +36,18 @@ def scores_by_group(y_true: np.ndarray, y_pred: np.ndarray, groups: list[str] | 
     return {str(k): scores(y_true[g == k], y_pred[g == k], names) for k in dict.fromkeys(g.tolist())}
 
 
-def predict_split(clf: Classifier, root: str | Path, split: str, batch: int = 256) -> tuple[np.ndarray, np.ndarray,
-                                                                                            list[str]]:
-    """``(labels (N,), predicted class ids (N,), crop files relative to root)`` of ``clf`` on ``<root>/<split>``."""
-    imgs, y, files = load_split(root, split, clf.names)
-    x = eval_crops(imgs, clf.imgsz, clf.margin)
+def predict_split(clf: Classifier, root: str | Path, split: str, batch: int = 256,
+                  cache: dict | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(labels (N,), predicted class ids (N,), crop files relative to root)`` of ``clf`` on ``<root>/<split>``.
+    ``cache`` (a dict) keeps decoded crops between calls."""
+    key = (str(root), split, clf.imgsz, clf.margin)
+    if cache is not None and key in cache:
+        x, y, files = cache[key]
+    else:
+        imgs, y, files = load_split(root, split, clf.names)
+        x = eval_crops(imgs, clf.imgsz, clf.margin)
+        if cache is not None:
+            cache[key] = (x, y, files)
     pred = np.concatenate([clf(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
     return y, pred, files
 
@@ -48,15 +55,7 @@ def predict_split(clf: Classifier, root: str | Path, split: str, batch: int = 25
 def evaluate(clf: Classifier, root: str | Path, split: str, batch: int = 256,
              cache: dict | None = None) -> dict:
     """Score ``clf`` on ``<root>/<split>``. ``cache`` (a dict) keeps decoded crops between calls."""
-    key = (str(root), split, clf.imgsz, clf.margin)
-    if cache is not None and key in cache:
-        x, y = cache[key]
-    else:
-        imgs, y, _ = load_split(root, split, clf.names)
-        x = eval_crops(imgs, clf.imgsz, clf.margin)
-        if cache is not None:
-            cache[key] = (x, y)
-    pred = np.concatenate([clf(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    y, pred, _ = predict_split(clf, root, split, batch, cache)
     return scores(y, pred, clf.names)
 
 

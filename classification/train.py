@@ -45,7 +45,7 @@ from facewear.dist import (
 from facewear.io import atomic_path, write_json
 
 from .data import CropDataset, eval_crops, load_split
-from .evaluate import plot_confusion, scores
+from .evaluate import plot_confusion, predict_split, scores
 from .models import ARCHS, build_model, count_params
 from .runtime import Classifier, load_classifier
 
@@ -87,19 +87,11 @@ def evaluate_all(clf: Classifier, root: Path, splits=EVAL_SPLITS, cache: dict | 
         if not (root / s).is_dir():
             LOG.info("%s: no split %s; skipped", root, s)
             continue
-        key = (s, clf.imgsz, clf.margin)
-        if cache is not None and key in cache:
-            x, y = cache[key]
-        else:
-            try:
-                imgs, y, _ = load_split(root, s, clf.names)
-            except ValueError as e:
-                LOG.info("%s", e)
-                continue
-            x = eval_crops(imgs, clf.imgsz, clf.margin)
-            if cache is not None:
-                cache[key] = (x, y)
-        pred = np.concatenate([clf(x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)])
+        try:
+            y, pred, _ = predict_split(clf, root, s, cache=cache)
+        except ValueError as e:  # a split with no crops
+            LOG.info("%s", e)
+            continue
         res[s] = scores(y, pred, clf.names)
         if out_dir is not None:
             plot_confusion(res[s], out_dir / f"confusion_{s}.png", f"{Path(clf.source).name} on {s}", clf.names)

@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from facewear.boxes import iou_matrix
+from facewear.boxes import coco_xyxy, iou_matrix
 from facewear.constants import CLASS_NAMES, DATASETS_DIR
 from facewear.io import portable_path, write_json, write_text
 from facewear.metrics import AP50, MAP50, MAP50_95, DetMetrics
@@ -39,11 +37,9 @@ def found_and_named(gt: dict, dets: list[dict], conf: float = 0.25, iou: float =
     for a in gt["annotations"]:
         gts.setdefault(a["image_id"], []).append(a)
     for img, anns in gts.items():
-        g = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                      for a in anns])
+        g = coco_xyxy(anns)
         ds = by_img.get(img, [])
-        d = np.array([[x["bbox"][0], x["bbox"][1], x["bbox"][0] + x["bbox"][2], x["bbox"][1] + x["bbox"][3]]
-                      for x in ds]).reshape(-1, 4)
+        d = coco_xyxy(ds)
         m = iou_matrix(g, d)
         for i, a in enumerate(anns):
             name = cats[a["category_id"]] if groups is None else groups.get(a.get("id"))
@@ -75,9 +71,8 @@ def source_groups(gt: dict, spec_path: str | Path, split: str, data_root: str | 
         anns = by_img.get(im["id"], [])
         if not anns:
             continue
-        xyxy = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                         for a in anns])
-        for a, lab in zip(anns, idx.labels(im["file_name"], xyxy, (im["width"], im["height"])), strict=True):
+        for a, lab in zip(anns, idx.labels(im["file_name"], coco_xyxy(anns), (im["width"], im["height"])),
+                          strict=True):
             out[a["id"]] = lab
     return out
 

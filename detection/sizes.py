@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from facewear.boxes import iou_matrix
+from facewear.boxes import coco_xyxy, iou_matrix
 from facewear.constants import CLASS_NAMES
 
 SMALL_SIDE = 32
@@ -89,14 +89,12 @@ def _recall(small: list[dict], dets: list[dict], conf: float, iou: float = 0.5) 
     gt_by_img: dict[int, list] = {}
     for a in small:
         gt_by_img.setdefault(a["image_id"], []).append(a)
-    xyxy = lambda rows: np.array([[r["bbox"][0], r["bbox"][1], r["bbox"][0] + r["bbox"][2],  # noqa: E731
-                                   r["bbox"][1] + r["bbox"][3]] for r in rows], np.float64).reshape(-1, 4)
     found = 0
     for img, g in gt_by_img.items():
         d = sorted(by_img.get(img, []), key=lambda z: -z["score"])
         if not d:
             continue
-        ious = iou_matrix(xyxy(d), xyxy(g))
+        ious = iou_matrix(coco_xyxy(d), coco_xyxy(g))
         used: set[int] = set()
         for i in range(len(d)):
             order = np.argsort(-ious[i])

@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 import facewear  # noqa: F401
-from facewear.boxes import iou_matrix
+from facewear.boxes import coco_xyxy, iou_matrix
 from facewear.constants import CLASS_NAMES, DATASETS_DIR
 from facewear.data.layout import label_file, load_spec, split_image_files
 from facewear.formats import AnnotationError, Report, from_coco, read_yolo, to_coco
@@ -203,16 +203,14 @@ def confusion(gt: dict, dets: list[dict], nc: int, conf: float, iou: float = 0.5
     for d in dets:
         if d["score"] >= conf:
             by_img_dt.setdefault(d["image_id"], []).append(d)
-    xyxy = lambda rows: np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],  # noqa: E731
-                                   a["bbox"][1] + a["bbox"][3]] for a in rows]).reshape(-1, 4)
     for im in gt["images"]:
         every = by_img_gt.get(im["id"], [])
         g = [a for a in every if not a.get("iscrowd")]
         crowd = [a for a in every if a.get("iscrowd")]  # "do not score": neither missed nor a false positive
         d = sorted(by_img_dt.get(im["id"], []), key=lambda z: -z["score"])
-        gb, db = xyxy(g), xyxy(d)
+        gb, db = coco_xyxy(g), coco_xyxy(d)
         ious = iou_matrix(db, gb)
-        cious = iou_matrix(db, xyxy(crowd))
+        cious = iou_matrix(db, coco_xyxy(crowd))
         used = set()
         for i, z in enumerate(d):
             j = int(np.argmax(ious[i])) if len(g) else -1

@@ -28,6 +28,13 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
 
 
+def coco_xyxy(rows: list[dict]) -> np.ndarray:
+    """``(K, 4)`` float64 ``x1, y1, x2, y2`` of COCO annotations or detections (``bbox`` is ``x, y, w, h``);
+    ``(0, 4)`` for none."""
+    return np.array([[r["bbox"][0], r["bbox"][1], r["bbox"][0] + r["bbox"][2], r["bbox"][1] + r["bbox"][3]]
+                     for r in rows], np.float64).reshape(-1, 4)
+
+
 def letterbox(img: np.ndarray, size: int, color: int = 114) -> tuple[np.ndarray, float, tuple[float, float]]:
     """Resize ``img`` (``HxWxC`` uint8) keeping the aspect ratio and pad it to ``size x size`` (ultralytics'
     letterbox, centred). Returns ``(padded image, scale r, (pad left, pad top) in pixels)``: a point ``(x, y)``
@@ -59,4 +66,4 @@ def crop_box(frame: np.ndarray, box: np.ndarray, margin: float = 0.1) -> np.ndar
     return frame[b:d, a:c].copy()
 
 
-__all__ = ["crop_box", "iou_matrix", "letterbox"]
+__all__ = ["coco_xyxy", "crop_box", "iou_matrix", "letterbox"]

@@ -177,3 +177,11 @@ def test_yolo_weighted_train_list(tmp_path):
         weighted_train_list(spec, ["mask_weared_incorrect=2.5"], out, data_root=tmp_path / "data")
     with pytest.raises(ValueError, match="with_incorrect_mask: no training image"):
         weighted_train_list(spec, ["with_incorrect_mask=3"], out, data_root=tmp_path / "data")
+
+
+def test_coco_xyxy():
+    from facewear.boxes import coco_xyxy
+
+    got = coco_xyxy([{"bbox": [1, 2, 3, 4]}, {"bbox": [0.5, 0, 10, 1]}])
+    assert got.dtype == np.float64 and got.tolist() == [[1, 2, 4, 6], [0.5, 0, 10.5, 1]]
+    assert coco_xyxy([]).shape == (0, 4)
