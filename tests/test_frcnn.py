@@ -419,7 +419,7 @@ def test_agreement_frames_have_boxes_and_the_report_no_machine_paths(tmp_path, m
     over no detections passes whatever the export computes); its JSON report holds repository-relative paths."""
     import cv2
 
-    from detection.frcnn.export import sample_inputs
+    from detection.frcnn.export import sample_frames, sample_inputs
     from detection.frcnn.model import resize_long, to_input
     from facewear.io import portable_paths
 
@@ -437,6 +437,17 @@ def test_agreement_frames_have_boxes_and_the_report_no_machine_paths(tmp_path, m
     got = sample_inputs(spec, 64, 3)  # two dataset frames and the random one
     want = [to_input(resize_long(frames[n], 64)[0]) for n in ("b_face", "c_face")]
     assert len(got) == 3 and all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert sample_frames(spec, 64, 3)[1].startswith("2 labelled val images of ")
+    # no label files at all: the check draws on unlabelled frames and says so (the manifest used to claim labelled)
+    for f in (tmp_path / "labels" / "val").iterdir():
+        f.unlink()
+    got, what = sample_frames(spec, 64, 3)
+    assert len(got) == 3 and what.startswith("2 unlabelled val images of ")
+    # a malformed label row does not count as a box
+    (tmp_path / "labels" / "val" / "b_face.txt").write_text("0 0.5\n")
+    assert sample_frames(spec, 64, 3)[1].startswith("2 unlabelled")
+    got, what = sample_frames(tmp_path / "missing.yaml", 64, 3)
+    assert len(got) == 1 and what.startswith("no dataset images (")
     assert portable_paths({"file": str(REPO_ROOT / "weights" / "x.onnx")}) == {"file": "weights/x.onnx"}
 
 

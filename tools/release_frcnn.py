@@ -36,7 +36,6 @@ from facewear.io import (
     OverwriteError,
     check_not_inputs,
     portable_checkpoint,
-    portable_path,
     portable_paths,
     write_json,
     write_marked_block,
@@ -88,11 +87,10 @@ def init_identity(init: str | None, pt: Path, released: str) -> dict:
     return {"init_sha256": sha256_file(p)} if p.is_file() else {}
 
 
-def agreement_with(pt: Path, ag: dict, data: str | None = None) -> str:
-    """What the fp16 ONNX agreement check ran on, in words, for the manifest's ``rebuild.agreement.with``."""
-    spec = portable_path(data) if data else "datasets/facewear4.yaml"
-    return (f"torch model of {pt.name} on {ag['samples']} frames: {ag['samples'] - 1} labelled val images of {spec} "
-            "evenly spaced, and one random portrait frame (detection.frcnn.export.sample_inputs)")
+def agreement_with(pt: Path, ag: dict, samples_from: str) -> str:
+    """What the fp16 ONNX agreement check ran on, in words, for the manifest's ``rebuild.agreement.with``:
+    ``samples_from`` is ``detection.frcnn.export.sample_frames``' description of the frames."""
+    return f"torch model of {pt.name} on {ag['samples']} frames: {samples_from}"
 
 
 def recheck_export(name: str, data: str | None = None, check: int = 4) -> dict:
@@ -101,7 +99,7 @@ def recheck_export(name: str, data: str | None = None, check: int = 4) -> dict:
     into ``weights/<name>.export.json`` and the ONNX entry's ``agreement_with_torch`` in the manifest. The files
     themselves are not touched. Returns the check; SystemExit when a file or the manifest entry is missing."""
     from detection import manifest
-    from detection.frcnn.export import agreement, onnx_forward, sample_inputs, torch_forward
+    from detection.frcnn.export import agreement, onnx_forward, sample_frames, torch_forward
     from detection.frcnn.model import load_checkpoint
 
     pt, onnx16 = WEIGHTS_DIR / f"{name}.pt", WEIGHTS_DIR / f"{name}-fp16.onnx"
@@ -114,15 +112,16 @@ def recheck_export(name: str, data: str | None = None, check: int = 4) -> dict:
         raise SystemExit(f"{manifest.MANIFEST}: no entry {name}-fp16-onnx")
     net, meta = load_checkpoint(pt)
     imgsz = int(meta["imgsz"])
-    ag = agreement(torch_forward(net), onnx_forward(onnx16),
-                   sample_inputs(data or str(DATASETS_DIR / "facewear4.yaml"), imgsz, check))
+    samples, samples_from = sample_frames(data or str(DATASETS_DIR / "facewear4.yaml"), imgsz, check)
+    ag = agreement(torch_forward(net), onnx_forward(onnx16), samples)
     report = {"model": str(pt), "arch": meta["arch"], "imgsz": imgsz,
-              "files": {"fp16": {"file": str(onnx16), "bytes": onnx16.stat().st_size, **ag}}, "skipped": {}}
+              "files": {"fp16": {"file": str(onnx16), "bytes": onnx16.stat().st_size, **ag}}, "skipped": {},
+              "samples_from": samples_from}
     write_json(WEIGHTS_DIR / f"{name}.export.json", portable_paths(report))
     entry.setdefault("metrics", {})["agreement_with_torch"] = ag
     if "rebuild" in entry:  # the rebuild check compares against these figures: refresh them too
         entry["rebuild"] = manifest.refresh_rebuild(entry["rebuild"], onnx16, {"agreement_with_torch": ag},
-                                                    agreement_with(pt, ag, data))
+                                                    agreement_with(pt, ag, samples_from))
     write_json(manifest.MANIFEST, man)
     print(f"{onnx16.name}: {ag['detections_matched'] * 100:.1f}% of {ag['detections_torch']} torch detections "
           f"matched on {ag['samples']} frames, max box diff {ag['max_box_diff']:.3g} px")
@@ -286,7 +285,8 @@ def main() -> int:
             m["ilc-heldout"] = _head(held_onnx)
         manifest.add_entry(onnx16, name=f"{a.name}-fp16-onnx", precision="fp16 weights, fp32 compute", metrics=m,
                            io=manifest.FRCNN_ONNX_IO, exported_from=pt.name, runtime="onnxruntime",
-                           agreement_on=agreement_with(pt, ag), **common)
+                           agreement_on=agreement_with(pt, ag, ex.get("samples_from", "frames of the export check")),
+                           **common)
 
     write_marked_block(REPO_ROOT / "README.md", a.name, block(metrics), "tools/release_frcnn.py")
     print(f"released {a.name}: held-out mAP50 {held['mAP50']:.4f}, synthetic val mAP50 {synth['mAP50']:.4f}"

@@ -36,7 +36,8 @@ import numpy as np
 
 from facewear.boxes import iou_matrix
 from facewear.constants import DATASETS_DIR, FRCNN_CHECK_CONF, FRCNN_ONNX_OPSET
-from facewear.io import ImageReadError, atomic_path, list_images, read_image, write_json
+from facewear.formats import AnnotationError, yolo_rows
+from facewear.io import ImageReadError, atomic_path, list_images, portable_path, read_image, write_json
 from facewear.ort import set_metadata
 
 from .model import (
@@ -124,15 +125,19 @@ def export_onnx_fp16(fp32: str | Path, out: str | Path, meta: dict[str, Any], im
 
 
 # --- checks -------------------------------------------------------------------------------------
-def sample_inputs(data: str | Path | None, imgsz: int, n: int) -> list[np.ndarray]:
-    """Up to ``n`` - 1 preprocessed frames from ``data``'s val (else train) split, plus one portrait random frame.
+def sample_frames(data: str | Path | None, imgsz: int, n: int) -> tuple[list[np.ndarray], str]:
+    """Up to ``n`` - 1 preprocessed frames from ``data``'s val (else train, else test) split, plus one random
+    portrait frame, and what they are, in words (for the manifest's ``rebuild.agreement.with``).
 
     The frames are evenly spaced over the split's images that have at least one labelled box (all images when
     none has a label file): a trained detector finds nothing on background frames, and a check on no detections
-    would pass whatever the export computes."""
+    would pass whatever the export computes. Each frame is ``resize_long`` to ``imgsz`` and ``to_input``
+    (float32, 1x3xHxW, 0..1). Unreadable images are skipped with a warning; a missing or bad spec leaves only
+    the random frame (the description says so)."""
     from facewear.data.layout import load_spec, split_paths
 
     frames: list[np.ndarray] = []
+    what = "no dataset images"
     if data is not None and n > 0:
         try:
             spec = load_spec(data)
@@ -141,7 +146,7 @@ def sample_inputs(data: str | Path | None, imgsz: int, n: int) -> list[np.ndarra
             files = list_images(images)
         except (FileNotFoundError, ValueError) as e:
             LOG.info("agreement check without dataset images (%s)", e)
-            files = []
+            files, what = [], f"no dataset images ({e})"
         boxed = [f for f in files if _has_boxes(labels / f.relative_to(images).with_suffix(".txt"))]
         pool = boxed or files
         if pool and n > 1:
@@ -151,15 +156,26 @@ def sample_inputs(data: str | Path | None, imgsz: int, n: int) -> list[np.ndarra
                 frames.append(read_image(f))
             except ImageReadError as e:
                 LOG.warning("%s (skipped)", e)
+        if files:
+            kind = "labelled" if boxed else "unlabelled"
+            what = f"{len(frames)} {kind} {split} images of {portable_path(data)} evenly spaced"
     rng = np.random.default_rng(0)
     frames.append(rng.integers(0, 256, (imgsz, max(32, imgsz * 3 // 5), 3), dtype=np.uint8))
-    return [to_input(resize_long(f, imgsz)[0]) for f in frames]
+    return ([to_input(resize_long(f, imgsz)[0]) for f in frames],
+            f"{what}, and one random portrait frame (detection.frcnn.export.sample_frames)")
+
+
+def sample_inputs(data: str | Path | None, imgsz: int, n: int) -> list[np.ndarray]:
+    """The frames of :func:`sample_frames`, without their description."""
+    return sample_frames(data, imgsz, n)[0]
 
 
 def _has_boxes(label_file: Path) -> bool:
+    """Whether a YOLO label file holds at least one well-formed row (``facewear.formats.yolo_rows``); a missing,
+    unreadable or malformed file counts as unlabelled, so the check draws on another frame."""
     try:
-        return any(line.strip() for line in label_file.read_text().splitlines())
-    except (OSError, UnicodeDecodeError):
+        return bool(yolo_rows(label_file))
+    except (AnnotationError, OSError, UnicodeDecodeError):
         return False
 
 
@@ -229,9 +245,10 @@ def run(model: str | Path, formats: list[str] | tuple[str, ...] | None = None, i
     imgsz = int(imgsz or meta["imgsz"])
     out = Path(out_dir) if out_dir else pt.parent
     out.mkdir(parents=True, exist_ok=True)
-    samples = sample_inputs(data, imgsz, check)
+    samples, samples_from = sample_frames(data, imgsz, check)
     ref = torch_forward(net)
-    report: dict[str, Any] = {"model": str(pt), "arch": meta["arch"], "imgsz": imgsz, "files": {}, "skipped": {}}
+    report: dict[str, Any] = {"model": str(pt), "arch": meta["arch"], "imgsz": imgsz, "files": {}, "skipped": {},
+                              "samples_from": samples_from}
     files: dict[str, Path] = {}
 
     def record(prec: str, f: Path, ag: dict[str, Any]) -> None:
