@@ -428,3 +428,38 @@ def test_export_and_bench_never_write_a_report_over_an_input(tmp_path):
     with pytest.raises(OverwriteError, match="--md would overwrite"):
         bench.run(str(pt), data=str(spec), md_out=str(spec))
     assert pt.read_bytes() == b"weights"
+
+
+def test_face_augmentations_arguments():
+    """--gray / --lowres: none given keeps ultralytics' own albumentations; a bad probability names the flag."""
+    from detection.yolo.train import face_augmentations
+
+    assert face_augmentations() is None
+    t = {type(a).__name__: a.p for a in face_augmentations(gray=0.2, lowres=0.1)}
+    assert t["ToGray"] == 0.2 and t["Downscale"] == 0.1 and t["Blur"] == 0.01
+    with pytest.raises(ValueError, match="--lowres 1.5"):
+        face_augmentations(lowres=1.5)
+
+
+@pytest.mark.slow
+def test_gray_reaches_ultralytics_training_images(tmp_path):
+    """train(gray=1.0): every image ultralytics' train loader yields is grayscale (the albumentations list is
+    passed as its ``augmentations``); without it the same images keep their colour."""
+    from detection.yolo.train import train
+
+    spec = _make_dataset(tmp_path / "ds", n_train=4, n_val=2)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def grab(trainer):
+        x = trainer.train_loader.dataset[0]["img"].float()  # CHW uint8 after every training augmentation
+        seen[trainer.args.name] = float((x[0] - x[1]).abs().max() + (x[1] - x[2]).abs().max())
+        raise Stop
+
+    for name, gray in (("gray", 1.0), ("colour", 0.0)):
+        with pytest.raises(Stop):
+            train(data=str(spec), init="none", epochs=1, imgsz=64, batch=2, workers=0, project=str(tmp_path / "r"),
+                  name=name, plots=False, gray=gray, hsv_s=0.0, callbacks={"on_pretrain_routine_end": grab})
+    assert seen["gray"] == 0.0 and seen["colour"] > 0.0

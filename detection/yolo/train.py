@@ -118,18 +118,41 @@ def weighted_train_list(spec_file: str | Path, source_weight: list[str], out: st
     return {"images": len(set(lines)), "listed": len(lines), "weighted": weighted}
 
 
+def face_augmentations(gray: float = 0.0, lowres: float = 0.0) -> list | None:
+    """Albumentations transforms for ultralytics' ``augmentations`` training argument: its own defaults (Blur,
+    MedianBlur, ToGray, CLAHE at p 0.01, ``ultralytics.data.augment.Albumentations``) with ``ToGray`` at
+    probability ``gray`` (grayscale frames: CCTV, infrared, old scans) and ``Downscale`` to 1/4..1/2 of the
+    resolution and back at probability ``lowres`` (low-resolution sources shown large). Applied after mosaic and
+    the affine step, to the whole training image. None when both are 0: ultralytics' defaults as they are.
+    Raises ValueError for a probability outside [0, 1]."""
+    for what, v in (("gray", gray), ("lowres", lowres)):
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"--{what} {v}: a probability in [0, 1]")
+    if not gray and not lowres:
+        return None
+    import albumentations as A
+    import cv2
+
+    return [A.Blur(p=0.01), A.MedianBlur(p=0.01), A.ToGray(p=max(gray, 0.01)), A.CLAHE(p=0.01),
+            A.Downscale(scale_range=(0.25, 0.5), p=lowres,
+                        interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR})]
+
+
 def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.yaml", init: str = "coco",
           epochs: int = 30, imgsz: int = 320, batch: int = 32, workers: int = 2, device: str = "cpu",
           project: str = str(RUNS_DIR / "yolo"), name: str = "train", resume: bool = False,
           exist_ok: bool = False, cache: str | bool = False, fraction: float = 1.0, seed: int = 0,
-          callbacks: dict[str, Any] | None = None, source_weight: list[str] | None = None, **overrides: Any):
+          callbacks: dict[str, Any] | None = None, source_weight: list[str] | None = None, gray: float = 0.0,
+          lowres: float = 0.0, **overrides: Any):
     """Train YOLOv5 on a facewear spec; returns the ultralytics results. ``resume`` continues ``<project>/<name>``.
 
     ``callbacks``: ultralytics event name -> function(trainer), added to the model before training (e.g.
     ``tools/train_budget.py`` times ``on_train_batch_end`` and stops after a few iterations).
     ``source_weight``: ``["LABEL=W", ...]``: training images with a box of that source label listed W times
     (:func:`weighted_train_list`; the list sits beside the run's data yaml). ``lr0`` (an override) only acts with
-    an explicit ``optimizer``: ultralytics' ``auto`` picks its own learning rate, so a warning says so."""
+    an explicit ``optimizer``: ultralytics' ``auto`` picks its own learning rate, so a warning says so.
+    ``gray`` / ``lowres``: probabilities of grayscale and low-resolution training images
+    (:func:`face_augmentations`, passed as ultralytics' ``augmentations``)."""
     from ultralytics import YOLO
 
     facewear.env.configure_ultralytics()
@@ -162,6 +185,9 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
                 deterministic=False, amp=False, plots=True,
                 # augmentations that matter for faces: scale, blur/low light (HSV value), flips
                 scale=0.5, fliplr=0.5, hsv_v=0.5, hsv_s=0.6, mosaic=1.0, close_mosaic=max(1, epochs // 5))
+    augmentations = face_augmentations(gray, lowres)
+    if augmentations:
+        args["augmentations"] = augmentations
     args.update(overrides)
     LOG.info("training %s from %s on %s: %s", cfg, start, data, args)
     return model.train(**args)
@@ -210,6 +236,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "CCTV and infrared frames are)")
     p.add_argument("--optimizer", default=argparse.SUPPRESS,
                    help="ultralytics' optimizer: SGD, AdamW, ... or auto (the default)")
+    p.add_argument("--gray", type=float, default=0.0,
+                   help="probability of turning a training image grayscale (albumentations ToGray; default 0: "
+                        "ultralytics' own 0.01)")
+    p.add_argument("--lowres", type=float, default=0.0,
+                   help="probability of showing a training image at 1/4..1/2 of its resolution (albumentations "
+                        "Downscale, then back to size; default 0)")
 
 
 def run(**kwargs):
