@@ -112,6 +112,18 @@ def readme_block(report: str, out: Path) -> str:
             f"held-out-only breakdown there).\n")
 
 
+def rename_rows(renames: dict[str, str], *tables: dict) -> tuple[dict, ...]:
+    """``tables`` (results, models, commands: each keyed by row label) with each ``OLD`` label of ``renames``
+    replaced by its ``NEW`` one, in place in the row order; the figures are not touched. SystemExit when an
+    ``OLD`` label is not a row of the first table."""
+    tables = tuple(dict(t) for t in tables)
+    for old, new in renames.items():
+        if old not in tables[0]:
+            raise SystemExit(f"--rename {old}=...: no merged row {old!r} (rows: {', '.join(tables[0])})")
+        tables = tuple({new if k == old else k: v for k, v in t.items()} for t in tables)
+    return tables
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", default=[], help="LABEL=PATH (.pt or .onnx); repeat")
@@ -119,6 +131,8 @@ def main() -> int:
                     help="earlier JSON outputs of this tool whose models go into the report as measured then "
                          "(rows keep their order: merged files first, then --model)")
     ap.add_argument("--command", action="append", default=[], help="LABEL=training command; repeat")
+    ap.add_argument("--rename", action="append", default=[],
+                    help="OLD=NEW: give a merged row a new label (its figures stay as measured); repeat")
     ap.add_argument("--imgsz", type=int, default=320, help="input size of the --model rows (each row records its own)")
     ap.add_argument("--max-images", type=int, default=None, help="first N images only (dry runs)")
     ap.add_argument("--specs", default=str(DATASETS_DIR), help="folder holding ilc-heldout.yaml and real-checks.yaml")
@@ -136,6 +150,7 @@ def main() -> int:
         results.update(old["results"])
         merged_models.update(old["models"])
         commands = {**old.get("commands", {}), **commands}
+    results, merged_models, commands = rename_rows(_pair(a.rename, "rename"), results, merged_models, commands)
     results.update({label: measure(path, a.imgsz, a.max_images, Path(a.specs)) for label, path in models.items()})
     models = {**merged_models, **models}
     argv = argv_line(models)
