@@ -21,3 +21,20 @@ def test_rename_rows_keeps_figures_and_order():
     assert list(results) == ["E", "H", "I"]  # the inputs are not changed
     with pytest.raises(SystemExit, match="no merged row 'Z'"):
         rename_rows({"Z": "z"}, results, models, commands)
+
+
+def test_cmu_pose_groups():
+    """tools/cmu_poses.py: the pose comes from the cmu-faces file name; other photos are left out; a name
+    without a pose is an error naming the file."""
+    from cmu_poses import pose_groups
+
+    gt = {"images": [{"id": 1, "file_name": "cmu-faces_sunglasses__an2i_left_angry_sunglasses.jpg"},
+                     {"id": 2, "file_name": "cmu-faces_sunglasses__kk49_straight_happy_sunglasses.jpg"},
+                     {"id": 3, "file_name": "cmu-faces_open__an2i_left_angry_open.jpg"},
+                     {"id": 4, "file_name": "ilc_0001.jpg"}],
+          "annotations": [{"id": 10, "image_id": 1}, {"id": 11, "image_id": 2}, {"id": 12, "image_id": 3},
+                          {"id": 13, "image_id": 4}]}
+    assert pose_groups(gt) == {10: "left", 11: "straight"}
+    gt["images"].append({"id": 5, "file_name": "cmu-faces_sunglasses__odd.jpg"})
+    with pytest.raises(ValueError, match="cmu-faces_sunglasses__odd.jpg: no cmu-faces pose"):
+        pose_groups(gt)

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Real sunglasses recall on ``cmu-faces`` by head pose: which poses a detector loses.
+
+    python tools/cmu_poses.py --model E=weights/yolov5n-facewear4.pt \\
+        --model H=runs/yolo/v5n-640-ft2-gray/weights/best.pt --out weights/cmu-poses.md
+
+``cmu-faces`` (the CMU "Face Images" set, T. Mitchell) names each photo ``<person>_<pose>_<expression>_<eyes>``
+with pose ``straight``, ``left``, ``right`` or ``up``. Its sunglasses photos make up most of the real sunglasses
+faces of ``datasets/real-checks.yaml``, so the real sunglasses recall of the release gate moves with them. For
+every model this runs ``facewear val``'s detection pass (:func:`detection.val.detect_split`) on the real checks
+and, per pose, reports how many sunglasses faces have any box (IoU >= 0.5, score >= 0.25: *found*) and how many
+of those are named ``sunglasses`` (``detection.cascade_bench.found_and_named``). It only measures: never train or
+tune on the real checks.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from facewear.constants import DATASETS_DIR
+from facewear.io import write_json, write_text
+from facewear.timing import machine
+
+PREFIX = "cmu-faces_sunglasses__"  # file names in the built real checks: <source>_<folder>__<photo>
+POSES = ("straight", "left", "right", "up")
+
+
+def pose_groups(gt: dict) -> dict[int, str]:
+    """``{annotation id: pose}`` for the ``cmu-faces`` sunglasses photos of the COCO ground truth ``gt``
+    (file name ``cmu-faces_sunglasses__<person>_<pose>_...``); other photos are left out. Raises ValueError
+    naming a file whose pose is not one of :data:`POSES`."""
+    pose_of = {}
+    for im in gt["images"]:
+        name = Path(im["file_name"]).name
+        if not name.startswith(PREFIX):
+            continue
+        parts = name[len(PREFIX):].split("_")
+        if len(parts) < 2 or parts[1] not in POSES:
+            raise ValueError(f"{name}: no cmu-faces pose ({'/'.join(POSES)}) as the second field of the name")
+        pose_of[im["id"]] = parts[1]
+    return {a["id"]: pose_of[a["image_id"]] for a in gt["annotations"] if a["image_id"] in pose_of}
+
+
+def measure(model: str, data: str, imgsz: int | None = None) -> dict[str, dict]:
+    """Per pose: ``n``, ``found`` and ``named_if_found`` (shares) and ``recall`` (found and named) at conf 0.25."""
+    from detection.cascade_bench import found_and_named
+    from detection.registry import load_detector
+    from detection.val import detect_split
+    from facewear.data.layout import load_spec
+
+    spec = load_spec(data)
+    det = load_detector(model, imgsz=imgsz, conf=0.001, iou=0.6)  # val's defaults; found_and_named cuts at 0.25
+    gt, dets, _ = detect_split(det, spec, "test" if "test" in spec else "val")
+    groups = pose_groups(gt)
+    if not groups:
+        raise SystemExit(f"{data}: no {PREFIX}* photos (build the real checks with ../shared/data/cmu-faces)")
+    out = found_and_named(gt, dets, conf=0.25, groups=groups)
+    order = {p: i for i, p in enumerate(POSES)}
+    out = dict(sorted(out.items(), key=lambda kv: order[kv[0]]))
+    for s in out.values():
+        s["recall"] = round((s["found"] or 0) * (s["named_if_found"] or 0), 4)
+    return out
+
+
+def render(results: dict[str, dict], models: dict[str, str], data: str) -> str:
+    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    args = " ".join(f"--model {k!r}={v}" for k, v in models.items())
+    lines = ["# Real sunglasses on cmu-faces, by head pose", "",
+             f"Machine: {machine()}. Command: `python tools/cmu_poses.py {args} --data {data}`. Found: any box "
+             "with IoU >= 0.5 at score >= 0.25; named: the best-overlapping box says `sunglasses`; recall: both.",
+             "", "| model | pose | n | found | named if found | recall |", "|---|---|---:|---:|---:|---:|"]
+    for label, per_pose in results.items():
+        lines += [f"| {label} | {p} | {s['n']} | {f(s['found'])} | {f(s['named_if_found'])} | {f(s['recall'])} |"
+                  for p, s in per_pose.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", action="append", required=True, help="LABEL=PATH (.pt or .onnx); repeat")
+    ap.add_argument("--data", default="datasets/real-checks.yaml", help="the real checks spec")
+    ap.add_argument("--imgsz", type=int, default=None, help="input size (default: each model's own)")
+    ap.add_argument("--out", default=None, help="write the Markdown table here (and its JSON beside it)")
+    a = ap.parse_args(argv)
+    models = {}
+    for m in a.model:
+        if "=" not in m:
+            raise SystemExit(f"--model {m!r}: expected LABEL=PATH")
+        k, v = m.split("=", 1)
+        models[k] = v
+    if not Path(a.data).is_file() and not (DATASETS_DIR / Path(a.data).name).is_file():
+        raise SystemExit(f"{a.data}: spec not found (facewear data build writes datasets/real-checks.yaml)")
+    results = {label: measure(path, a.data, a.imgsz) for label, path in models.items()}
+    md = render(results, models, a.data)
+    if a.out:
+        write_text(Path(a.out), md)
+        write_json(Path(a.out).with_suffix(".json"), {"models": models, "data": a.data, "machine": machine(),
+                                                      "results": results})
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
