@@ -448,6 +448,10 @@ def test_agreement_frames_have_boxes_and_the_report_no_machine_paths(tmp_path, m
     assert sample_frames(spec, 64, 3)[1].startswith("2 unlabelled")
     got, what = sample_frames(tmp_path / "missing.yaml", 64, 3)
     assert len(got) == 1 and what.startswith("no dataset images (")
+    (tmp_path / "empty" / "images" / "val").mkdir(parents=True)
+    (tmp_path / "e.yaml").write_text(f"path: {tmp_path / 'empty'}\nval: images/val\nnames: {{0: face}}\n")
+    got, what = sample_frames(tmp_path / "e.yaml", 64, 3)
+    assert len(got) == 1 and what.startswith("no dataset images (none in the val split of ")
     assert portable_paths({"file": str(REPO_ROOT / "weights" / "x.onnx")}) == {"file": "weights/x.onnx"}
 
 

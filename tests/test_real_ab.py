@@ -1,4 +1,5 @@
-"""tools/real_ab.py: renaming merged rows keeps their figures and their order."""
+"""tools/real_ab.py (renaming merged rows keeps their figures and their order) and tools/cmu_poses.py (the pose
+of each cmu-faces photo)."""
 from __future__ import annotations
 
 import sys
@@ -21,6 +22,8 @@ def test_rename_rows_keeps_figures_and_order():
     assert list(results) == ["E", "H", "I"]  # the inputs are not changed
     with pytest.raises(SystemExit, match="no merged row 'Z'"):
         rename_rows({"Z": "z"}, results, models, commands)
+    with pytest.raises(SystemExit, match="a row 'E' exists already"):
+        rename_rows({"H": "E"}, results, models, commands)
 
 
 def test_cmu_pose_groups():
@@ -32,9 +35,11 @@ def test_cmu_pose_groups():
                      {"id": 2, "file_name": "cmu-faces_sunglasses__kk49_straight_happy_sunglasses.jpg"},
                      {"id": 3, "file_name": "cmu-faces_open__an2i_left_angry_open.jpg"},
                      {"id": 4, "file_name": "ilc_0001.jpg"}],
-          "annotations": [{"id": 10, "image_id": 1}, {"id": 11, "image_id": 2}, {"id": 12, "image_id": 3},
-                          {"id": 13, "image_id": 4}]}
-    assert pose_groups(gt) == {10: "left", 11: "straight"}
+          "categories": [{"id": 0, "name": "face"}, {"id": 2, "name": "sunglasses"}],
+          "annotations": [{"id": 10, "image_id": 1, "category_id": 2}, {"id": 11, "image_id": 2, "category_id": 2},
+                          {"id": 12, "image_id": 3, "category_id": 0}, {"id": 13, "image_id": 4, "category_id": 2},
+                          {"id": 14, "image_id": 2, "category_id": 0}]}
+    assert pose_groups(gt) == {10: "left", 11: "straight"}  # not the open photo, the ILC one, or a face box
     gt["images"].append({"id": 5, "file_name": "cmu-faces_sunglasses__odd.jpg"})
     with pytest.raises(ValueError, match="cmu-faces_sunglasses__odd.jpg: no cmu-faces pose"):
         pose_groups(gt)

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facewear.constants import DATASETS_DIR
-from facewear.io import write_json, write_text
+from facewear.io import portable_path, write_json, write_text
 from facewear.timing import machine
 
 PREFIX = "cmu-faces_sunglasses__"  # file names in the built real checks: <source>_<folder>__<photo>
@@ -29,9 +29,9 @@ POSES = ("straight", "left", "right", "up")
 
 
 def pose_groups(gt: dict) -> dict[int, str]:
-    """``{annotation id: pose}`` for the ``cmu-faces`` sunglasses photos of the COCO ground truth ``gt``
-    (file name ``cmu-faces_sunglasses__<person>_<pose>_...``); other photos are left out. Raises ValueError
-    naming a file whose pose is not one of :data:`POSES`."""
+    """``{annotation id: pose}`` for the ``sunglasses`` boxes of the ``cmu-faces`` sunglasses photos of the COCO
+    ground truth ``gt`` (file name ``cmu-faces_sunglasses__<person>_<pose>_...``); other photos and boxes of
+    other classes are left out. Raises ValueError naming a file whose pose is not one of :data:`POSES`."""
     pose_of = {}
     for im in gt["images"]:
         name = Path(im["file_name"]).name
@@ -41,7 +41,9 @@ def pose_groups(gt: dict) -> dict[int, str]:
         if len(parts) < 2 or parts[1] not in POSES:
             raise ValueError(f"{name}: no cmu-faces pose ({'/'.join(POSES)}) as the second field of the name")
         pose_of[im["id"]] = parts[1]
-    return {a["id"]: pose_of[a["image_id"]] for a in gt["annotations"] if a["image_id"] in pose_of}
+    sunglasses = {c["id"] for c in gt.get("categories", []) if c["name"] == "sunglasses"}
+    return {a["id"]: pose_of[a["image_id"]] for a in gt["annotations"]
+            if a["image_id"] in pose_of and a["category_id"] in sunglasses}
 
 
 def measure(model: str, data: str, imgsz: int | None = None) -> dict[str, dict]:
@@ -65,9 +67,10 @@ def measure(model: str, data: str, imgsz: int | None = None) -> dict[str, dict]:
     return out
 
 
-def render(results: dict[str, dict], models: dict[str, str], data: str) -> str:
+def render(results: dict[str, dict], models: dict[str, str], data: str, imgsz: int | None = None) -> str:
+    """The Markdown report (paths as given: pass :func:`facewear.io.portable_path` ones)."""
     f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    args = " ".join(f"--model {k!r}={v}" for k, v in models.items())
+    args = " ".join(f"--model {k!r}={v}" for k, v in models.items()) + (f" --imgsz {imgsz}" if imgsz else "")
     lines = ["# Real sunglasses on cmu-faces, by head pose", "",
              f"Machine: {machine()}. Command: `python tools/cmu_poses.py {args} --data {data}`. Found: any box "
              "with IoU >= 0.5 at score >= 0.25; named: the best-overlapping box says `sunglasses`; recall: both.",
@@ -91,14 +94,16 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--model {m!r}: expected LABEL=PATH")
         k, v = m.split("=", 1)
         models[k] = v
-    if not Path(a.data).is_file() and not (DATASETS_DIR / Path(a.data).name).is_file():
+    data = Path(a.data) if Path(a.data).is_file() else DATASETS_DIR / Path(a.data).name
+    if not data.is_file():
         raise SystemExit(f"{a.data}: spec not found (facewear data build writes datasets/real-checks.yaml)")
-    results = {label: measure(path, a.data, a.imgsz) for label, path in models.items()}
-    md = render(results, models, a.data)
+    results = {label: measure(path, str(data), a.imgsz) for label, path in models.items()}
+    shown = {k: portable_path(v) for k, v in models.items()}  # committed reports name no machine directory
+    md = render(results, shown, portable_path(data), a.imgsz)
     if a.out:
         write_text(Path(a.out), md)
-        write_json(Path(a.out).with_suffix(".json"), {"models": models, "data": a.data, "machine": machine(),
-                                                      "results": results})
+        write_json(Path(a.out).with_suffix(".json"), {"models": shown, "data": portable_path(data),
+                                                      "imgsz": a.imgsz, "machine": machine(), "results": results})
     print(md)
     return 0
 

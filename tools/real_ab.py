@@ -115,11 +115,13 @@ def readme_block(report: str, out: Path) -> str:
 def rename_rows(renames: dict[str, str], *tables: dict) -> tuple[dict, ...]:
     """``tables`` (results, models, commands: each keyed by row label) with each ``OLD`` label of ``renames``
     replaced by its ``NEW`` one, in place in the row order; the figures are not touched. SystemExit when an
-    ``OLD`` label is not a row of the first table."""
+    ``OLD`` label is not a row of the first table, or a ``NEW`` one is already a row."""
     tables = tuple(dict(t) for t in tables)
     for old, new in renames.items():
         if old not in tables[0]:
             raise SystemExit(f"--rename {old}=...: no merged row {old!r} (rows: {', '.join(tables[0])})")
+        if new != old and new in tables[0]:
+            raise SystemExit(f"--rename {old}={new}: a row {new!r} exists already (its figures would be lost)")
         tables = tuple({new if k == old else k: v for k, v in t.items()} for t in tables)
     return tables
 

@@ -37,7 +37,15 @@ import numpy as np
 from facewear.boxes import iou_matrix
 from facewear.constants import DATASETS_DIR, FRCNN_CHECK_CONF, FRCNN_ONNX_OPSET
 from facewear.formats import AnnotationError, yolo_rows
-from facewear.io import ImageReadError, atomic_path, list_images, portable_path, read_image, write_json
+from facewear.io import (
+    ImageReadError,
+    atomic_path,
+    list_images,
+    portable_path,
+    portable_paths,
+    read_image,
+    write_json,
+)
 from facewear.ort import set_metadata
 
 from .model import (
@@ -129,8 +137,8 @@ def sample_frames(data: str | Path | None, imgsz: int, n: int) -> tuple[list[np.
     """Up to ``n`` - 1 preprocessed frames from ``data``'s val (else train, else test) split, plus one random
     portrait frame, and what they are, in words (for the manifest's ``rebuild.agreement.with``).
 
-    The frames are evenly spaced over the split's images that have at least one labelled box (all images when
-    none has a label file): a trained detector finds nothing on background frames, and a check on no detections
+    The frames are evenly spaced over the split's images that have at least one well-formed labelled box (all
+    images when none has one): a trained detector finds nothing on background frames, and a check on no detections
     would pass whatever the export computes. Each frame is ``resize_long`` to ``imgsz`` and ``to_input``
     (float32, 1x3xHxW, 0..1). Unreadable images are skipped with a warning; a missing or bad spec leaves only
     the random frame (the description says so)."""
@@ -146,7 +154,7 @@ def sample_frames(data: str | Path | None, imgsz: int, n: int) -> tuple[list[np.
             files = list_images(images)
         except (FileNotFoundError, ValueError) as e:
             LOG.info("agreement check without dataset images (%s)", e)
-            files, what = [], f"no dataset images ({e})"
+            files, what = [], f"no dataset images ({portable_paths(str(e))})"
         boxed = [f for f in files if _has_boxes(labels / f.relative_to(images).with_suffix(".txt"))]
         pool = boxed or files
         if pool and n > 1:
@@ -156,6 +164,8 @@ def sample_frames(data: str | Path | None, imgsz: int, n: int) -> tuple[list[np.
                 frames.append(read_image(f))
             except ImageReadError as e:
                 LOG.warning("%s (skipped)", e)
+        if not files and what == "no dataset images":
+            what = f"no dataset images (none in the {split} split of {portable_path(data)})"
         if files:
             kind = "labelled" if boxed else "unlabelled"
             what = f"{len(frames)} {kind} {split} images of {portable_path(data)} evenly spaced"

@@ -121,9 +121,10 @@ def weighted_train_list(spec_file: str | Path, source_weight: list[str], out: st
 def face_augmentations(gray: float = 0.0, lowres: float = 0.0) -> list | None:
     """Albumentations transforms for ultralytics' ``augmentations`` training argument: its own defaults (Blur,
     MedianBlur, ToGray, CLAHE at p 0.01, ``ultralytics.data.augment.Albumentations``) with ``ToGray`` at
-    probability ``gray`` (grayscale frames: CCTV, infrared, old scans) and ``Downscale`` to 1/4..1/2 of the
-    resolution and back at probability ``lowres`` (low-resolution sources shown large). Applied after mosaic and
-    the affine step, to the whole training image. None when both are 0: ultralytics' defaults as they are.
+    probability ``gray`` (at least ultralytics' own 0.01; grayscale frames: CCTV, infrared, old scans) and
+    ``Downscale`` to 1/4..1/2 of the resolution and back at probability ``lowres`` (low-resolution sources).
+    Applied after mosaic and the affine step, to the whole training image (a mosaic tile's faces get blurred at
+    their mosaic size, not shown large). None when both are 0: ultralytics' defaults as they are.
     Raises ValueError for a probability outside [0, 1]."""
     for what, v in (("gray", gray), ("lowres", lowres)):
         if not 0.0 <= v <= 1.0:
@@ -155,6 +156,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
     (:func:`face_augmentations`, passed as ultralytics' ``augmentations``)."""
     from ultralytics import YOLO
 
+    augmentations = face_augmentations(gray, lowres)  # a bad probability stops here, before any file is written
     facewear.env.configure_ultralytics()
     # --device 0,1,2,3: ultralytics runs its own DDP in torch.distributed.run subprocesses; they inherit the
     # offline environment, the font folder and per-rank thread counts from os.environ (facewear.env.prepare_ddp)
@@ -185,7 +187,6 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
                 deterministic=False, amp=False, plots=True,
                 # augmentations that matter for faces: scale, blur/low light (HSV value), flips
                 scale=0.5, fliplr=0.5, hsv_v=0.5, hsv_s=0.6, mosaic=1.0, close_mosaic=max(1, epochs // 5))
-    augmentations = face_augmentations(gray, lowres)
     if augmentations:
         args["augmentations"] = augmentations
     args.update(overrides)
