@@ -443,8 +443,8 @@ def test_face_augmentations_arguments():
 
 @pytest.mark.slow
 def test_gray_reaches_ultralytics_training_images(tmp_path):
-    """train(gray=1.0): every image ultralytics' train loader yields is grayscale (the albumentations list is
-    passed as its ``augmentations``); without it the same images keep their colour."""
+    """train(gray=1.0): an image ultralytics' train loader yields is grayscale (the albumentations list is
+    passed as its ``augmentations``); without it the same image keeps its colour."""
     from detection.yolo.train import train
 
     spec = _make_dataset(tmp_path / "ds", n_train=4, n_val=2)

@@ -419,7 +419,7 @@ def test_agreement_frames_have_boxes_and_the_report_no_machine_paths(tmp_path, m
     over no detections passes whatever the export computes); its JSON report holds repository-relative paths."""
     import cv2
 
-    from detection.frcnn.export import sample_frames, sample_inputs
+    from detection.frcnn.export import sample_frames
     from detection.frcnn.model import resize_long, to_input
     from facewear.io import portable_paths
 
@@ -434,7 +434,7 @@ def test_agreement_frames_have_boxes_and_the_report_no_machine_paths(tmp_path, m
     spec = tmp_path / "s.yaml"
     spec.write_text(f"path: {tmp_path}\nval: images/val\nnames: {{0: face, 1: mask, 2: sunglasses, "
                     f"3: mask_sunglasses}}\n")
-    got = sample_inputs(spec, 64, 3)  # two dataset frames and the random one
+    got = sample_frames(spec, 64, 3)[0]  # two dataset frames and the random one
     want = [to_input(resize_long(frames[n], 64)[0]) for n in ("b_face", "c_face")]
     assert len(got) == 3 and all(np.array_equal(g, w) for g, w in zip(got, want))
     assert sample_frames(spec, 64, 3)[1].startswith("2 labelled val images of ")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from real_ab import _pair  # LABEL=VALUE arguments, as real_ab parses them (tools/ is this script's folder)
+
 from facewear.constants import DATASETS_DIR
 from facewear.io import portable_path, write_json, write_text
 from facewear.timing import machine
@@ -88,12 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imgsz", type=int, default=None, help="input size (default: each model's own)")
     ap.add_argument("--out", default=None, help="write the Markdown table here (and its JSON beside it)")
     a = ap.parse_args(argv)
-    models = {}
-    for m in a.model:
-        if "=" not in m:
-            raise SystemExit(f"--model {m!r}: expected LABEL=PATH")
-        k, v = m.split("=", 1)
-        models[k] = v
+    models = _pair(a.model, "model")
     data = Path(a.data) if Path(a.data).is_file() else DATASETS_DIR / Path(a.data).name
     if not data.is_file():
         raise SystemExit(f"{a.data}: spec not found (facewear data build writes datasets/real-checks.yaml)")

@@ -152,9 +152,10 @@ def sample_frames(data: str | Path | None, imgsz: int, n: int) -> tuple[list[np.
             split = "val" if "val" in spec else ("train" if "train" in spec else "test")
             images, labels = split_paths(spec, split)[:2]
             files = list_images(images)
+            why = f"none in the {split} split of {portable_path(data)}"
         except (FileNotFoundError, ValueError) as e:
             LOG.info("agreement check without dataset images (%s)", e)
-            files, what = [], f"no dataset images ({portable_paths(str(e))})"
+            files, why = [], portable_paths(str(e))
         boxed = [f for f in files if _has_boxes(labels / f.relative_to(images).with_suffix(".txt"))]
         pool = boxed or files
         if pool and n > 1:
@@ -164,20 +165,12 @@ def sample_frames(data: str | Path | None, imgsz: int, n: int) -> tuple[list[np.
                 frames.append(read_image(f))
             except ImageReadError as e:
                 LOG.warning("%s (skipped)", e)
-        if not files and what == "no dataset images":
-            what = f"no dataset images (none in the {split} split of {portable_path(data)})"
-        if files:
-            kind = "labelled" if boxed else "unlabelled"
-            what = f"{len(frames)} {kind} {split} images of {portable_path(data)} evenly spaced"
+        what = (f"{len(frames)} {'labelled' if boxed else 'unlabelled'} {split} images of {portable_path(data)} "
+                "evenly spaced") if files else f"no dataset images ({why})"
     rng = np.random.default_rng(0)
     frames.append(rng.integers(0, 256, (imgsz, max(32, imgsz * 3 // 5), 3), dtype=np.uint8))
     return ([to_input(resize_long(f, imgsz)[0]) for f in frames],
             f"{what}, and one random portrait frame (detection.frcnn.export.sample_frames)")
-
-
-def sample_inputs(data: str | Path | None, imgsz: int, n: int) -> list[np.ndarray]:
-    """The frames of :func:`sample_frames`, without their description."""
-    return sample_frames(data, imgsz, n)[0]
 
 
 def _has_boxes(label_file: Path) -> bool:
