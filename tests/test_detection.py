@@ -463,3 +463,32 @@ def test_gray_reaches_ultralytics_training_images(tmp_path):
             train(data=str(spec), init="none", epochs=1, imgsz=64, batch=2, workers=0, project=str(tmp_path / "r"),
                   name=name, plots=False, gray=gray, hsv_s=0.0, callbacks={"on_pretrain_routine_end": grab})
     assert seen["gray"] == 0.0 and seen["colour"] > 0.0
+
+
+@pytest.mark.slow
+def test_train_yolo_cli_no_plots_and_time_reach_ultralytics(tmp_path):
+    """`facewear train yolo --no-plots --time H --multi-scale F` (as on a bare GPU machine): ultralytics trains with
+    plots off, that wall-clock budget and multi-scale range; without the flags plots stay on, no budget is set and
+    multi-scale is off."""
+    import argparse
+
+    from detection.yolo.train import add_args, train
+
+    spec = _make_dataset(tmp_path / "ds", n_train=4, n_val=2)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def grab(trainer):
+        seen[trainer.args.name] = (trainer.args.plots, trainer.args.time, trainer.args.multi_scale)
+        raise Stop
+
+    base = ["--data", str(spec), "--init", "none", "--epochs", "1", "--imgsz", "64", "--batch", "2", "--workers", "0",
+            "--project", str(tmp_path / "r")]
+    for name, extra in (("gpu", ["--no-plots", "--time", "0.05", "--multi-scale", "0.33"]), ("plain", [])):
+        ap = argparse.ArgumentParser()
+        add_args(ap)
+        with pytest.raises(Stop):
+            train(**vars(ap.parse_args([*base, "--name", name, *extra])), callbacks={"on_pretrain_routine_end": grab})
+    assert seen == {"gpu": (False, 0.05, 0.33), "plain": (True, None, 0.0)}

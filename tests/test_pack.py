@@ -120,3 +120,23 @@ def test_existing_outputs_are_refused(dataset, tmp_path, capsys):
     assert parse_size("64MB") == 64_000_000 and parse_size("1.5GiB") == int(1.5 * 2**30)
     with pytest.raises(ValueError, match="--shard-size"):
         parse_size("64 parsecs")
+
+
+def test_reencode_shrinks_jpegs_keeps_size_and_labels(dataset, tmp_path):
+    """--reencode re-encodes JPEGs that are not shrunk (same pixels size, smaller bytes at a low quality); COCO and
+    labels are untouched; without it they go in byte for byte."""
+    from facewear.data.pack import pack
+    from facewear.data.unpack import unpack
+
+    src = dataset.parent / "images" / "train" / "train0.jpg"
+    man = pack(dataset, tmp_path / "p", quality=30, reencode=True, progress=False)
+    assert man["reencode"] is True and man["quality"] == 30
+    assert man["folders"]["images/train"] == {**man["folders"]["images/train"], "reencoded": 10, "resized": 0}
+    out = tmp_path / "r"
+    unpack(tmp_path / "p", out, progress=False)
+    got = out / "images" / "train" / "train0.jpg"
+    assert got.read_bytes() != src.read_bytes() and got.stat().st_size < src.stat().st_size
+    assert cv2.imread(str(got)).shape == cv2.imread(str(src)).shape
+    assert (out / "coco" / "val.json").read_bytes() == (dataset.parent / "coco" / "val.json").read_bytes()
+    plain = pack(dataset, tmp_path / "q", quality=30, progress=False)  # --quality alone touches nothing
+    assert plain["quality"] is None and plain["folders"]["images/train"]["reencoded"] == 0

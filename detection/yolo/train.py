@@ -144,7 +144,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
           project: str = str(RUNS_DIR / "yolo"), name: str = "train", resume: bool = False,
           exist_ok: bool = False, cache: str | bool = False, fraction: float = 1.0, seed: int = 0,
           callbacks: dict[str, Any] | None = None, source_weight: list[str] | None = None, gray: float = 0.0,
-          lowres: float = 0.0, **overrides: Any):
+          lowres: float = 0.0, plots: bool = True, **overrides: Any):
     """Train YOLOv5 on a facewear spec; returns the ultralytics results. ``resume`` continues ``<project>/<name>``.
 
     ``callbacks``: ultralytics event name -> function(trainer), added to the model before training (e.g.
@@ -153,7 +153,9 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
     (:func:`weighted_train_list`; the list sits beside the run's data yaml). ``lr0`` (an override) only acts with
     an explicit ``optimizer``: ultralytics' ``auto`` picks its own learning rate, so a warning says so.
     ``gray`` / ``lowres``: probabilities of grayscale and low-resolution training images
-    (:func:`face_augmentations`, passed as ultralytics' ``augmentations``)."""
+    (:func:`face_augmentations`, passed as ultralytics' ``augmentations``). ``plots=False``: no label, batch or
+    result plots (they need polars and a font, which a bare GPU machine may lack). ``time`` (an override, hours):
+    ultralytics' wall-clock budget; it re-plans the epochs after the first one to fit and overrides ``epochs``."""
     from ultralytics import YOLO
 
     augmentations = face_augmentations(gray, lowres)  # a bad probability stops here, before any file is written
@@ -184,7 +186,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
         model.add_callback(event, fn)
     args = dict(data=str(spec), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, device=device,
                 project=str(project), name=name, exist_ok=exist_ok, cache=cache, fraction=fraction, seed=seed,
-                deterministic=False, amp=False, plots=True,
+                deterministic=False, amp=False, plots=plots,
                 # augmentations that matter for faces: scale, blur/low light (HSV value), flips
                 scale=0.5, fliplr=0.5, hsv_v=0.5, hsv_s=0.6, mosaic=1.0, close_mosaic=max(1, epochs // 5))
     if augmentations:
@@ -237,6 +239,15 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "CCTV and infrared frames are)")
     p.add_argument("--optimizer", default=argparse.SUPPRESS,
                    help="ultralytics' optimizer: SGD, AdamW, ... or auto (the default)")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="ultralytics' label, batch and result plots in the run folder (default on; --no-plots on a "
+                        "machine without polars or fonts)")
+    p.add_argument("--time", type=float, default=argparse.SUPPRESS,
+                   help="wall-clock budget in hours (ultralytics' time): the epochs are re-planned after the first "
+                        "one to fit, and the schedule with them; overrides --epochs")
+    p.add_argument("--multi-scale", dest="multi_scale", type=float, default=argparse.SUPPRESS,
+                   help="ultralytics' multi-scale training: each batch is resized to a random size in "
+                        "imgsz*(1-F)..imgsz*(1+F), a multiple of the stride (default 0: off)")
     p.add_argument("--gray", type=float, default=0.0,
                    help="probability of turning a training image grayscale (albumentations ToGray; default 0: "
                         "ultralytics' own 0.01)")

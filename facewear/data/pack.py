@@ -88,23 +88,27 @@ def _rel(path: Path, root: Path, what: str) -> str:
         raise ValueError(f"{path}: {what} lies outside the dataset root {root}; pack needs one folder") from None
 
 
-def _resized(path: Path, imgsz: int, quality: int) -> tuple[bytes, float, tuple[int, int]] | None:
+def _resized(path: Path, imgsz: int | None, quality: int,
+             reencode: bool = False) -> tuple[bytes, float, tuple[int, int]] | None:
     """``(encoded bytes, scale, (w, h))`` of the image shrunk to ``imgsz`` on its longer side, or ``None`` when it is
-    not larger than that (it is then packed as it is)."""
+    not larger than that (it is then packed as it is). With ``reencode`` a JPEG that is not shrunk is still
+    re-encoded at ``quality`` (scale 1.0), to make the pack smaller."""
     import cv2
 
     from ..io import image_size
 
+    ext = path.suffix.lower()
+    jpeg = ext in (".jpg", ".jpeg")
     w, h = image_size(path)
-    if max(w, h) <= imgsz:
+    shrink = bool(imgsz) and max(w, h) > imgsz
+    if not shrink and not (reencode and jpeg):
         return None
     img = read_image(path)
     h, w = img.shape[:2]
-    r = imgsz / max(w, h)
-    nw, nh = max(1, round(w * r)), max(1, round(h * r))
-    small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
-    ext = path.suffix.lower()
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+    r = imgsz / max(w, h) if shrink else 1.0
+    nw, nh = (max(1, round(w * r)), max(1, round(h * r))) if shrink else (w, h)
+    small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA) if shrink else img
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if jpeg else []
     ok, buf = cv2.imencode(ext if ext in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff") else ".jpg",
                            small, params)
     if not ok:
@@ -145,9 +149,10 @@ def _split_folders(spec: dict) -> list[tuple[list[str], str]]:
     return [(names, v) for v, names in seen.items()]
 
 
-def _plan(spec: dict, imgsz: int | None, quality: int, scratch: Path, bar: Any) -> tuple[list[list[_Member]], dict]:
+def _plan(spec: dict, imgsz: int | None, quality: int, scratch: Path, bar: Any,
+          reencode: bool = False) -> tuple[list[list[_Member]], dict]:
     """Groups of members (an image and its label; a split's meta or COCO file) and the splits' summary. Shrunk
-    images are written under ``scratch`` (not kept in memory)."""
+    (or re-encoded) images are written under ``scratch`` (not kept in memory)."""
     root = Path(spec["path"]).resolve()
     groups: list[list[_Member]] = []
     splits: dict[str, Any] = {}
@@ -159,18 +164,21 @@ def _plan(spec: dict, imgsz: int | None, quality: int, scratch: Path, bar: Any) 
         bar.reset(total=len(files))
         bar.set_description(f"pack {names[0]}")
         scales: dict[str, tuple[float, tuple[int, int]]] = {}
-        n_labels = resized = 0
+        n_labels = resized = reencoded = 0
         for f in files:
             rel = f.relative_to(images)
             img = _Member(_rel(f, root, "image"), src=f)
-            if imgsz:
-                r = _resized(f, imgsz, quality)
+            if imgsz or reencode:
+                r = _resized(f, imgsz, quality, reencode)
                 if r is not None:
                     img.src = scratch / img.arcname
                     img.src.parent.mkdir(parents=True, exist_ok=True)
                     img.src.write_bytes(r[0])
-                    scales[rel.as_posix()] = (r[1], r[2])
-                    resized += 1
+                    if r[1] != 1.0:
+                        scales[rel.as_posix()] = (r[1], r[2])
+                        resized += 1
+                    else:
+                        reencoded += 1
             group = [img]
             lab = (labels / rel).with_suffix(".txt")
             if lab.is_file():
@@ -187,7 +195,7 @@ def _plan(spec: dict, imgsz: int | None, quality: int, scratch: Path, bar: Any) 
         for s in names:
             splits[s] = value
         splits.setdefault("_counts", {})[Path(value).as_posix()] = {
-            "images": len(files), "labels": n_labels, "resized": resized,
+            "images": len(files), "labels": n_labels, "resized": resized, "reencoded": reencoded,
             "meta": meta.is_file(), "coco": coco.is_file()}
     return groups, splits
 
@@ -223,10 +231,11 @@ def _write_shard(path: Path, members: list[_Member], bar: Any) -> None:
 
 def pack(data: str | Path = DATASETS_DIR / "facewear4.yaml", out: str | Path | None = None,
          shard_size: str | int = DEFAULT_SHARD_SIZE, imgsz: int | None = None, quality: int = 95,
-         progress: bool = True) -> dict:
+         reencode: bool = False, progress: bool = True) -> dict:
     """Pack the dataset of spec ``data`` into ``out`` (a new folder): tar shards of at most ``shard_size`` bytes,
-    ``SHA256SUMS`` and ``manifest.json``; with ``imgsz`` images are shrunk to that longer side first. Returns the
-    manifest. :class:`ValueError` when ``out`` exists or lies inside the dataset, or an option is wrong."""
+    ``SHA256SUMS`` and ``manifest.json``; with ``imgsz`` images are shrunk to that longer side first, and with
+    ``reencode`` every other JPEG is re-encoded at ``quality`` (a smaller pack for a size-limited transfer). Returns
+    the manifest. :class:`ValueError` when ``out`` exists or lies inside the dataset, or an option is wrong."""
     from tqdm import tqdm
 
     if out is None:
@@ -248,13 +257,13 @@ def pack(data: str | Path = DATASETS_DIR / "facewear4.yaml", out: str | Path | N
     with atomic_dir(out) as tmp:
         scratch = tmp / ".resized"
         with tqdm(desc="pack", unit="file", disable=not progress, dynamic_ncols=True) as bar:
-            groups, splits = _plan(spec, imgsz, quality, scratch, bar)
+            groups, splits = _plan(spec, imgsz, quality, scratch, bar, reencode)
         counts = splits.pop("_counts")
         shards = _shards(groups, limit)
         width = max(5, len(str(len(shards) - 1)))
         manifest: dict[str, Any] = {
             "format": FORMAT, "name": name, "source": str(Path(data)), "imgsz": imgsz,
-            "quality": quality if imgsz else None, "shard_size": limit,
+            "quality": quality if imgsz or reencode else None, "reencode": reencode, "shard_size": limit,
             "splits": splits, "folders": counts, "names": [spec["names"][i] for i in sorted(spec["names"])],
             "extra": extra, "files": sum(len(s) for s in shards), "shards": []}
         bar = tqdm(desc="write shards", unit="file", total=manifest["files"], disable=not progress,
@@ -273,6 +282,8 @@ def pack(data: str | Path = DATASETS_DIR / "facewear4.yaml", out: str | Path | N
     print(f"packed {manifest['files']} files of {spec['yaml_file']} into {len(shards)} shard(s) in {out} "
           f"({manifest['bytes'] / 1e6:.1f} MB, largest shard {big / 1e6:.1f} MB"
           + (f", images shrunk to {imgsz} px: {sum(c['resized'] for c in counts.values())}" if imgsz else "")
+          + (f", JPEGs re-encoded at quality {quality}: {sum(c['reencoded'] for c in counts.values())}"
+             if reencode else "")
           + f")\n  check: (cd {out} && sha256sum -c {SUMS}); restore: facewear data unpack {out} --out DIR")
     return manifest
 
@@ -292,7 +303,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imgsz", type=int, default=None,
                    help="shrink images to this longer side first, the training size (labels stay valid; COCO "
                         "boxes are rescaled); default: images as they are")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality of shrunk images (default 95)")
+    p.add_argument("--quality", type=int, default=95,
+                   help="JPEG quality of shrunk (and, with --reencode, re-encoded) images (default 95)")
+    p.add_argument("--reencode", action="store_true",
+                   help="re-encode every JPEG that is not shrunk at --quality too: a smaller pack (e.g. --quality 75 "
+                        "is about 2/3 of the size of this dataset's images) for a size-limited transfer")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
