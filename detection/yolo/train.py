@@ -84,7 +84,7 @@ def weighted_train_list(spec_file: str | Path, source_weight: list[str], out: st
     Returns ``{"images": unique images, "listed": lines, "weighted": images repeated}``.
 
     Raises ValueError on a malformed weight or when no training image has the label; FileNotFoundError as
-    :class:`SourceIndex` does.
+    :class:`SourceIndex` does (no provenance file, no raw data root), prefixed with what needs it.
     """
     import yaml
 
@@ -96,7 +96,12 @@ def weighted_train_list(spec_file: str | Path, source_weight: list[str], out: st
     if bad:
         raise ValueError(f"--source-weight {', '.join(bad)}: a YOLO image weight is a whole number of listings")
     spec_file = Path(spec_file)
-    idx = SourceIndex(spec_file, "train", data_root, missing_ok=True)
+    try:
+        idx = SourceIndex(spec_file, "train", data_root, missing_ok=True)
+    except FileNotFoundError as e:  # e.g. a GPU machine holding only the unpacked dataset, not the raw data
+        raise FileNotFoundError(f"--source-weight reads each training image's source label from the raw data's VOC "
+                                f"files, which this machine lacks: {e}. Train without --source-weight here, or "
+                                "point FACEWEAR_DATA at the raw data") from None
     lines, weighted, hits = [], 0, dict.fromkeys(weights, 0)
     for p in list_images(idx.images):
         found = [lab for lab in idx.image_labels(p.name)[1] if lab in weights]
