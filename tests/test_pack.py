@@ -140,3 +140,16 @@ def test_reencode_shrinks_jpegs_keeps_size_and_labels(dataset, tmp_path):
     assert (out / "coco" / "val.json").read_bytes() == (dataset.parent / "coco" / "val.json").read_bytes()
     plain = pack(dataset, tmp_path / "q", quality=30, progress=False)  # --quality alone touches nothing
     assert plain["quality"] is None and plain["folders"]["images/train"]["reencoded"] == 0
+
+
+def test_gpu_train_script_parses_and_shows_usage():
+    """tools/gpu_train_yolo.sh (prepare / receive / train on a bare GPU machine): valid bash; no step prints its
+    usage and exits 2 without touching anything."""
+    import subprocess
+
+    from facewear.constants import REPO_ROOT
+
+    script = REPO_ROOT / "tools" / "gpu_train_yolo.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert r.returncode == 2 and "prepare" in r.stdout and "receive" in r.stdout and "train OUT" in r.stdout
