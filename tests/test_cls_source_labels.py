@@ -178,7 +178,7 @@ def test_yolo_weighted_train_list(tmp_path):
     with pytest.raises(ValueError, match="with_incorrect_mask: no training image"):
         weighted_train_list(spec, ["with_incorrect_mask=3"], out, data_root=tmp_path / "data")
     # a machine with the unpacked dataset but not the raw data (a GPU box): the error says what needs it
-    with pytest.raises(FileNotFoundError, match="--source-weight reads .* raw data.*no-raw-data: data root not found"):
+    with pytest.raises(FileNotFoundError, match="--source-weight needs .* raw data.*no-raw-data: data root not found"):
         weighted_train_list(spec, ["mask_weared_incorrect=3"], out, data_root=tmp_path / "no-raw-data")
 
 

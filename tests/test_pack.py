@@ -143,8 +143,8 @@ def test_reencode_shrinks_jpegs_keeps_size_and_labels(dataset, tmp_path):
 
 
 def test_gpu_train_script_parses_and_shows_usage():
-    """tools/gpu_train_yolo.sh (prepare / receive / train on a bare GPU machine): valid bash; no step prints its
-    usage and exits 2 without touching anything."""
+    """tools/gpu_train_yolo.sh (prepare / receive / train on a bare GPU machine): valid bash; with no step it prints
+    its usage (and no code) and exits 2 without touching anything."""
     import subprocess
 
     from facewear.constants import REPO_ROOT
@@ -153,3 +153,26 @@ def test_gpu_train_script_parses_and_shows_usage():
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     r = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     assert r.returncode == 2 and "prepare" in r.stdout and "receive" in r.stdout and "train OUT" in r.stdout
+    assert "set -euo" not in r.stdout and "cd " not in r.stdout
+
+
+def test_resized_reports_shrinking_and_keeps_what_reencoding_would_not_shrink(tmp_path):
+    """_resized: a tall image whose width rounds to itself is still reported shrunk (so its COCO entry is
+    rescaled); --reencode leaves PNGs alone and keeps a JPEG whose re-encoding would be larger."""
+    import numpy as np
+
+    from facewear.data.pack import _resized
+
+    rng = np.random.default_rng(0)
+    tall = tmp_path / "tall.jpg"
+    cv2.imwrite(str(tall), rng.integers(0, 255, (641, 300, 3), np.uint8))
+    data, scale, size, shrunk = _resized(tall, 640, 90, reencode=True)
+    assert shrunk and size == (300, 640) and scale == pytest.approx(640 / 641)
+    png = tmp_path / "a.png"
+    cv2.imwrite(str(png), rng.integers(0, 255, (40, 40, 3), np.uint8))
+    assert _resized(png, None, 30, reencode=True) is None
+    low = tmp_path / "low.jpg"
+    cv2.imwrite(str(low), rng.integers(0, 255, (64, 64, 3), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 20])
+    assert _resized(low, None, 95, reencode=True) is None  # quality 95 would make it larger
+    data, scale, size, shrunk = _resized(low, None, 10, reencode=True)
+    assert not shrunk and scale == 1.0 and size == (64, 64) and len(data) < low.stat().st_size

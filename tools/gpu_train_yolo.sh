@@ -7,8 +7,9 @@
 #           (the first call carries .whl, .dev/stub and a shard; the next ones one shard each; the last one the
 #           last shard, .dev/pack/SHA256SUMS and .dev/pack/manifest.json)
 #   there:  bash tools/gpu_train_yolo.sh train OUT [facewear train yolo options ...]
-#           unpacks (every shard checked first), trains with --device 0 --no-plots, and copies best.pt and
-#           last.pt (optimizer stripped, about 5 MB each), results.csv and args.yaml into OUT.
+#           unpacks (every shard checked first; once per machine), trains with --device 0 --no-plots, and copies
+#           best.pt and last.pt (optimizer stripped, about 5 MB each), results.csv and args.yaml into OUT (a
+#           relative OUT is under the repository root).
 #
 # Carried files land in the working tree, which the next call may replace, so `receive` moves them to
 # $GPU_SCRATCH (default /tmp/facewear-gpu), which lasts as long as the machine. Python is $PY (default python3).
@@ -44,12 +45,15 @@ EOF
     ls -l .dev/pack .whl
     ;;
 receive)
+    shopt -s nullglob
     mkdir -p "$SCRATCH/pack" "$SCRATCH/site"
-    if [ -d .whl ] && [ ! -d "$SCRATCH/site/ultralytics" ]; then
-        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SCRATCH/site" .whl/*.whl
+    wheels=(.whl/*.whl)
+    if [ ${#wheels[@]} -gt 0 ] && [ ! -d "$SCRATCH/site/ultralytics" ]; then
+        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SCRATCH/site" "${wheels[@]}"
     fi
-    [ -d .dev/stub/polars ] && cp -r .dev/stub/polars "$SCRATCH/site/"
-    if [ -d .dev/pack ]; then mv .dev/pack/* "$SCRATCH/pack/" 2>/dev/null || true; fi
+    if [ -d .dev/stub/polars ]; then cp -r .dev/stub/polars "$SCRATCH/site/"; fi
+    carried=(.dev/pack/*)
+    if [ ${#carried[@]} -gt 0 ]; then mv "${carried[@]}" "$SCRATCH/pack/"; fi
     ls "$SCRATCH/pack"
     ;;
 train)
@@ -58,6 +62,7 @@ train)
     export PYTHONPATH="$SCRATCH/site:$PWD" PYTHONUNBUFFERED=1
     [ -d "$SCRATCH/ds" ] || $PY -m facewear data unpack "$SCRATCH/pack" --out "$SCRATCH/ds" --no-progress
     mkdir -p "$out"
+    rm -rf "$SCRATCH/runs/gpu"  # a retry must not hand back an earlier attempt's weights
     rc=0
     $PY -m facewear train yolo --data "$SCRATCH/ds/facewear4.yaml" --device 0 --no-plots --project "$SCRATCH/runs" \
         --name gpu --exist-ok "$@" > "$out/train.log" 2>&1 || rc=$?
@@ -65,15 +70,15 @@ train)
     for f in best last; do
         if [ -f "$w/$f.pt" ]; then
             $PY -c "import sys; from ultralytics.utils.torch_utils import strip_optimizer as s; s(sys.argv[1], sys.argv[2])" \
-                "$w/$f.pt" "$out/$f.pt"
+                "$w/$f.pt" "$out/$f.pt" || cp "$w/$f.pt" "$out/"
         fi
     done
     cp "$SCRATCH/runs/gpu/results.csv" "$SCRATCH/runs/gpu/args.yaml" "$out/" 2>/dev/null || true
-    tr '\r' '\n' < "$out/train.log" | grep -v "it/s\|s/it" | tail -20
+    tr '\r' '\n' < "$out/train.log" | grep -v "it/s\|s/it" | tail -20 || true
     exit $rc
     ;;
 *)
-    sed -n 2,16p "$0"
+    sed -n 2,15p "$0"
     exit 2
     ;;
 esac

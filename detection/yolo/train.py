@@ -99,9 +99,9 @@ def weighted_train_list(spec_file: str | Path, source_weight: list[str], out: st
     try:
         idx = SourceIndex(spec_file, "train", data_root, missing_ok=True)
     except FileNotFoundError as e:  # e.g. a GPU machine holding only the unpacked dataset, not the raw data
-        raise FileNotFoundError(f"--source-weight reads each training image's source label from the raw data's VOC "
-                                f"files, which this machine lacks: {e}. Train without --source-weight here, or "
-                                "point FACEWEAR_DATA at the raw data") from None
+        raise FileNotFoundError(f"--source-weight needs the build's provenance file and the raw data's VOC files "
+                                f"(each training image's source label): {e}. On a machine with only an unpacked "
+                                "dataset, train without --source-weight") from None
     lines, weighted, hits = [], 0, dict.fromkeys(weights, 0)
     for p in list_images(idx.images):
         found = [lab for lab in idx.image_labels(p.name)[1] if lab in weights]
@@ -160,7 +160,7 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
     ``gray`` / ``lowres``: probabilities of grayscale and low-resolution training images
     (:func:`face_augmentations`, passed as ultralytics' ``augmentations``). ``plots=False``: no label, batch or
     result plots (they need polars and a font, which a bare GPU machine may lack). ``time`` (an override, hours):
-    ultralytics' wall-clock budget; it re-plans the epochs after the first one to fit and overrides ``epochs``."""
+    ultralytics' wall-clock budget; it re-plans the epochs after each epoch to fit and overrides ``epochs``."""
     from ultralytics import YOLO
 
     augmentations = face_augmentations(gray, lowres)  # a bad probability stops here, before any file is written
@@ -248,8 +248,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="ultralytics' label, batch and result plots in the run folder (default on; --no-plots on a "
                         "machine without polars or fonts)")
     p.add_argument("--time", type=float, default=argparse.SUPPRESS,
-                   help="wall-clock budget in hours (ultralytics' time): the epochs are re-planned after the first "
-                        "one to fit, and the schedule with them; overrides --epochs")
+                   help="wall-clock budget in hours (ultralytics' time): the epochs are re-planned after each epoch "
+                        "to fit, and the schedule with them; overrides --epochs")
     p.add_argument("--multi-scale", dest="multi_scale", type=float, default=argparse.SUPPRESS,
                    help="ultralytics' multi-scale training: each batch is resized to a random size in "
                         "imgsz*(1-F)..imgsz*(1+F), a multiple of the stride (default 0: off)")

@@ -6,15 +6,19 @@ its images, their YOLO labels, ``meta/<split>.jsonl`` and ``coco/<split>.json`` 
 relative to the dataset root. A split that shares its folder with another (held-out ``val`` == ``test``) is packed
 once. With ``--imgsz N`` each image whose longer side is above N is resized to N on that side (area interpolation,
 JPEG quality ``--quality``), the training size: the YOLO labels are normalised, so they stay valid as they are,
-and the COCO ground truth is rescaled with its image; smaller images go in byte for byte. ``meta`` is provenance
-about the raw files and is kept as it is.
+and the COCO ground truth is rescaled with its image; smaller images go in byte for byte. With ``--reencode``
+every JPEG that is not shrunk is re-encoded at ``--quality`` as well, when that makes it smaller (a smaller pack
+for a transfer of limited size; the pixels change, sizes and labels do not). ``meta`` is provenance about the raw
+files and is kept as it is.
 
 What comes out, in ``--out`` (a new folder; an existing one is refused)::
 
     <name>-00000.tar ...   uncompressed tar shards, each at most --shard-size (a file larger than that goes alone
                            in one shard); an image and its label file always share a shard
     SHA256SUMS             the checksum list, one ``<sha256>  <shard>`` line per shard (``sha256sum -c SHA256SUMS``)
-    manifest.json          format, source spec, splits and names, --imgsz, and per shard its size, checksum, files
+    manifest.json          format, source spec, splits and names, --imgsz, --quality (when used), --reencode, per
+                           images folder its counts (images, labels, resized, reencoded), and per shard its size,
+                           checksum, files
 
 Shards are deterministic (members sorted, mtime 0, owner root): the same dataset and options give the same
 checksums. The folder is written under a temporary name and renamed into place when complete.
@@ -89,10 +93,11 @@ def _rel(path: Path, root: Path, what: str) -> str:
 
 
 def _resized(path: Path, imgsz: int | None, quality: int,
-             reencode: bool = False) -> tuple[bytes, float, tuple[int, int]] | None:
-    """``(encoded bytes, scale, (w, h))`` of the image shrunk to ``imgsz`` on its longer side, or ``None`` when it is
-    not larger than that (it is then packed as it is). With ``reencode`` a JPEG that is not shrunk is still
-    re-encoded at ``quality`` (scale 1.0), to make the pack smaller."""
+             reencode: bool = False) -> tuple[bytes, float, tuple[int, int], bool] | None:
+    """``(encoded bytes, scale, (w, h), shrunk)`` of the image shrunk to ``imgsz`` on its longer side (``scale``:
+    ``imgsz`` / the longer side), or ``None`` when it is not larger than that (it is then packed as it is). With
+    ``reencode`` a JPEG that is not shrunk is re-encoded at ``quality`` (scale 1.0, ``shrunk`` False), unless that
+    would not make it smaller (``None`` then too)."""
     import cv2
 
     from ..io import image_size
@@ -113,7 +118,9 @@ def _resized(path: Path, imgsz: int | None, quality: int,
                            small, params)
     if not ok:
         raise ValueError(f"{path}: could not encode the resized image")
-    return buf.tobytes(), nw / w, (nw, nh)
+    if not shrink and buf.size >= path.stat().st_size:  # re-encoding would not save anything: keep the original
+        return None
+    return buf.tobytes(), r, (nw, nh), shrink
 
 
 def _rescale_coco(coco_path: Path, scales: dict[str, tuple[float, tuple[int, int]]]) -> bytes:
@@ -174,7 +181,7 @@ def _plan(spec: dict, imgsz: int | None, quality: int, scratch: Path, bar: Any,
                     img.src = scratch / img.arcname
                     img.src.parent.mkdir(parents=True, exist_ok=True)
                     img.src.write_bytes(r[0])
-                    if r[1] != 1.0:
+                    if r[3]:
                         scales[rel.as_posix()] = (r[1], r[2])
                         resized += 1
                     else:
@@ -306,8 +313,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quality", type=int, default=95,
                    help="JPEG quality of shrunk (and, with --reencode, re-encoded) images (default 95)")
     p.add_argument("--reencode", action="store_true",
-                   help="re-encode every JPEG that is not shrunk at --quality too: a smaller pack (e.g. --quality 75 "
-                        "is about 2/3 of the size of this dataset's images) for a size-limited transfer")
+                   help="re-encode every JPEG that is not shrunk at --quality too, when that makes it smaller: a "
+                        "smaller pack (e.g. --quality 75 is about 2/3 of the size of this dataset's images) for a "
+                        "size-limited transfer")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
