@@ -43,3 +43,23 @@ def test_cmu_pose_groups():
     gt["images"].append({"id": 5, "file_name": "cmu-faces_sunglasses__odd.jpg"})
     with pytest.raises(ValueError, match="cmu-faces_sunglasses__odd.jpg: no cmu-faces pose"):
         pose_groups(gt)
+
+
+def test_merge_only_keeps_the_merged_input_size(tmp_path):
+    """real_ab --merge without --model measures nothing, so the JSON keeps the merged rows' input size (640)
+    rather than this run's default --imgsz (320)."""
+    import json
+    import subprocess
+    import sys
+
+    from facewear.constants import REPO_ROOT
+
+    src = json.loads((REPO_ROOT / "weights" / "real-data-ab.json").read_text())
+    src["imgsz"] = 640
+    merged = tmp_path / "in.json"
+    merged.write_text(json.dumps(src))
+    out = tmp_path / "ab.md"
+    subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "real_ab.py"), "--merge", str(merged), "--out", str(out)],
+                   check=True, capture_output=True)
+    got = json.loads(out.with_suffix(".json").read_text())
+    assert got["imgsz"] == 640 and got["results"] == src["results"]

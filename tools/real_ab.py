@@ -147,8 +147,11 @@ def main() -> int:
         raise SystemExit("give --model LABEL=PATH and/or --merge FILE.json")
     results: dict = {}
     merged_models: dict = {}
+    imgsz = a.imgsz
     for f in a.merge:
         old = json.loads(Path(f).read_text())
+        if not models:  # nothing measured now: keep the input size the merged rows were measured at
+            imgsz = old.get("imgsz", imgsz)
         results.update(old["results"])
         merged_models.update(old["models"])
         commands = {**old.get("commands", {}), **commands}
@@ -158,7 +161,7 @@ def main() -> int:
     argv = argv_line(models)
     out = Path(a.out)
     write_text(out, render(results, commands, argv))
-    write_json(out.with_suffix(".json"), {"models": models, "commands": commands, "imgsz": a.imgsz,
+    write_json(out.with_suffix(".json"), {"models": models, "commands": commands, "imgsz": imgsz,
                                           "machine": machine(), "results": results})
     if a.readme:
         write_marked_block(REPO_ROOT / "README.md", "real-data-ab", readme_block(out.read_text(), out),
