@@ -63,3 +63,21 @@ def test_merge_only_keeps_the_merged_input_size(tmp_path):
                    check=True, capture_output=True)
     got = json.loads(out.with_suffix(".json").read_text())
     assert got["imgsz"] == 640 and got["results"] == src["results"]
+
+
+def test_pose_gap_boxes_and_table(tmp_path):
+    """tools/pose_gap.py: YOLO rows become pixel boxes in file order; the table gives n, median and the shares
+    above each threshold per group."""
+    import cv2
+    import numpy as np
+    from pose_gap import face_boxes, render
+
+    img = tmp_path / "a.jpg"
+    cv2.imwrite(str(img), np.zeros((50, 100, 3), np.uint8))
+    lab = tmp_path / "a.txt"
+    lab.write_text("2 0.5 0.5 0.2 0.4\n0 0.1 0.2 0.1 0.2\n")
+    got = face_boxes(img, lab)
+    assert [c for c, _ in got] == [2, 0] and got[0][1] == pytest.approx((40, 15, 60, 35))
+    text = render({"cmu-faces left": [0.1, 0.25, 0.35, 0.4], "training": [0.0, 0.05]}, "python tools/pose_gap.py")
+    assert "| cmu-faces left | 4 | 0.300 |" in text and text.rstrip().endswith("| 0.00 | 0.00 |")
+    assert "| 0.75 | 0.50 |" in text
