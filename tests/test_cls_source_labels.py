@@ -188,3 +188,38 @@ def test_coco_xyxy():
     got = coco_xyxy([{"bbox": [1, 2, 3, 4]}, {"bbox": [0.5, 0, 10, 1]}])
     assert got.dtype == np.float64 and got.tolist() == [[1, 2, 4, 6], [0.5, 0, 10.5, 1]]
     assert coco_xyxy([]).shape == (0, 4)
+
+
+def test_yolo_overlay_weight_list(tmp_path):
+    """train yolo --overlay-weight lists the images the build drew an overlay on, on a face of that pose, W times,
+    from meta/train.jsonl alone (no raw data); with --source-weight an image takes the larger weight."""
+    from detection.yolo.train import parse_overlay_weights, weighted_train_list
+
+    build = tmp_path / "build"
+    for d in ("images/train", "labels/train", "meta"):
+        (build / d).mkdir(parents=True)
+    overlays = {"a": [{"box": 0, "action": "sunglasses", "pose": "left"}],
+                "b": [{"box": 0, "action": "sunglasses", "pose": "front"}],
+                "c": [{"box": 0, "action": "mask+sunglasses", "pose": "right"}], "d": []}
+    meta = []
+    for stem, ov in overlays.items():
+        write_image(build / f"images/train/{stem}.jpg", np.zeros((40, 40, 3), np.uint8))
+        (build / f"labels/train/{stem}.txt").write_text("2 0.5 0.5 0.5 0.5\n")
+        meta.append(json.dumps({"file": f"{stem}.jpg", "origin": "", "overlays": ov}))
+    (build / "meta/train.jsonl").write_text("\n".join(meta) + "\n")
+    spec = tmp_path / "run.data.yaml"
+    spec.write_text(f"path: {build}\ntrain: images/train\nval: images/train\nnames: [face, mask, sunglasses, "
+                    "mask_sunglasses]\n")
+    out = tmp_path / "run.train.txt"
+    got = weighted_train_list(spec, None, out, data_root=tmp_path / "no-raw-data",
+                              overlay_weight=["sunglasses:turned=3", "mask+sunglasses=2"])
+    lines = [ln.rsplit("/", 1)[-1][:-4] for ln in out.read_text().splitlines()]
+    assert {s: lines.count(s) for s in "abcd"} == {"a": 3, "b": 1, "c": 2, "d": 1}
+    assert got == {"images": 4, "listed": 7, "weighted": 2}
+    assert parse_overlay_weights(["sunglasses=2", "mask:front=4"]) == {("sunglasses", None): 2, ("mask", "front"): 4}
+    for bad in ("hat=2", "sunglasses:up=2", "sunglasses=0", "sunglasses=1.5", "sunglasses"):
+        with pytest.raises(ValueError, match="--overlay-weight"):
+            parse_overlay_weights([bad])
+    spec.write_text(f"path: {build}\ntrain: images/train\nval: images/train\nnames: [face, mask]\n")
+    with pytest.raises(ValueError, match="eyeglasses: no training image"):
+        weighted_train_list(spec, None, out, overlay_weight=["eyeglasses=2"])

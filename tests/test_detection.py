@@ -481,14 +481,16 @@ def test_train_yolo_cli_no_plots_and_time_reach_ultralytics(tmp_path):
         pass
 
     def grab(trainer):
-        seen[trainer.args.name] = (trainer.args.plots, trainer.args.time, trainer.args.multi_scale)
+        seen[trainer.args.name] = (trainer.args.plots, trainer.args.time, trainer.args.multi_scale,
+                                   trainer.args.close_mosaic)
         raise Stop
 
     base = ["--data", str(spec), "--init", "none", "--epochs", "1", "--imgsz", "64", "--batch", "2", "--workers", "0",
             "--project", str(tmp_path / "r")]
-    for name, extra in (("gpu", ["--no-plots", "--time", "0.05", "--multi-scale", "0.33"]), ("plain", [])):
+    for name, extra in (("gpu", ["--no-plots", "--time", "0.05", "--multi-scale", "0.33", "--close-mosaic", "0"]),
+                        ("plain", [])):
         ap = argparse.ArgumentParser()
         add_args(ap)
         with pytest.raises(Stop):
             train(**vars(ap.parse_args([*base, "--name", name, *extra])), callbacks={"on_pretrain_routine_end": grab})
-    assert seen == {"gpu": (False, 0.05, 0.33), "plain": (True, None, 0.0)}
+    assert seen == {"gpu": (False, 0.05, 0.33, 0), "plain": (True, None, 0.0, 1)}

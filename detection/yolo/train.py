@@ -70,56 +70,116 @@ def init_checkpoint(cfg: str, init: str, out: Path) -> Path | str:
     return out
 
 
-def weighted_train_list(spec_file: str | Path, source_weight: list[str], out: str | Path,
-                        data_root: str | Path | None = None) -> dict[str, int]:
-    """Oversample the training images that hold a box of a given source label, for ultralytics.
+OVERLAY_ACTIONS = ("sunglasses", "mask", "mask+sunglasses", "eyeglasses")
+OVERLAY_POSES = ("front", "left", "right", "turned")
+
+
+def parse_overlay_weights(items: list[str]) -> dict[tuple[str, str | None], int]:
+    """``["ACTION[:POSE]=W", ...]`` -> ``{(ACTION, POSE or None): W}``. ACTION is an overlay the build draws
+    (:data:`OVERLAY_ACTIONS`), POSE the head pose it recorded (``front``, ``left``, ``right``; ``turned`` = left or
+    right; none = any), W a whole number >= 1. Raises ValueError naming a malformed entry."""
+    out: dict[tuple[str, str | None], int] = {}
+    for it in items:
+        key, sep, val = it.rpartition("=")
+        action, _, pose = key.partition(":")
+        try:
+            w = int(val)
+        except ValueError:
+            w = 0
+        if not sep or action not in OVERLAY_ACTIONS or (pose and pose not in OVERLAY_POSES) or w < 1:
+            raise ValueError(f"--overlay-weight {it!r}: expected ACTION[:POSE]=W with ACTION one of "
+                             f"{', '.join(OVERLAY_ACTIONS)}, POSE one of {', '.join(OVERLAY_POSES)} and W a whole "
+                             "number >= 1")
+        out[(action, pose or None)] = w
+    return out
+
+
+def _overlay_matches(overlay: dict, action: str, pose: str | None) -> bool:
+    got = overlay.get("pose")
+    return overlay.get("action") == action and (
+        pose is None or got == pose or (pose == "turned" and got in ("left", "right")))
+
+
+def weighted_train_list(spec_file: str | Path, source_weight: list[str] | None, out: str | Path,
+                        data_root: str | Path | None = None,
+                        overlay_weight: list[str] | None = None) -> dict[str, int]:
+    """Oversample training images for ultralytics: those holding a box of a given source label, or a composite
+    of a given overlay and head pose.
 
     ``source_weight``: ``["LABEL=W", ...]`` (e.g. ``mask_weared_incorrect=4``): every image of the spec's
     ``train`` split with a box whose source VOC label is ``LABEL``
-    (:class:`classification.source_labels.SourceIndex`) is listed ``W`` times (a whole number: the largest
-    weight of its boxes) in the image list ``out`` (absolute paths, one per line; ultralytics reads a ``.txt``
-    train split and finds the labels by its images/labels convention), every other image once; ``spec_file``'s
-    ``train`` is rewritten to ``out``. Composites of a matching photo count too: a face the overlay left alone
-    keeps its source label (the crop classifier's ``--source-weight`` leaves composited crops out instead).
-    Returns ``{"images": unique images, "listed": lines, "weighted": images repeated}``.
+    (:class:`classification.source_labels.SourceIndex`, which needs the raw data) is listed ``W`` times (a whole
+    number: the largest weight of its boxes). Composites of a matching photo count too: a face the overlay left
+    alone keeps its source label (the crop classifier's ``--source-weight`` leaves composited crops out instead).
+    ``overlay_weight``: ``["ACTION[:POSE]=W", ...]`` (e.g. ``sunglasses:turned=3``, :func:`parse_overlay_weights`):
+    every image the build drew that overlay on, on a face of that head pose (its provenance file
+    ``meta/train.jsonl``; no raw data needed), is listed ``W`` times. An image matching several entries takes the
+    largest weight. The list ``out`` holds absolute paths, one per line (ultralytics reads a ``.txt`` train split
+    and finds the labels by its images/labels convention), every other image once; ``spec_file``'s ``train`` is
+    rewritten to ``out``. Returns ``{"images": unique images, "listed": lines, "weighted": images repeated}``.
 
-    Raises ValueError on a malformed weight or when no training image has the label; FileNotFoundError as
+    Raises ValueError on a malformed weight or when no training image matches an entry; FileNotFoundError as
     :class:`SourceIndex` does (no provenance file, no raw data root), prefixed with what needs it.
     """
+    import json
+
     import yaml
 
     from classification.source_labels import SourceIndex, parse_source_weights
+    from facewear.data.layout import load_spec, split_paths
     from facewear.io import list_images, write_text
 
-    weights = parse_source_weights(source_weight)
+    weights = parse_source_weights(source_weight or [])
     bad = [f"{k}={v:g}" for k, v in weights.items() if v != int(v)]
     if bad:
         raise ValueError(f"--source-weight {', '.join(bad)}: a YOLO image weight is a whole number of listings")
+    ow = parse_overlay_weights(overlay_weight or [])
     spec_file = Path(spec_file)
-    try:
-        idx = SourceIndex(spec_file, "train", data_root, missing_ok=True)
-    except FileNotFoundError as e:  # e.g. a GPU machine holding only the unpacked dataset, not the raw data
-        raise FileNotFoundError(f"--source-weight needs the build's provenance file and the raw data's VOC files "
-                                f"(each training image's source label): {e}. On a machine with only an unpacked "
-                                "dataset, train without --source-weight") from None
-    lines, weighted, hits = [], 0, dict.fromkeys(weights, 0)
-    for p in list_images(idx.images):
-        found = [lab for lab in idx.image_labels(p.name)[1] if lab in weights]
+    images, _, meta_file = split_paths(load_spec(spec_file), "train")
+    idx = None
+    if weights:
+        try:
+            idx = SourceIndex(spec_file, "train", data_root, missing_ok=True)
+        except FileNotFoundError as e:  # e.g. a GPU machine holding only the unpacked dataset, not the raw data
+            raise FileNotFoundError(f"--source-weight needs the build's provenance file and the raw data's VOC "
+                                    f"files (each training image's source label): {e}. On a machine with only an "
+                                    "unpacked dataset, train without --source-weight") from None
+    overlays: dict[str, list[dict]] = {}
+    if ow:
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{meta_file}: provenance file of {spec_file} not found; --overlay-weight reads "
+                                    "the overlays the build drew from it (run `facewear data build`)")
+        for n, line in enumerate(meta_file.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    m = json.loads(line)
+                    overlays[m["file"]] = list(m.get("overlays") or [])
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    raise ValueError(f"{meta_file}:{n}: not a provenance record with a 'file' ({e})") from None
+    lines, weighted = [], 0
+    hits = {**dict.fromkeys(weights, 0), **{f"{a}:{p}" if p else a: 0 for a, p in ow}}
+    for p in list_images(images):
+        found = [lab for lab in idx.image_labels(p.name)[1] if lab in weights] if idx else []
         for lab in set(found):
             hits[lab] += 1
-        reps = int(max((weights[lab] for lab in found), default=1.0))
-        weighted += reps > 1
-        lines += [str(p.resolve())] * reps
+        reps = [weights[lab] for lab in found]
+        for (action, pose), w in ow.items():
+            if any(_overlay_matches(o, action, pose) for o in overlays.get(p.name, [])):
+                hits[f"{action}:{pose}" if pose else action] += 1
+                reps.append(w)
+        n = int(max(reps, default=1.0))
+        weighted += n > 1
+        lines += [str(p.resolve())] * n
     missing = [lab for lab, n in hits.items() if not n]
     if missing:
-        raise ValueError(f"--source-weight {', '.join(missing)}: no training image of {spec_file} has a box with "
-                         "that source label")
+        raise ValueError(f"--source-weight/--overlay-weight {', '.join(missing)}: no training image of {spec_file} "
+                         "matches")
     write_text(out, "\n".join(lines) + "\n")
     raw = yaml.safe_load(spec_file.read_text())
     raw["train"] = str(Path(out).resolve())
     write_text(spec_file, yaml.safe_dump(raw, sort_keys=False))
-    LOG.info("--source-weight %s: %d of %d training images listed more than once (%d lines): %s",
-             source_weight, weighted, len(set(lines)), len(lines), hits)
+    LOG.info("--source-weight %s --overlay-weight %s: %d of %d training images listed more than once (%d lines): "
+             "%s", source_weight, overlay_weight, weighted, len(set(lines)), len(lines), hits)
     return {"images": len(set(lines)), "listed": len(lines), "weighted": weighted}
 
 
@@ -148,14 +208,17 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
           epochs: int = 30, imgsz: int = 320, batch: int = 32, workers: int = 2, device: str = "cpu",
           project: str = str(RUNS_DIR / "yolo"), name: str = "train", resume: bool = False,
           exist_ok: bool = False, cache: str | bool = False, fraction: float = 1.0, seed: int = 0,
-          callbacks: dict[str, Any] | None = None, source_weight: list[str] | None = None, gray: float = 0.0,
+          callbacks: dict[str, Any] | None = None, source_weight: list[str] | None = None,
+          overlay_weight: list[str] | None = None, gray: float = 0.0,
           lowres: float = 0.0, plots: bool = True, **overrides: Any):
     """Train YOLOv5 on a facewear spec; returns the ultralytics results. ``resume`` continues ``<project>/<name>``.
 
     ``callbacks``: ultralytics event name -> function(trainer), added to the model before training (e.g.
     ``tools/train_budget.py`` times ``on_train_batch_end`` and stops after a few iterations).
     ``source_weight``: ``["LABEL=W", ...]``: training images with a box of that source label listed W times
-    (:func:`weighted_train_list`; the list sits beside the run's data yaml). ``lr0`` (an override) only acts with
+    (:func:`weighted_train_list`; the list sits beside the run's data yaml). ``overlay_weight``:
+    ``["ACTION[:POSE]=W", ...]``: training images the build drew that overlay on, on a face of that pose, listed W
+    times (e.g. ``sunglasses:turned=3``; the same list). ``lr0`` (an override) only acts with
     an explicit ``optimizer``: ultralytics' ``auto`` picks its own learning rate, so a warning says so.
     ``gray`` / ``lowres``: probabilities of grayscale and low-resolution training images
     (:func:`face_augmentations`, passed as ultralytics' ``augmentations``). ``plots=False``: no label, batch or
@@ -181,8 +244,8 @@ def train(data: str = str(DATASETS_DIR / "facewear4.yaml"), cfg: str = "yolov5n.
         return YOLO(str(last)).train(resume=True)
     start = init_checkpoint(cfg, init, run_dir.parent / f"{name}-init.pt")
     spec = resolved_spec_file(data, run_dir.parent / f"{name}.data.yaml")
-    if source_weight:
-        weighted_train_list(spec, source_weight, run_dir.parent / f"{name}.train.txt")
+    if source_weight or overlay_weight:
+        weighted_train_list(spec, source_weight, run_dir.parent / f"{name}.train.txt", overlay_weight=overlay_weight)
     if "lr0" in overrides and overrides.get("optimizer", "auto") == "auto":
         LOG.warning("--lr0 %s is ignored by ultralytics' optimizer 'auto' (it picks its own optimizer and learning "
                     "rate); pass --optimizer SGD or AdamW to use it", overrides["lr0"])
@@ -236,6 +299,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-weight", action="append", default=None, metavar="LABEL=W",
                    help="list the training images holding a box whose source dataset label is LABEL (e.g. "
                         "mask_weared_incorrect) W times; repeat")
+    p.add_argument("--overlay-weight", action="append", default=None, metavar="ACTION[:POSE]=W",
+                   help="list the training images the build drew overlay ACTION (sunglasses, mask, mask+sunglasses, "
+                        "eyeglasses) on, on a face of head pose POSE (front, left, right, turned = left or right; "
+                        "none: any), W times (e.g. sunglasses:turned=3); reads meta/train.jsonl, no raw data; "
+                        "repeat")
     p.add_argument("--warmup-epochs", dest="warmup_epochs", type=float, default=argparse.SUPPRESS,
                    help="ultralytics' warm-up length in epochs (default 3.0; 0: none)")
     p.add_argument("--hsv-s", dest="hsv_s", type=float, default=argparse.SUPPRESS,
@@ -250,6 +318,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time", type=float, default=argparse.SUPPRESS,
                    help="wall-clock budget in hours (ultralytics' time): the epochs are re-planned after each epoch "
                         "to fit, and the schedule with them; overrides --epochs")
+    p.add_argument("--close-mosaic", dest="close_mosaic", type=int, default=argparse.SUPPRESS,
+                   help="ultralytics' close_mosaic: the last N epochs without mosaic (default here epochs // 5, at "
+                        "least 1, so a 1-epoch run has none; 0 keeps mosaic to the end)")
     p.add_argument("--multi-scale", dest="multi_scale", type=float, default=argparse.SUPPRESS,
                    help="ultralytics' multi-scale training: each batch is resized to a random size in "
                         "imgsz*(1-F)..imgsz*(1+F), a multiple of the stride (default 0: off)")
