@@ -192,13 +192,14 @@ def test_coco_xyxy():
 
 def test_yolo_overlay_weight_list(tmp_path):
     """train yolo --overlay-weight lists the images the build drew an overlay on, on a face of that pose, W times,
-    from meta/train.jsonl alone (no raw data); with --source-weight an image takes the larger weight."""
+    from meta/train.jsonl alone (no raw data); an image matching several entries takes the largest weight."""
     from detection.yolo.train import parse_overlay_weights, weighted_train_list
 
     build = tmp_path / "build"
     for d in ("images/train", "labels/train", "meta"):
         (build / d).mkdir(parents=True)
-    overlays = {"a": [{"box": 0, "action": "sunglasses", "pose": "left"}],
+    overlays = {"a": [{"box": 0, "action": "sunglasses", "pose": "left"},
+                      {"box": 1, "action": "mask+sunglasses", "pose": "front"}],
                 "b": [{"box": 0, "action": "sunglasses", "pose": "front"}],
                 "c": [{"box": 0, "action": "mask+sunglasses", "pose": "right"}], "d": []}
     meta = []
@@ -221,5 +222,5 @@ def test_yolo_overlay_weight_list(tmp_path):
         with pytest.raises(ValueError, match="--overlay-weight"):
             parse_overlay_weights([bad])
     spec.write_text(f"path: {build}\ntrain: images/train\nval: images/train\nnames: [face, mask]\n")
-    with pytest.raises(ValueError, match="eyeglasses: no training image"):
+    with pytest.raises(ValueError, match="overlay eyeglasses: no training image"):
         weighted_train_list(spec, None, out, overlay_weight=["eyeglasses=2"])

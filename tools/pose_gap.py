@@ -7,7 +7,8 @@ sides; 0.5 = frontal), from dlib's 68 landmarks (:func:`facewear.data.landmarks.
 truth box; the table gives ``|r - 0.5|`` per group. Groups: the ``sunglasses`` boxes of the ``cmu-faces``
 photos of the real checks, by the pose in their file names (``straight``, ``left``, ``right``, ``up``), and a
 sample of the training faces that the build gave sunglasses (``meta/train.jsonl`` overlays with action
-``sunglasses``; measured on the composite, so with its sunglasses on). dlib's predictor is trained on mostly
+``sunglasses``, on a bare face (``to`` = ``sunglasses``) and on a masked one (``mask_sunglasses``) apart; measured
+on the composite, so with its sunglasses on). dlib's predictor is trained on mostly
 frontal faces and tends to pull landmarks of strong profiles toward frontal, so large turns read smaller than
 they are, on both sides.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from facewear.constants import DATASETS_DIR
 from facewear.data.layout import load_spec, split_paths
@@ -54,32 +56,59 @@ def turn(image: Path, box: tuple[float, float, float, float]) -> float:
 
 def measure(checks: str | Path, data: str | Path, sample: int, seed: int = 0) -> dict[str, list[float]]:
     """``{group: [|r - 0.5| per face]}`` for the cmu-faces sunglasses faces by pose and ``sample`` training faces
-    with a sunglasses composite. Raises FileNotFoundError naming a spec's missing split or provenance file."""
+    with a sunglasses composite (bare and masked faces apart). Raises FileNotFoundError when the checks hold no
+    cmu-faces sunglasses photo or the training split has no provenance file, ValueError on a spec without the
+    split, a photo name without a cmu-faces pose, or a provenance line that is not a record."""
+    from cmu_poses import POSES
+
     out: dict[str, list[float]] = defaultdict(list)
     spec = load_spec(checks)
     images, labels, _ = split_paths(spec, "test")
     sunglasses = [i for i, n in spec["names"].items() if n == "sunglasses"]
-    for img in sorted(images.glob("cmu-faces_sunglasses__*")):
-        pose = img.name.split("__", 1)[1].split("_")[1]
+    photos = sorted(images.glob("cmu-faces_sunglasses__*"))
+    if not photos:
+        raise FileNotFoundError(f"{images}: no cmu-faces sunglasses photos (cmu-faces_sunglasses__*) in {checks}")
+    for img in photos:
+        parts = img.name.split("__", 1)[1].split("_")
+        if len(parts) < 2 or parts[1] not in POSES:
+            raise ValueError(f"{img.name}: no cmu-faces pose ({'/'.join(POSES)}) as the second field of the name")
         for c, box in face_boxes(img, labels / (img.stem + ".txt")):
             if c in sunglasses:
-                out[f"cmu-faces {pose}"].append(turn(img, box))
+                out[f"cmu-faces {parts[1]}"].append(turn(img, box))
     spec = load_spec(data)
     images, labels, meta = split_paths(spec, "train")
     if not meta.is_file():
         raise FileNotFoundError(f"{meta}: provenance file of {data} not found (run `facewear data build`)")
-    drawn = [(m["file"], o["box"]) for m in map(json.loads, meta.read_text().splitlines())
-             for o in (m.get("overlays") or []) if o.get("action") == "sunglasses"]
+    drawn = []
+    for n, line in enumerate(meta.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            m = json.loads(line)
+            drawn += [(m["file"], o["box"], o.get("to")) for o in (m.get("overlays") or [])
+                      if o.get("action") == "sunglasses"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{meta}:{n}: not a provenance record with a 'file' ({e})") from None
     random.Random(seed).shuffle(drawn)
-    for name, k in drawn[:sample]:
+    names = spec["names"]
+    skipped = 0
+    for name, k, to in drawn[:sample]:
         img = images / name
         boxes = face_boxes(img, labels / (Path(name).stem + ".txt"))
-        if k < len(boxes):
-            out["training sunglasses composites"].append(turn(img, boxes[k][1]))
+        if k >= len(boxes) or names.get(boxes[k][0]) != to:  # the overlay's box is not that label row
+            skipped += 1
+            continue
+        group = "training sunglasses composites, bare face" if to == "sunglasses" else \
+            "training sunglasses composites, masked face"
+        out[group].append(turn(img, boxes[k][1]))
+    if skipped:
+        print(f"pose_gap: {skipped} sampled overlays did not match their label row; left out", file=sys.stderr)
     return dict(out)
 
 
 def render(res: dict[str, list[float]], argv: str) -> str:
+    """The Markdown report: machine, command, and per group n, median, 90th percentile and the shares above
+    :data:`THRESHOLDS` of ``|r - 0.5|``."""
     from facewear.timing import machine
 
     lines = ["# Head turn of real sunglasses faces and of our sunglasses composites", "",
@@ -96,6 +125,7 @@ def render(res: dict[str, list[float]], argv: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python tools/pose_gap.py [--checks SPEC] [--data SPEC] [--sample N] [--out FILE.md]``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checks", default=str(DATASETS_DIR / "real-checks.yaml"), help="the real checks spec")
     ap.add_argument("--data", default=str(DATASETS_DIR / "facewear4.yaml"), help="the training spec")

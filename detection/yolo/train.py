@@ -100,6 +100,10 @@ def _overlay_matches(overlay: dict, action: str, pose: str | None) -> bool:
         pose is None or got == pose or (pose == "turned" and got in ("left", "right")))
 
 
+def _overlay_key(action: str, pose: str | None) -> str:
+    return f"overlay {action}:{pose}" if pose else f"overlay {action}"
+
+
 def weighted_train_list(spec_file: str | Path, source_weight: list[str] | None, out: str | Path,
                         data_root: str | Path | None = None,
                         overlay_weight: list[str] | None = None) -> dict[str, int]:
@@ -157,7 +161,7 @@ def weighted_train_list(spec_file: str | Path, source_weight: list[str] | None, 
                 except (json.JSONDecodeError, KeyError, TypeError) as e:
                     raise ValueError(f"{meta_file}:{n}: not a provenance record with a 'file' ({e})") from None
     lines, weighted = [], 0
-    hits = {**dict.fromkeys(weights, 0), **{f"{a}:{p}" if p else a: 0 for a, p in ow}}
+    hits = {**dict.fromkeys(weights, 0), **{_overlay_key(a, p): 0 for a, p in ow}}
     for p in list_images(images):
         found = [lab for lab in idx.image_labels(p.name)[1] if lab in weights] if idx else []
         for lab in set(found):
@@ -165,7 +169,7 @@ def weighted_train_list(spec_file: str | Path, source_weight: list[str] | None, 
         reps = [weights[lab] for lab in found]
         for (action, pose), w in ow.items():
             if any(_overlay_matches(o, action, pose) for o in overlays.get(p.name, [])):
-                hits[f"{action}:{pose}" if pose else action] += 1
+                hits[_overlay_key(action, pose)] += 1
                 reps.append(w)
         n = int(max(reps, default=1.0))
         weighted += n > 1
