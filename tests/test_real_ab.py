@@ -63,6 +63,10 @@ def test_merge_only_keeps_the_merged_input_size(tmp_path):
                    check=True, capture_output=True)
     got = json.loads(out.with_suffix(".json").read_text())
     assert got["imgsz"] == 640 and got["results"] == src["results"]
+    out2 = tmp_path / "ab2.md"  # an explicit --imgsz still wins
+    subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "real_ab.py"), "--merge", str(merged), "--out", str(out2),
+                    "--imgsz", "416"], check=True, capture_output=True)
+    assert json.loads(out2.with_suffix(".json").read_text())["imgsz"] == 416
 
 
 def test_pose_gap_boxes_and_table(tmp_path):

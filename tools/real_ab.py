@@ -135,7 +135,8 @@ def main() -> int:
     ap.add_argument("--command", action="append", default=[], help="LABEL=training command; repeat")
     ap.add_argument("--rename", action="append", default=[],
                     help="OLD=NEW: give a merged row a new label (its figures stay as measured); repeat")
-    ap.add_argument("--imgsz", type=int, default=320, help="input size of the --model rows (each row records its own)")
+    ap.add_argument("--imgsz", type=int, default=None,
+                    help="input size of the --model rows (default 320; each row records its own)")
     ap.add_argument("--max-images", type=int, default=None, help="first N images only (dry runs)")
     ap.add_argument("--specs", default=str(DATASETS_DIR), help="folder holding ilc-heldout.yaml and real-checks.yaml")
     ap.add_argument("--out", default="weights/real-data-ab.md")
@@ -150,13 +151,14 @@ def main() -> int:
     imgsz = a.imgsz
     for f in a.merge:
         old = json.loads(Path(f).read_text())
-        if not models:  # nothing measured now: keep the input size the merged rows were measured at
+        if not models and a.imgsz is None:  # nothing measured now: keep the merged rows' input size
             imgsz = old.get("imgsz", imgsz)
         results.update(old["results"])
         merged_models.update(old["models"])
         commands = {**old.get("commands", {}), **commands}
+    imgsz = imgsz or 320
     results, merged_models, commands = rename_rows(_pair(a.rename, "rename"), results, merged_models, commands)
-    results.update({label: measure(path, a.imgsz, a.max_images, Path(a.specs)) for label, path in models.items()})
+    results.update({label: measure(path, imgsz, a.max_images, Path(a.specs)) for label, path in models.items()})
     models = {**merged_models, **models}
     argv = argv_line(models)
     out = Path(a.out)

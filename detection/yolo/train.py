@@ -70,14 +70,16 @@ def init_checkpoint(cfg: str, init: str, out: Path) -> Path | str:
     return out
 
 
-OVERLAY_ACTIONS = ("sunglasses", "mask", "mask+sunglasses", "eyeglasses")
 OVERLAY_POSES = ("front", "left", "right", "turned")
 
 
 def parse_overlay_weights(items: list[str]) -> dict[tuple[str, str | None], int]:
     """``["ACTION[:POSE]=W", ...]`` -> ``{(ACTION, POSE or None): W}``. ACTION is an overlay the build draws
-    (:data:`OVERLAY_ACTIONS`), POSE the head pose it recorded (``front``, ``left``, ``right``; ``turned`` = left or
-    right; none = any), W a whole number >= 1. Raises ValueError naming a malformed entry."""
+    (the keys of :data:`facewear.data.build.ACTIONS`), POSE the head pose it recorded (``front``, ``left``,
+    ``right``; ``turned`` = left or right; none = any), W a whole number >= 1. Raises ValueError naming a
+    malformed entry."""
+    from facewear.data.build import ACTIONS
+
     out: dict[tuple[str, str | None], int] = {}
     for it in items:
         key, sep, val = it.rpartition("=")
@@ -86,9 +88,9 @@ def parse_overlay_weights(items: list[str]) -> dict[tuple[str, str | None], int]
             w = int(val)
         except ValueError:
             w = 0
-        if not sep or action not in OVERLAY_ACTIONS or (pose and pose not in OVERLAY_POSES) or w < 1:
+        if not sep or action not in ACTIONS or (pose and pose not in OVERLAY_POSES) or w < 1:
             raise ValueError(f"--overlay-weight {it!r}: expected ACTION[:POSE]=W with ACTION one of "
-                             f"{', '.join(OVERLAY_ACTIONS)}, POSE one of {', '.join(OVERLAY_POSES)} and W a whole "
+                             f"{', '.join(ACTIONS)}, POSE one of {', '.join(OVERLAY_POSES)} and W a whole "
                              "number >= 1")
         out[(action, pose or None)] = w
     return out
