@@ -206,7 +206,8 @@ def test_yolo_overlay_weight_list(tmp_path):
     for stem, ov in overlays.items():
         write_image(build / f"images/train/{stem}.jpg", np.zeros((40, 40, 3), np.uint8))
         (build / f"labels/train/{stem}.txt").write_text("2 0.5 0.5 0.5 0.5\n")
-        meta.append(json.dumps({"file": f"{stem}.jpg", "origin": "", "overlays": ov}))
+        meta.append(json.dumps({"file": f"{stem}.jpg", "split": "train", "source": "t", "origin": "", "group": stem,
+                                "overlays": ov}))
     (build / "meta/train.jsonl").write_text("\n".join(meta) + "\n")
     spec = tmp_path / "run.data.yaml"
     spec.write_text(f"path: {build}\ntrain: images/train\nval: images/train\nnames: [face, mask, sunglasses, "
@@ -224,3 +225,20 @@ def test_yolo_overlay_weight_list(tmp_path):
     spec.write_text(f"path: {build}\ntrain: images/train\nval: images/train\nnames: [face, mask]\n")
     with pytest.raises(ValueError, match="overlay eyeglasses: no training image"):
         weighted_train_list(spec, None, out, overlay_weight=["eyeglasses=2"])
+
+
+def test_read_meta_file_names_a_bad_line(tmp_path):
+    """facewear.data.layout.read_meta_file (what --overlay-weight and tools/pose_gap.py read): a line that is not
+    a provenance record is named by file and line; a missing file is a FileNotFoundError."""
+    from facewear.data.layout import read_meta_file
+
+    f = tmp_path / "train.jsonl"
+    f.write_text(json.dumps({"file": "a.jpg", "split": "train", "source": "s", "origin": "", "group": "a"})
+                 + "\n\n{not json\n")
+    with pytest.raises(ValueError, match=r"train.jsonl:3: not a provenance record"):
+        read_meta_file(f)
+    f.write_text(json.dumps({"file": "a.jpg"}) + "\n")
+    with pytest.raises(ValueError, match=r"train.jsonl:1: not a provenance record"):
+        read_meta_file(f)
+    with pytest.raises(FileNotFoundError, match="provenance file missing"):
+        read_meta_file(tmp_path / "none.jsonl")

@@ -30,19 +30,27 @@ PREFIX = "cmu-faces_sunglasses__"  # file names in the built real checks: <sourc
 POSES = ("straight", "left", "right", "up")
 
 
+def cmu_pose(name: str) -> str | None:
+    """The pose of a built ``cmu-faces`` sunglasses photo from its file name (``cmu-faces_sunglasses__<person>_
+    <pose>_...``), None for any other photo. Raises ValueError naming a file whose pose is not one of
+    :data:`POSES`."""
+    if not name.startswith(PREFIX):
+        return None
+    parts = name[len(PREFIX):].split("_")
+    if len(parts) < 2 or parts[1] not in POSES:
+        raise ValueError(f"{name}: no cmu-faces pose ({'/'.join(POSES)}) as the second field of the name")
+    return parts[1]
+
+
 def pose_groups(gt: dict) -> dict[int, str]:
     """``{annotation id: pose}`` for the ``sunglasses`` boxes of the ``cmu-faces`` sunglasses photos of the COCO
     ground truth ``gt`` (file name ``cmu-faces_sunglasses__<person>_<pose>_...``); other photos and boxes of
     other classes are left out. Raises ValueError naming a file whose pose is not one of :data:`POSES`."""
     pose_of = {}
     for im in gt["images"]:
-        name = Path(im["file_name"]).name
-        if not name.startswith(PREFIX):
-            continue
-        parts = name[len(PREFIX):].split("_")
-        if len(parts) < 2 or parts[1] not in POSES:
-            raise ValueError(f"{name}: no cmu-faces pose ({'/'.join(POSES)}) as the second field of the name")
-        pose_of[im["id"]] = parts[1]
+        pose = cmu_pose(Path(im["file_name"]).name)
+        if pose is not None:
+            pose_of[im["id"]] = pose
     sunglasses = {c["id"] for c in gt.get("categories", []) if c["name"] == "sunglasses"}
     return {a["id"]: pose_of[a["image_id"]] for a in gt["annotations"]
             if a["image_id"] in pose_of and a["category_id"] in sunglasses}

@@ -15,7 +15,6 @@ they are, on both sides.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from collections import defaultdict
@@ -27,19 +26,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from facewear.constants import DATASETS_DIR
-from facewear.data.layout import load_spec, split_paths
+from facewear.data.layout import load_spec, read_meta_file, split_paths
 from facewear.io import image_size, write_json, write_text
 
 THRESHOLDS = (0.2, 0.3)
 
 
 def face_boxes(image: Path, label: Path) -> list[tuple[int, tuple[float, float, float, float]]]:
-    """``[(class id, (x1, y1, x2, y2) pixels)]`` of a YOLO label file, in file order."""
-    from facewear.formats import yolo_rows
+    """``[(class id, (x1, y1, x2, y2) pixels)]`` of a YOLO label file of the four classes, in file order
+    (:func:`facewear.formats.read_yolo`)."""
+    from facewear.constants import CLASS_NAMES
+    from facewear.formats import read_yolo
 
     w, h = image_size(image)
-    return [(c, ((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h))
-            for c, cx, cy, bw, bh in yolo_rows(label)]
+    return [(CLASS_NAMES.index(b.label), tuple(b.xyxy())) for b in read_yolo(label, w, h).boxes]
 
 
 def turn(image: Path, box: tuple[float, float, float, float]) -> float:
@@ -59,36 +59,24 @@ def measure(checks: str | Path, data: str | Path, sample: int, seed: int = 0) ->
     with a sunglasses composite (bare and masked faces apart). Raises FileNotFoundError when the checks hold no
     cmu-faces sunglasses photo or the training split has no provenance file, ValueError on a spec without the
     split, a photo name without a cmu-faces pose, or a provenance line that is not a record."""
-    from cmu_poses import POSES
+    from cmu_poses import PREFIX, cmu_pose
 
     out: dict[str, list[float]] = defaultdict(list)
     spec = load_spec(checks)
     images, labels, _ = split_paths(spec, "test")
     sunglasses = [i for i, n in spec["names"].items() if n == "sunglasses"]
-    photos = sorted(images.glob("cmu-faces_sunglasses__*"))
+    photos = sorted(images.glob(f"{PREFIX}*"))
     if not photos:
-        raise FileNotFoundError(f"{images}: no cmu-faces sunglasses photos (cmu-faces_sunglasses__*) in {checks}")
+        raise FileNotFoundError(f"{images}: no cmu-faces sunglasses photos ({PREFIX}*) in {checks}")
     for img in photos:
-        parts = img.name.split("__", 1)[1].split("_")
-        if len(parts) < 2 or parts[1] not in POSES:
-            raise ValueError(f"{img.name}: no cmu-faces pose ({'/'.join(POSES)}) as the second field of the name")
+        pose = cmu_pose(img.name)
         for c, box in face_boxes(img, labels / (img.stem + ".txt")):
             if c in sunglasses:
-                out[f"cmu-faces {parts[1]}"].append(turn(img, box))
+                out[f"cmu-faces {pose}"].append(turn(img, box))
     spec = load_spec(data)
     images, labels, meta = split_paths(spec, "train")
-    if not meta.is_file():
-        raise FileNotFoundError(f"{meta}: provenance file of {data} not found (run `facewear data build`)")
-    drawn = []
-    for n, line in enumerate(meta.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            m = json.loads(line)
-            drawn += [(m["file"], o["box"], o.get("to")) for o in (m.get("overlays") or [])
-                      if o.get("action") == "sunglasses"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{meta}:{n}: not a provenance record with a 'file' ({e})") from None
+    drawn = [(m.file, o["box"], o.get("to")) for m in read_meta_file(meta) for o in m.overlays
+             if o.get("action") == "sunglasses"]
     random.Random(seed).shuffle(drawn)
     names = spec["names"]
     skipped = 0

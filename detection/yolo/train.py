@@ -127,12 +127,10 @@ def weighted_train_list(spec_file: str | Path, source_weight: list[str] | None, 
     Raises ValueError on a malformed weight or when no training image matches an entry; FileNotFoundError as
     :class:`SourceIndex` does (no provenance file, no raw data root), prefixed with what needs it.
     """
-    import json
-
     import yaml
 
     from classification.source_labels import SourceIndex, parse_source_weights
-    from facewear.data.layout import load_spec, split_paths
+    from facewear.data.layout import load_spec, read_meta_file, split_paths
     from facewear.io import list_images, write_text
 
     weights = parse_source_weights(source_weight or [])
@@ -152,16 +150,11 @@ def weighted_train_list(spec_file: str | Path, source_weight: list[str] | None, 
                                     "unpacked dataset, train without --source-weight") from None
     overlays: dict[str, list[dict]] = {}
     if ow:
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"{meta_file}: provenance file of {spec_file} not found; --overlay-weight reads "
-                                    "the overlays the build drew from it (run `facewear data build`)")
-        for n, line in enumerate(meta_file.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    m = json.loads(line)
-                    overlays[m["file"]] = list(m.get("overlays") or [])
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise ValueError(f"{meta_file}:{n}: not a provenance record with a 'file' ({e})") from None
+        try:
+            overlays = {m.file: m.overlays for m in read_meta_file(meta_file)}
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"--overlay-weight reads the overlays the build drew from its provenance file: "
+                                    f"{e}") from None
     lines, weighted = [], 0
     hits = {**dict.fromkeys(weights, 0), **{_overlay_key(a, p): 0 for a, p in ow}}
     for p in list_images(images):

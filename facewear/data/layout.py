@@ -38,18 +38,33 @@ class ImageMeta:
     origin: str  # the raw file this image comes from, relative to the data root
     group: str  # split unit: source photo, identity, or near-duplicate cluster
     synthetic: bool = False
-    overlays: list[dict[str, Any]] = field(default_factory=list)  # [{"box": i, "kind": "sunglasses", "overlay": name}]
+    # [{"box": i, "action": ..., "from": ..., "to": ..., "overlays": [names], "pose": ...}, ...]
+    overlays: list[dict[str, Any]] = field(default_factory=list)
     corrections: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
 
-def read_meta(root: str | Path, split: str) -> list[ImageMeta]:
-    p = Path(root) / "meta" / f"{split}.jsonl"
+def read_meta_file(path: str | Path) -> list[ImageMeta]:
+    """The records of one provenance file (``meta/<split>.jsonl``; blank lines skipped). FileNotFoundError when it
+    is missing, ValueError naming the file and line of a record that is not JSON or not an :class:`ImageMeta`."""
+    p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: provenance file missing (was the dataset built by `facewear data build`?)")
-    return [ImageMeta(**json.loads(line)) for line in p.read_text().splitlines() if line.strip()]
+    out = []
+    for ln, line in enumerate(p.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(ImageMeta(**json.loads(line)))
+            except (json.JSONDecodeError, TypeError) as e:
+                raise ValueError(f"{p}:{ln}: not a provenance record ({e})") from None
+    return out
+
+
+def read_meta(root: str | Path, split: str) -> list[ImageMeta]:
+    """The provenance records of ``split`` of the built dataset at ``root`` (:func:`read_meta_file`)."""
+    return read_meta_file(Path(root) / "meta" / f"{split}.jsonl")
 
 
 def write_spec(spec_path: str | Path, root: str | Path, splits: dict[str, str], names=CLASS_NAMES,
