@@ -29,3 +29,10 @@ def test_check_writes_only_a_copy(tmp_path):
     assert readme.read_text() == before
     assert set(res) >= {f"README block {k}" for k in render_reports.blocks()}
     assert not any(v.startswith("missing") for v in res.values())
+
+
+@pytest.mark.parametrize("name", ["cmu-poses.md", "cmu-poses-320.md", "pose-gap.md"])
+def test_pose_reports_match_their_json(name):
+    """tools/cmu_poses.py and tools/pose_gap.py write their JSON with machine and command: a re-render from it
+    gives the committed report byte for byte."""
+    assert render_reports.reports()[name]() == (WEIGHTS_DIR / name).read_text()

@@ -77,18 +77,27 @@ def measure(model: str, data: str, imgsz: int | None = None) -> dict[str, dict]:
     return out
 
 
-def render(results: dict[str, dict], models: dict[str, str], data: str, imgsz: int | None = None) -> str:
-    """The Markdown report (paths as given: pass :func:`facewear.io.portable_path` ones)."""
+def render(results: dict[str, dict], models: dict[str, str], data: str, imgsz: int | None = None,
+           machine_name: str | None = None) -> str:
+    """The Markdown report (paths as given: pass :func:`facewear.io.portable_path` ones); ``machine_name``
+    defaults to this machine (:func:`facewear.timing.machine`)."""
     f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     args = " ".join(f"--model {k!r}={v}" for k, v in models.items()) + (f" --imgsz {imgsz}" if imgsz else "")
     lines = ["# Real sunglasses on cmu-faces, by head pose", "",
-             f"Machine: {machine()}. Command: `python tools/cmu_poses.py {args} --data {data}`. Found: any box "
-             "with IoU >= 0.5 at score >= 0.25; named: the best-overlapping box says `sunglasses`; recall: both.",
+             f"Machine: {machine_name or machine()}. Command: `python tools/cmu_poses.py {args} --data {data}`. "
+             "Found: any box with IoU >= 0.5 at score >= 0.25; named: the best-overlapping box says `sunglasses`; "
+             "recall: both.",
              "", "| model | pose | n | found | named if found | recall |", "|---|---|---:|---:|---:|---:|"]
     for label, per_pose in results.items():
         lines += [f"| {label} | {p} | {s['n']} | {f(s['found'])} | {f(s['named_if_found'])} | {f(s['recall'])} |"
                   for p, s in per_pose.items()]
     return "\n".join(lines) + "\n"
+
+
+def render_saved(saved: dict) -> str:
+    """The Markdown report again from the JSON :func:`main` wrote beside it (``models``, ``data``, ``imgsz``,
+    ``machine``, ``results``); nothing is measured. KeyError names a missing field."""
+    return render(saved["results"], saved["models"], saved["data"], saved.get("imgsz"), saved["machine"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,13 +94,13 @@ def measure(checks: str | Path, data: str | Path, sample: int, seed: int = 0) ->
     return dict(out)
 
 
-def render(res: dict[str, list[float]], argv: str) -> str:
-    """The Markdown report: machine, command, and per group n, median, 90th percentile and the shares above
-    :data:`THRESHOLDS` of ``|r - 0.5|``."""
+def render(res: dict[str, list[float]], argv: str, machine_name: str | None = None) -> str:
+    """The Markdown report: machine (default this one, :func:`facewear.timing.machine`), command, and per group
+    n, median, 90th percentile and the shares above :data:`THRESHOLDS` of ``|r - 0.5|``."""
     from facewear.timing import machine
 
     lines = ["# Head turn of real sunglasses faces and of our sunglasses composites", "",
-             f"Machine: {machine()}. Command: `{argv}`. Turn: `|r - 0.5|` of "
+             f"Machine: {machine_name or machine()}. Command: `{argv}`. Turn: `|r - 0.5|` of "
              "`facewear.data.composite.head_pose` (nose tip between the jaw sides, dlib 68 landmarks in the "
              "ground-truth box; 0 = frontal). The build names a face `left`/`right` beyond 0.12.", "",
              "| faces | n | median | 90th percentile | " + " | ".join(f"share > {t}" for t in THRESHOLDS) + " |",
@@ -112,6 +112,12 @@ def render(res: dict[str, list[float]], argv: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_saved(saved: dict) -> str:
+    """The Markdown report again from the JSON :func:`main` wrote beside it (``turn``, ``command``, ``machine``);
+    nothing is measured. KeyError names a missing field."""
+    return render(saved["turn"], saved["command"], saved["machine"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python tools/pose_gap.py [--checks SPEC] [--data SPEC] [--sample N] [--out FILE.md]``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -121,11 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the Markdown table here (and its JSON beside it)")
     a = ap.parse_args(argv)
     res = measure(a.checks, a.data, a.sample)
-    shown = ["python tools/pose_gap.py"] + [f"--{k} {v}" for k, v in (("sample", a.sample),) if v != 700]
-    text = render(res, " ".join(shown))
+    from facewear.timing import machine
+
+    shown = " ".join(["python tools/pose_gap.py"] + [f"--{k} {v}" for k, v in (("sample", a.sample),) if v != 700])
+    text = render(res, shown, machine())
     if a.out:
         write_text(a.out, text)
-        write_json(Path(a.out).with_suffix(".json"), {"sample": a.sample, "turn": res})
+        write_json(Path(a.out).with_suffix(".json"), {"sample": a.sample, "command": shown, "machine": machine(),
+                                                      "turn": res})
     print(text)
     return 0
 

@@ -13,6 +13,9 @@ Nothing is measured: every figure comes from the JSON the release tools, ``tools
 * ``classifiers``: ``tools/release_cls.py`` from ``weights/classifiers.bench.json`` and ``cascades.bench.json``;
 * ``card``: ``detection.card`` from ``weights/card.json``.
 
+Reports only: ``cmu-poses*.md`` (``tools/cmu_poses.py``) and ``pose-gap.md`` (``tools/pose_gap.py``), from the
+JSON beside each.
+
 ``weights/coco-start-ab.md`` is not covered: ``tools/ab_report.py`` reads two runs' ``results.csv``, which are
 not kept.
 """
@@ -70,6 +73,8 @@ def blocks() -> dict[str, tuple[str, Callable[[], str]]]:
 
 def reports() -> dict[str, Callable[[], str]]:
     """Report file in ``weights/`` -> function rendering it."""
+    import cmu_poses
+    import pose_gap
     import real_ab
 
     from classification.bench import cls_markdown
@@ -82,6 +87,9 @@ def reports() -> dict[str, Callable[[], str]]:
         "classifiers.bench.md": lambda: cls_markdown(_load("classifiers.bench.json")),
         "cascades.bench.md": lambda: cascade_markdown(_load("cascades.bench.json")),
         "yolov5n-facewear4.bench.md": lambda: bench.to_markdown(_load("yolov5n-facewear4.bench.json")),
+        "cmu-poses.md": lambda: cmu_poses.render_saved(_load("cmu-poses.json")),
+        "cmu-poses-320.md": lambda: cmu_poses.render_saved(_load("cmu-poses-320.json")),
+        "pose-gap.md": lambda: pose_gap.render_saved(_load("pose-gap.json")),
     }
 
 
