@@ -579,6 +579,24 @@ def test_make_composite_skips_small_faces_and_unplausible_landmarks(lib):
     assert build.make_composite(img, ann, bad, v, lib, np.random.default_rng(0), 24) is None
 
 
+def test_make_composite_min_turn_overlays_only_turned_faces(lib):
+    """A variant's ``min_turn`` leaves faces turned less than it alone (the head turn is |r - 0.5| of head_pose)."""
+    img, ann, lms = _two_faces()
+    ann.boxes[1].label = "face"
+    turned = np.asarray(lms[1], np.float64)
+    x0, x16 = turned[0, 0], turned[16, 0]
+    turned[30, 0] = x0 + 0.78 * (x16 - x0)  # nose tip near the right jaw side: r = 0.78
+    lms = [lms[0], turned.tolist()]
+    assert abs(fw_composite.head_pose(np.asarray(lms[0]))[1] - 0.5) < 0.2
+    v = {"p_face": {"sunglasses": 1.0}}
+    _, new, applied = build.make_composite(img, ann, lms, {**v, "min_turn": 0.2}, lib, np.random.default_rng(0), 24)
+    assert [b.label for b in new.boxes] == ["face", "sunglasses"]
+    assert [(a["box"], a["pose"]) for a in applied] == [(1, "right")]
+    _, new, _ = build.make_composite(img, ann, lms, v, lib, np.random.default_rng(0), 24)  # without: both
+    assert [b.label for b in new.boxes] == ["sunglasses", "sunglasses"]
+    assert build.make_composite(img, ann, lms, {**v, "min_turn": 0.3}, lib, np.random.default_rng(0), 24) is None
+
+
 def test_make_composite_failed_step_leaves_no_trace(lib, monkeypatch):
     """mask+sunglasses on two faces; the second face's sunglasses fail after its mask was drawn."""
     img, ann, lms = _two_faces()

@@ -387,14 +387,21 @@ def _choose(probs: dict[str, float] | None, rng: np.random.Generator) -> str | N
 
 def make_composite(img: np.ndarray, ann: ImageAnn, lms: list, variant: dict, lib: OverlayLibrary,
                    rng: np.random.Generator, min_face: float) -> tuple[np.ndarray, ImageAnn, list[dict]] | None:
-    """Apply one recipe variant to a whole photo. Returns None when no face got an overlay."""
-    from .composite import apply_eyeglasses, apply_mask, apply_sunglasses, jpeg_roundtrip  # noqa: PLC0415
+    """Apply one recipe variant to a whole photo. Returns None when no face got an overlay.
+
+    ``variant``: ``p_face`` / ``p_mask`` ({action: probability} for a face of that class) and optional
+    ``min_turn``: only faces whose head turn ``|r - 0.5|`` (:func:`facewear.data.composite.head_pose`, from the
+    68 landmarks; 0 frontal) is at least this get an overlay, for variants that target turned heads (real
+    sunglasses photos turn further than most of our source faces).
+    """
+    from .composite import apply_eyeglasses, apply_mask, apply_sunglasses, head_pose, jpeg_roundtrip  # noqa: PLC0415
     from .landmarks import landmarks68, plausible  # noqa: PLC0415
 
     out = img.copy()
     gray = None
     new = ImageAnn(ann.file, ann.width, ann.height, [Box(b.x1, b.y1, b.x2, b.y2, b.label, dict(b.meta)) for b in ann.boxes])
     applied = []
+    min_turn = float(variant.get("min_turn", 0.0))
     for i, b in enumerate(new.boxes):
         probs = {"face": variant.get("p_face"), "mask": variant.get("p_mask")}.get(b.label)
         action = _choose(probs, rng)
@@ -405,6 +412,8 @@ def make_composite(img: np.ndarray, ann: ImageAnn, lms: list, variant: dict, lib
             gray = gray if gray is not None else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
             lm = landmarks68(gray, b.xyxy())
         if not plausible(lm, b.xyxy()):
+            continue
+        if min_turn and abs(head_pose(lm)[1] - 0.5) < min_turn:
             continue
         try:
             # draw on a copy: when a later step fails, an earlier one must not stay on a face whose label is kept
