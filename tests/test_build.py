@@ -763,3 +763,18 @@ def test_failed_build_keeps_the_previous_one(tmp_path, monkeypatch, target):
     run_build(data, out, recipe)
     assert len([m for m in metas(out / "facewear4") if not m.synthetic]) == 5
     assert sorted(p.name for p in out.iterdir()) == ["cache", "facewear4"]
+
+
+def test_turned_recipe_is_the_default_plus_sgt():
+    """datasets/facewear4-turned.recipe.yaml (row O of the real-data A/B) must stay the default recipe plus one
+    ``sgt`` variant per source, so that its build holds the default build's images plus the turned composites."""
+    from facewear.constants import DATASETS_DIR
+
+    base = yaml.safe_load((DATASETS_DIR / "facewear4.recipe.yaml").read_text())
+    turned = yaml.safe_load((DATASETS_DIR / "facewear4-turned.recipe.yaml").read_text())
+    assert {k: v for k, v in turned.items() if k != "sources"} == {k: v for k, v in base.items() if k != "sources"}
+    assert turned["sources"].keys() == base["sources"].keys()
+    for src, spec in turned["sources"].items():
+        *rest, sgt = spec["variants"]
+        assert rest == base["sources"][src]["variants"], src
+        assert sgt["name"] == "sgt" and sgt["min_turn"] > 0, src

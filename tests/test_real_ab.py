@@ -85,3 +85,33 @@ def test_pose_gap_boxes_and_table(tmp_path):
     text = render({"cmu-faces left": [0.1, 0.25, 0.35, 0.4], "training": [0.0, 0.05]}, "python tools/pose_gap.py")
     assert "| cmu-faces left | 4 | 0.300 |" in text and text.rstrip().endswith("| 0.00 | 0.00 |")
     assert "| 0.75 | 0.50 |" in text
+
+
+def test_cmu_poses_merge_joins_rows_of_one_machine_only(tmp_path):
+    """tools/cmu_poses.py --merge: earlier rows join the report as measured (in order, nothing re-measured); rows
+    of another machine, data or input size are refused."""
+    import json
+
+    import cmu_poses
+
+    from facewear.io import portable_path
+    from facewear.timing import machine
+
+    spec = tmp_path / "checks.yaml"
+    spec.write_text("names: {0: face}\n")
+    row = {p: {"n": 4, "found": 1.0, "named_if_found": 0.5, "recall": 0.5} for p in cmu_poses.POSES}
+    saved = {"data": portable_path(spec), "imgsz": None, "machine": machine()}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({**saved, "models": {"E": "e.pt"}, "results": {"E": row}}))
+    b.write_text(json.dumps({**saved, "models": {"N": "n.pt"}, "results": {"N": {**row, "up": {**row["up"], "n": 9}}}}))
+    out = tmp_path / "joined.md"
+    assert cmu_poses.main(["--merge", str(a), str(b), "--data", str(spec), "--out", str(out)]) == 0
+    joined = json.loads(out.with_suffix(".json").read_text())
+    assert list(joined["results"]) == ["E", "N"] and joined["results"]["N"]["up"]["n"] == 9
+    assert "| N | up | 9 |" in out.read_text() and "--model 'E'=e.pt --model 'N'=n.pt" in out.read_text()
+    assert cmu_poses.render_saved(joined) == out.read_text()
+    b.write_text(json.dumps({**saved, "machine": "another", "models": {}, "results": {}}))
+    with pytest.raises(SystemExit, match="machine"):
+        cmu_poses.main(["--merge", str(a), str(b), "--data", str(spec)])
+    with pytest.raises(SystemExit, match="--model"):
+        cmu_poses.main(["--data", str(spec)])

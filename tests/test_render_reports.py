@@ -31,7 +31,7 @@ def test_check_writes_only_a_copy(tmp_path):
     assert not any(v.startswith("missing") for v in res.values())
 
 
-@pytest.mark.parametrize("name", ["cmu-poses.md", "cmu-poses-320.md", "pose-gap.md"])
+@pytest.mark.parametrize("name", ["cmu-poses.md", "cmu-poses-320.md", "pose-gap.md", "pose-gap-turned.md"])
 def test_pose_reports_match_their_json(name):
     """tools/cmu_poses.py and tools/pose_gap.py write their JSON with machine and command: a re-render from it
     gives the committed report byte for byte."""

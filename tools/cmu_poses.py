@@ -15,6 +15,7 @@ tune on the real checks.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -102,17 +103,31 @@ def render_saved(saved: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", required=True, help="LABEL=PATH (.pt or .onnx); repeat")
+    ap.add_argument("--model", action="append", default=[], help="LABEL=PATH (.pt or .onnx); repeat")
+    ap.add_argument("--merge", nargs="+", default=[],
+                    help="earlier JSON outputs of this tool whose rows go into the report as measured then (same "
+                         "machine, data and input size only; merged rows first, then --model)")
     ap.add_argument("--data", default="datasets/real-checks.yaml", help="the real checks spec")
     ap.add_argument("--imgsz", type=int, default=None, help="input size (default: each model's own)")
     ap.add_argument("--out", default=None, help="write the Markdown table here (and its JSON beside it)")
     a = ap.parse_args(argv)
     models = _pair(a.model, "model")
+    if not models and not a.merge:
+        raise SystemExit("give --model LABEL=PATH and/or --merge FILE.json")
     data = Path(a.data) if Path(a.data).is_file() else DATASETS_DIR / Path(a.data).name
     if not data.is_file():
         raise SystemExit(f"{a.data}: spec not found (facewear data build writes datasets/real-checks.yaml)")
-    results = {label: measure(path, str(data), a.imgsz) for label, path in models.items()}
-    shown = {k: portable_path(v) for k, v in models.items()}  # committed reports name no machine directory
+    results: dict[str, dict] = {}
+    shown: dict[str, str] = {}
+    for f in a.merge:
+        old = json.loads(Path(f).read_text())
+        for key, want in (("machine", machine()), ("data", portable_path(data)), ("imgsz", a.imgsz)):
+            if old.get(key) != want:
+                raise SystemExit(f"{f}: measured with {key} {old.get(key)!r}, not {want!r}: rows cannot be joined")
+        results.update(old["results"])
+        shown.update(old["models"])
+    results.update({label: measure(path, str(data), a.imgsz) for label, path in models.items()})
+    shown.update({k: portable_path(v) for k, v in models.items()})  # committed reports name no machine directory
     md = render(results, shown, portable_path(data), a.imgsz)
     if a.out:
         write_text(Path(a.out), md)

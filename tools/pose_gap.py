@@ -127,9 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the Markdown table here (and its JSON beside it)")
     a = ap.parse_args(argv)
     res = measure(a.checks, a.data, a.sample)
+    from facewear.io import portable_path
     from facewear.timing import machine
 
-    shown = " ".join(["python tools/pose_gap.py"] + [f"--{k} {v}" for k, v in (("sample", a.sample),) if v != 700])
+    defaults = {"checks": ap.get_default("checks"), "data": ap.get_default("data"), "sample": 700}
+    shown = " ".join(["python tools/pose_gap.py"] + [  # the options that differ from the defaults, portable paths
+        f"--{k} {portable_path(v) if k != 'sample' else v}" for k, v in vars(a).items()
+        if k in defaults and v != defaults[k]])
     text = render(res, shown, machine())
     if a.out:
         write_text(a.out, text)

@@ -13,7 +13,7 @@ Nothing is measured: every figure comes from the JSON the release tools, ``tools
 * ``classifiers``: ``tools/release_cls.py`` from ``weights/classifiers.bench.json`` and ``cascades.bench.json``;
 * ``card``: ``detection.card`` from ``weights/card.json``.
 
-Reports only: ``cmu-poses*.md`` (``tools/cmu_poses.py``) and ``pose-gap.md`` (``tools/pose_gap.py``), from the
+Reports only: ``cmu-poses*.md`` (``tools/cmu_poses.py``) and ``pose-gap*.md`` (``tools/pose_gap.py``), from the
 JSON beside each.
 
 ``weights/coco-start-ab.md`` is not covered: ``tools/ab_report.py`` reads two runs' ``results.csv``, which are
@@ -90,6 +90,7 @@ def reports() -> dict[str, Callable[[], str]]:
         "cmu-poses.md": lambda: cmu_poses.render_saved(_load("cmu-poses.json")),
         "cmu-poses-320.md": lambda: cmu_poses.render_saved(_load("cmu-poses-320.json")),
         "pose-gap.md": lambda: pose_gap.render_saved(_load("pose-gap.json")),
+        "pose-gap-turned.md": lambda: pose_gap.render_saved(_load("pose-gap-turned.json")),
     }
 
 
