@@ -294,7 +294,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train split to use")
     p.add_argument("--lr0", type=float, default=argparse.SUPPRESS,
                    help="initial learning rate (ultralytics' lr0; default 0.01), used with an explicit --optimizer "
-                        "only: 'auto' picks its own (AdamW at 0.00125 for four classes and short runs)")
+                        "only: 'auto' picks its own (AdamW at 0.00125 for four classes and short runs, which undid "
+                        "most of a converged model's gain in a 1-epoch fine-tune here; --optimizer AdamW --lr0 0.0001 "
+                        "kept it: README, real-data A/B rows Lc and N)")
     p.add_argument("--source-weight", action="append", default=None, metavar="LABEL=W",
                    help="list the training images holding a box whose source dataset label is LABEL (e.g. "
                         "mask_weared_incorrect) W times; repeat")
