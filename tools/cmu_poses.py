@@ -3,6 +3,8 @@
 
     python tools/cmu_poses.py --model E=weights/yolov5n-facewear4.pt \\
         --model H=runs/yolo/v5n-640-ft2-gray/weights/best.pt --out weights/cmu-poses.md
+    python tools/cmu_poses.py --merge weights/cmu-poses.json --model N=runs/yolo/NAME/weights/best.pt \
+        --out weights/cmu-poses.md      # add a row; the merged rows keep their figures
 
 ``cmu-faces`` (the CMU "Face Images" set, T. Mitchell) names each photo ``<person>_<pose>_<expression>_<eyes>``
 with pose ``straight``, ``left``, ``right`` or ``up``. Its sunglasses photos make up most of the real sunglasses
