@@ -115,3 +115,6 @@ def test_cmu_poses_merge_joins_rows_of_one_machine_only(tmp_path):
         cmu_poses.main(["--merge", str(a), str(b), "--data", str(spec)])
     with pytest.raises(SystemExit, match="--model"):
         cmu_poses.main(["--data", str(spec)])
+    b.write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="not a JSON written by tools/cmu_poses.py"):
+        cmu_poses.main(["--merge", str(b), "--data", str(spec)])

@@ -3,7 +3,7 @@
 
     python tools/cmu_poses.py --model E=weights/yolov5n-facewear4.pt \\
         --model H=runs/yolo/v5n-640-ft2-gray/weights/best.pt --out weights/cmu-poses.md
-    python tools/cmu_poses.py --merge weights/cmu-poses.json --model N=runs/yolo/NAME/weights/best.pt \
+    python tools/cmu_poses.py --merge weights/cmu-poses.json --model N=runs/yolo/NAME/weights/best.pt \\
         --out weights/cmu-poses.md      # add a row; the merged rows keep their figures
 
 ``cmu-faces`` (the CMU "Face Images" set, T. Mitchell) names each photo ``<person>_<pose>_<expression>_<eyes>``
@@ -122,12 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     shown: dict[str, str] = {}
     for f in a.merge:
-        old = json.loads(Path(f).read_text())
+        try:
+            old = json.loads(Path(f).read_text())
+            rows, paths = dict(old["results"]), dict(old["models"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise SystemExit(f"{f}: not a JSON written by tools/cmu_poses.py --out ({e!r})") from None
         for key, want in (("machine", machine()), ("data", portable_path(data)), ("imgsz", a.imgsz)):
             if old.get(key) != want:
                 raise SystemExit(f"{f}: measured with {key} {old.get(key)!r}, not {want!r}: rows cannot be joined")
-        results.update(old["results"])
-        shown.update(old["models"])
+        results.update(rows)
+        shown.update(paths)
     results.update({label: measure(path, str(data), a.imgsz) for label, path in models.items()})
     shown.update({k: portable_path(v) for k, v in models.items()})  # committed reports name no machine directory
     md = render(results, shown, portable_path(data), a.imgsz)
