@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from facewear.constants import DATASETS_DIR
 from facewear.data.layout import load_spec, read_meta_file, split_paths
-from facewear.io import image_size, write_json, write_text
+from facewear.io import image_size, portable_path, write_json, write_text
+from facewear.timing import machine
 
 THRESHOLDS = (0.2, 0.3)
 
@@ -97,8 +98,6 @@ def measure(checks: str | Path, data: str | Path, sample: int, seed: int = 0) ->
 def render(res: dict[str, list[float]], argv: str, machine_name: str | None = None) -> str:
     """The Markdown report: machine (default this one, :func:`facewear.timing.machine`), command, and per group
     n, median, 90th percentile and the shares above :data:`THRESHOLDS` of ``|r - 0.5|``."""
-    from facewear.timing import machine
-
     lines = ["# Head turn of real sunglasses faces and of our sunglasses composites", "",
              f"Machine: {machine_name or machine()}. Command: `{argv}`. Turn: `|r - 0.5|` of "
              "`facewear.data.composite.head_pose` (nose tip between the jaw sides, dlib 68 landmarks in the "
@@ -127,13 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the Markdown table here (and its JSON beside it)")
     a = ap.parse_args(argv)
     res = measure(a.checks, a.data, a.sample)
-    from facewear.io import portable_path
-    from facewear.timing import machine
-
-    defaults = {"checks": ap.get_default("checks"), "data": ap.get_default("data"), "sample": 700}
     shown = " ".join(["python tools/pose_gap.py"] + [  # the options that differ from the defaults, portable paths
-        f"--{k} {portable_path(v) if k != 'sample' else v}" for k, v in vars(a).items()
-        if k in defaults and v != defaults[k]])
+        f"--{k} {portable_path(str(getattr(a, k)))}" for k in ("checks", "data", "sample")
+        if getattr(a, k) != ap.get_default(k)])
     text = render(res, shown, machine())
     if a.out:
         write_text(a.out, text)
