@@ -71,4 +71,41 @@ class AgnosticNMS:
         return getattr(self.detector, name)
 
 
-__all__ = ["AgnosticNMS", "Detector", "EMPTY", "nms"]
+class PadCanvas:
+    """Wraps any :class:`Detector`: each frame is placed in the middle of a ``factor`` times larger canvas of
+    the letterbox grey (114, as ultralytics pads) before detection, and the boxes are shifted back into the
+    frame's pixels. The objects keep their pixel size while the frame grows, so after the model's resize they
+    come out ``factor`` times smaller: a diagnostic for how detection depends on object size (a face filling
+    the frame against the same face in a larger scene). Raises ValueError for ``factor`` < 1."""
+
+    FILL = 114
+
+    def __init__(self, detector: Detector, factor: float) -> None:
+        if not factor >= 1:
+            raise ValueError(f"pad factor {factor!r}: must be at least 1 (1: the frame as it is)")
+        self.detector, self.factor = detector, float(factor)
+        self.names = tuple(getattr(detector, "names", ()) or ())
+        self.source = getattr(detector, "source", type(detector).__name__)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        big_h, big_w = round(h * self.factor), round(w * self.factor)
+        if (big_h, big_w) == (h, w):
+            return np.asarray(self.detector(frame), np.float32).reshape(-1, 6)
+        y0, x0 = (big_h - h) // 2, (big_w - w) // 2
+        canvas = np.full((big_h, big_w) + frame.shape[2:], self.FILL, frame.dtype)
+        canvas[y0:y0 + h, x0:x0 + w] = frame
+        dets = np.asarray(self.detector(canvas), np.float32).reshape(-1, 6).copy()
+        dets[:, [0, 2]] -= x0
+        dets[:, [1, 3]] -= y0
+        dets[:, [0, 2]] = dets[:, [0, 2]].clip(0, w)  # as a detector clips to the frame it was given
+        dets[:, [1, 3]] = dets[:, [1, 3]].clip(0, h)
+        return dets
+
+    def __getattr__(self, name: str):  # imgsz, conf, meta ... of the wrapped detector
+        if name == "detector":
+            raise AttributeError(name)
+        return getattr(self.detector, name)
+
+
+__all__ = ["AgnosticNMS", "Detector", "EMPTY", "PadCanvas", "nms"]

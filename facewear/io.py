@@ -320,6 +320,28 @@ def write_json(dst: str | os.PathLike, obj: Any, indent: int | None = 1) -> None
     write_text(dst, json.dumps(obj, indent=indent) + "\n")
 
 
+def read_report_json(path: str | os.PathLike, writer: str, fields: Iterable[str],
+                     same: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON report an earlier run of ``writer`` (a tool, for the messages) wrote, to be merged into a new one.
+
+    ``fields`` must all be present; each ``same`` key must hold that value (the machine, data or input size the
+    new rows are measured with), since rows measured under other conditions cannot share one table. Raises
+    SystemExit naming ``path`` and the problem (unreadable, not that tool's JSON, or measured differently)."""
+    try:
+        saved = json.loads(Path(path).read_text())
+        if not isinstance(saved, dict):
+            raise TypeError(f"a JSON {type(saved).__name__}, not an object")
+        missing = [k for k in fields if k not in saved]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as e:
+        raise SystemExit(f"{path}: not a JSON written by {writer} ({e!r})") from None
+    if missing:
+        raise SystemExit(f"{path}: not a JSON written by {writer} (no {', '.join(missing)})")
+    for key, want in (same or {}).items():
+        if saved.get(key) != want:
+            raise SystemExit(f"{path}: measured with {key} {saved.get(key)!r}, not {want!r}: rows cannot be joined")
+    return saved
+
+
 def write_image(dst: str | os.PathLike, bgr: np.ndarray, quality: int = 92) -> None:
     """Write a BGR image atomically; format from the suffix."""
     dst = Path(dst)

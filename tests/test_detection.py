@@ -494,3 +494,31 @@ def test_train_yolo_cli_no_plots_and_time_reach_ultralytics(tmp_path):
         with pytest.raises(Stop):
             train(**vars(ap.parse_args([*base, "--name", name, *extra])), callbacks={"on_pretrain_routine_end": grab})
     assert seen == {"gpu": (False, 0.05, 0.33, 0), "plain": (True, None, 0.0, 1)}
+
+
+def test_pad_canvas_maps_boxes_back_and_shrinks_the_object():
+    """PadCanvas: the wrapped detector sees the frame in the middle of a larger grey canvas, and its boxes come
+    back in the frame's own pixels (clipped to it)."""
+    from detection.detector import PadCanvas
+
+    seen = []
+
+    class Bright:  # one box around the bright pixels, plus one that runs off the canvas's top-left
+        names, source = ("face",), "bright"
+
+        def __call__(self, frame):
+            seen.append(frame.shape)
+            ys, xs = np.nonzero(frame[..., 0] > 200)
+            return np.float32([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, 0.9, 0], [0, 0, 5, 5, 0.5, 0]])
+
+    frame = np.zeros((60, 80, 3), np.uint8)
+    frame[10:30, 20:50] = 255
+    plain = Bright()(frame)
+    det = PadCanvas(Bright(), 3)
+    got = det(frame)
+    assert seen[-1] == (180, 240, 3) and det.names == ("face",) and det.source == "bright"
+    np.testing.assert_allclose(got[0], plain[0])
+    assert (got[1, :4] == 0).all()  # the canvas corner lies outside the frame: clipped to it
+    np.testing.assert_allclose(PadCanvas(Bright(), 1)(frame), plain)
+    with pytest.raises(ValueError, match="at least 1"):
+        PadCanvas(Bright(), 0.5)

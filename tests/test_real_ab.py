@@ -118,3 +118,43 @@ def test_cmu_poses_merge_joins_rows_of_one_machine_only(tmp_path):
     b.write_text("[1, 2]")
     with pytest.raises(SystemExit, match="not a JSON written by tools/cmu_poses.py"):
         cmu_poses.main(["--merge", str(b), "--data", str(spec)])
+
+
+def test_merges_refuse_rows_measured_otherwise(tmp_path):
+    """Both tools' --merge go through facewear.io.read_report_json: real_ab refuses rows of another machine (its
+    one machine line would mislabel them), cmu_poses rows of another --pad; a non-report file is named."""
+    import json
+    import subprocess
+    import sys
+
+    import cmu_poses
+
+    from facewear.constants import REPO_ROOT
+    from facewear.io import portable_path, read_report_json
+    from facewear.timing import machine
+
+    src = json.loads((REPO_ROOT / "weights" / "real-data-ab.json").read_text())
+    other = tmp_path / "gpu.json"
+    other.write_text(json.dumps({**src, "machine": "NVIDIA H200"}))
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "real_ab.py"), "--merge", str(other), "--out",
+                          str(tmp_path / "ab.md")], capture_output=True, text=True)
+    assert run.returncode != 0 and "measured with machine 'NVIDIA H200'" in run.stderr
+    assert not (tmp_path / "ab.md").exists()
+
+    spec = tmp_path / "checks.yaml"
+    spec.write_text("names: {0: face}\n")
+    row = {p: {"n": 4, "found": 1.0, "named_if_found": 0.5, "recall": 0.5} for p in cmu_poses.POSES}
+    padded = tmp_path / "pad2.json"
+    padded.write_text(json.dumps({"data": portable_path(spec), "imgsz": None, "pad": 2.0, "machine": machine(),
+                                  "models": {"E": "e.pt"}, "results": {"E": row}}))
+    with pytest.raises(SystemExit, match="pad 2.0, not None"):
+        cmu_poses.main(["--merge", str(padded), "--data", str(spec)])
+    out = tmp_path / "pad2.md"
+    assert cmu_poses.main(["--merge", str(padded), "--data", str(spec), "--pad", "2", "--out", str(out)]) == 0
+    assert "--pad 2 --data" in out.read_text() and "2 times larger grey canvas" in out.read_text()
+    assert cmu_poses.render_saved(json.loads(out.with_suffix(".json").read_text())) == out.read_text()
+    with pytest.raises(SystemExit, match="--pad 0.5: must be at least 1"):
+        cmu_poses.main(["--merge", str(padded), "--data", str(spec), "--pad", "0.5"])
+    with pytest.raises(SystemExit, match=r"b.json: not a JSON written by T \(no results\)"):
+        (tmp_path / "b.json").write_text('{"models": {}}')
+        read_report_json(tmp_path / "b.json", "T", ("models", "results"))

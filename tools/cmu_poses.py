@@ -17,7 +17,6 @@ tune on the real checks.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from real_ab import _pair  # LABEL=VALUE arguments, as real_ab parses them (tools/ is this script's folder)
 
 from facewear.constants import DATASETS_DIR
-from facewear.io import portable_path, write_json, write_text
+from facewear.io import portable_path, read_report_json, write_json, write_text
 from facewear.timing import machine
 
 PREFIX = "cmu-faces_sunglasses__"  # file names in the built real checks: <source>_<folder>__<photo>
@@ -59,15 +58,21 @@ def pose_groups(gt: dict) -> dict[int, str]:
             if a["image_id"] in pose_of and a["category_id"] in sunglasses}
 
 
-def measure(model: str, data: str, imgsz: int | None = None) -> dict[str, dict]:
-    """Per pose: ``n``, ``found`` and ``named_if_found`` (shares) and ``recall`` (found and named) at conf 0.25."""
+def measure(model: str, data: str, imgsz: int | None = None, pad: float | None = None) -> dict[str, dict]:
+    """Per pose: ``n``, ``found`` and ``named_if_found`` (shares) and ``recall`` (found and named) at conf 0.25.
+
+    ``pad``: each photo is first placed in a ``pad`` times larger grey canvas
+    (:class:`detection.detector.PadCanvas`), so the faces reach the model ``pad`` times smaller."""
     from detection.cascade_bench import found_and_named
+    from detection.detector import PadCanvas
     from detection.registry import load_detector
     from detection.val import detect_split
     from facewear.data.layout import load_spec
 
     spec = load_spec(data)
     det = load_detector(model, imgsz=imgsz, conf=0.001, iou=0.6)  # val's defaults; found_and_named cuts at 0.25
+    if pad:
+        det = PadCanvas(det, pad)
     gt, dets, _ = detect_split(det, spec, "test" if "test" in spec else "val")
     groups = pose_groups(gt)
     if not groups:
@@ -81,15 +86,17 @@ def measure(model: str, data: str, imgsz: int | None = None) -> dict[str, dict]:
 
 
 def render(results: dict[str, dict], models: dict[str, str], data: str, imgsz: int | None = None,
-           machine_name: str | None = None) -> str:
+           machine_name: str | None = None, pad: float | None = None) -> str:
     """The Markdown report (paths as given: pass :func:`facewear.io.portable_path` ones); ``machine_name``
     defaults to this machine (:func:`facewear.timing.machine`)."""
     f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     args = " ".join(f"--model {k!r}={v}" for k, v in models.items()) + (f" --imgsz {imgsz}" if imgsz else "")
+    args += f" --pad {pad:g}" if pad else ""
     lines = ["# Real sunglasses on cmu-faces, by head pose", "",
              f"Machine: {machine_name or machine()}. Command: `python tools/cmu_poses.py {args} --data {data}`. "
              "Found: any box with IoU >= 0.5 at score >= 0.25; named: the best-overlapping box says `sunglasses`; "
-             "recall: both.",
+             "recall: both." + (f" Each photo was placed in the middle of a {pad:g} times larger grey canvas "
+                                "(`--pad`), so its face reached the model that many times smaller." if pad else ""),
              "", "| model | pose | n | found | named if found | recall |", "|---|---|---:|---:|---:|---:|"]
     for label, per_pose in results.items():
         lines += [f"| {label} | {p} | {s['n']} | {f(s['found'])} | {f(s['named_if_found'])} | {f(s['recall'])} |"
@@ -100,7 +107,8 @@ def render(results: dict[str, dict], models: dict[str, str], data: str, imgsz: i
 def render_saved(saved: dict) -> str:
     """The Markdown report again from the JSON :func:`main` wrote beside it (``models``, ``data``, ``imgsz``,
     ``machine``, ``results``); nothing is measured. KeyError names a missing field."""
-    return render(saved["results"], saved["models"], saved["data"], saved.get("imgsz"), saved["machine"])
+    return render(saved["results"], saved["models"], saved["data"], saved.get("imgsz"), saved["machine"],
+                  saved.get("pad"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +119,14 @@ def main(argv: list[str] | None = None) -> int:
                          "machine, data and input size only; merged rows first, then --model)")
     ap.add_argument("--data", default="datasets/real-checks.yaml", help="the real checks spec")
     ap.add_argument("--imgsz", type=int, default=None, help="input size (default: each model's own)")
+    ap.add_argument("--pad", type=float, default=None,
+                    help="place each photo in a K times larger grey canvas first, so its face reaches the model K "
+                         "times smaller (a face-size diagnostic; default: the photos as they are)")
     ap.add_argument("--out", default=None, help="write the Markdown table here (and its JSON beside it)")
     a = ap.parse_args(argv)
+    if a.pad is not None and not a.pad >= 1:
+        raise SystemExit(f"--pad {a.pad:g}: must be at least 1")
+    pad = a.pad if a.pad and a.pad != 1 else None
     models = _pair(a.model, "model")
     if not models and not a.merge:
         raise SystemExit("give --model LABEL=PATH and/or --merge FILE.json")
@@ -122,23 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     shown: dict[str, str] = {}
     for f in a.merge:
-        try:
-            old = json.loads(Path(f).read_text())
-            rows, paths = dict(old["results"]), dict(old["models"])
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-            raise SystemExit(f"{f}: not a JSON written by tools/cmu_poses.py --out ({e!r})") from None
-        for key, want in (("machine", machine()), ("data", portable_path(data)), ("imgsz", a.imgsz)):
-            if old.get(key) != want:
-                raise SystemExit(f"{f}: measured with {key} {old.get(key)!r}, not {want!r}: rows cannot be joined")
-        results.update(rows)
-        shown.update(paths)
-    results.update({label: measure(path, str(data), a.imgsz) for label, path in models.items()})
+        old = read_report_json(f, "tools/cmu_poses.py --out", ("models", "results"),
+                               {"machine": machine(), "data": portable_path(data), "imgsz": a.imgsz, "pad": pad})
+        results.update(old["results"])
+        shown.update(old["models"])
+    results.update({label: measure(path, str(data), a.imgsz, pad) for label, path in models.items()})
     shown.update({k: portable_path(v) for k, v in models.items()})  # committed reports name no machine directory
-    md = render(results, shown, portable_path(data), a.imgsz)
+    md = render(results, shown, portable_path(data), a.imgsz, pad=pad)
     if a.out:
         write_text(Path(a.out), md)
         write_json(Path(a.out).with_suffix(".json"), {"models": shown, "data": portable_path(data),
-                                                      "imgsz": a.imgsz, "machine": machine(), "results": results})
+                                                      "imgsz": a.imgsz, **({"pad": pad} if pad else {}),
+                                                      "machine": machine(), "results": results})
     print(md)
     return 0
 

@@ -15,14 +15,13 @@ Never train or tune on either set: this only measures.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facewear.constants import CLASS_NAMES, DATASETS_DIR, REPO_ROOT
-from facewear.io import write_json, write_marked_block, write_text
+from facewear.io import read_report_json, write_json, write_marked_block, write_text
 from facewear.metrics import AP50, MAP50, MAP50_95, DetMetrics
 from facewear.timing import machine  # the one machine line of every report
 
@@ -149,8 +148,8 @@ def main() -> int:
     results: dict = {}
     merged_models: dict = {}
     imgsz = a.imgsz
-    for f in a.merge:
-        old = json.loads(Path(f).read_text())
+    for f in a.merge:  # one machine line covers every row: rows from another machine are refused
+        old = read_report_json(f, "tools/real_ab.py", ("models", "results"), {"machine": machine()})
         if not models and a.imgsz is None:  # nothing measured now: keep the merged rows' input size
             imgsz = old.get("imgsz", imgsz)
         results.update(old["results"])
