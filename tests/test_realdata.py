@@ -129,6 +129,30 @@ def test_glasses_follow_yaw_with_perspective(lib):
     assert tl < 0.93 * tr  # turned: the far lens is foreshortened
 
 
+def test_three_quarter_glasses_are_not_stretched_for_the_turn_twice(lib):
+    """On a turned head a front view's lens height is scaled up by 1/sqrt(1 - yaw^2), since the face's eye
+    distance shortens with the turn and its span does not; a three-quarter view is shortened like the face
+    already, so the same cut-out drawn as one comes out that much shorter (it was stretched twice before)."""
+    from dataclasses import replace
+
+    img, lm = drawn_face()
+    turned = lm.copy()
+    turned[27:36, 0] -= 30  # nose toward the image left: yaw about -0.5
+    yaw = (comp.head_pose(turned)[1] - 0.5) * 2
+    assert -0.8 < yaw < -0.3
+    front = lib.sunglasses[2]
+    heights = {}
+    for tpl in (front, replace(front, view="three-quarter")):
+        out = img.copy()
+        pool = OverlayLibrary(sunglasses=[tpl])
+        comp.apply_glasses(out, turned, FACE, pool, np.random.default_rng(1), template=tpl)
+        ch = np.abs(out.astype(int) - img.astype(int)).max(2) > 40
+        re_ = turned[42:48].mean(0)
+        heights[tpl.view] = _lens_rows(ch, int(re_[0]) - 8, int(re_[0]) + 8)  # the near lens
+    want = np.sqrt(1 - yaw ** 2)
+    assert heights["three-quarter"] == pytest.approx(heights["front"] * want, rel=0.06)  # before: equal
+
+
 def test_sunglasses_hide_the_eyes_and_eyeglasses_do_not():
     img, lm = drawn_face()
     clear = drawn_clear_glasses()

@@ -307,7 +307,11 @@ def apply_glasses(img: np.ndarray, lm: np.ndarray, box: tuple[float, float, floa
     opaque_x = np.nonzero((rgba[..., 3] > 128).any(0))[0]
     if len(opaque_x) and (opaque_x[-1] - opaque_x[0]) * sx > 1.2 * face_w:
         raise ValueError(f"{tpl.name}: glasses would be wider than the face")
-    sv = sx / np.sqrt(max(1.0 - yaw ** 2, 0.36))  # true scale, undoing the yaw foreshortening of the IOD
+    # the lens height's scale: a front view's lens span is unforeshortened, so the turned face's IOD (shortened
+    # by sqrt(1 - yaw^2)) undersizes it and the height takes the true scale; a three-quarter view, picked for a
+    # turned head, is foreshortened like the face, so sx is already its true scale (dividing again made its
+    # lenses up to 1/0.6 times too tall)
+    sv = sx if tpl.view == "three-quarter" else sx / np.sqrt(max(1.0 - yaw ** 2, 0.36))
     pitch = float(np.clip(np.linalg.norm(lm[30] - lm[27]) / iod / _NOSE_PER_IOD, 0.7, 1.3))
     k_far, k_near = 1.0 - 0.18 * abs(yaw), 1.0 + 0.08 * abs(yaw)
     k_l, k_r = (k_far, k_near) if yaw < 0 else (k_near, k_far)
