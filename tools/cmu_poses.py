@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", action="append", default=[], help="LABEL=PATH (.pt or .onnx); repeat")
     ap.add_argument("--merge", nargs="+", default=[],
                     help="earlier JSON outputs of this tool whose rows go into the report as measured then (same "
-                         "machine, data and input size only; merged rows first, then --model)")
+                         "machine, data, input size and --pad only; merged rows first, then --model)")
     ap.add_argument("--data", default="datasets/real-checks.yaml", help="the real checks spec")
     ap.add_argument("--imgsz", type=int, default=None, help="input size (default: each model's own)")
     ap.add_argument("--pad", type=float, default=None,
