@@ -158,3 +158,27 @@ def test_merges_refuse_rows_measured_otherwise(tmp_path):
     with pytest.raises(SystemExit, match=r"b.json: not a JSON written by T \(no results\)"):
         (tmp_path / "b.json").write_text('{"models": {}}')
         read_report_json(tmp_path / "b.json", "T", ("models", "results"))
+
+
+def test_real_ab_writes_no_machine_directory(tmp_path):
+    """A row whose model (or command) was given as an absolute path inside the repository is written relative to
+    it, in the JSON and in the report's command line."""
+    import json
+    import subprocess
+    import sys
+
+    from facewear.constants import REPO_ROOT
+
+    src = json.loads((REPO_ROOT / "weights" / "real-data-ab.json").read_text())
+    label = next(iter(src["models"]))
+    src["models"][label] = str(REPO_ROOT / "runs" / "yolo" / "x" / "weights" / "best.pt")
+    src["commands"][label] = f"facewear train yolo --init {REPO_ROOT / 'weights' / 'yolov5n-facewear4.pt'}"
+    merged = tmp_path / "in.json"
+    merged.write_text(json.dumps(src))
+    out = tmp_path / "ab.md"
+    subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "real_ab.py"), "--merge", str(merged), "--out", str(out)],
+                   check=True, capture_output=True)
+    got = json.loads(out.with_suffix(".json").read_text())
+    assert got["models"][label] == "runs/yolo/x/weights/best.pt"
+    assert got["commands"][label] == "facewear train yolo --init weights/yolov5n-facewear4.pt"
+    assert str(REPO_ROOT) not in out.read_text()

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facewear.constants import CLASS_NAMES, DATASETS_DIR, REPO_ROOT
-from facewear.io import read_report_json, write_json, write_marked_block, write_text
+from facewear.io import portable_paths, read_report_json, write_json, write_marked_block, write_text
 from facewear.metrics import AP50, MAP50, MAP50_95, DetMetrics
 from facewear.timing import machine  # the one machine line of every report
 
@@ -158,7 +158,8 @@ def main() -> int:
     imgsz = imgsz or 320
     results, merged_models, commands = rename_rows(_pair(a.rename, "rename"), results, merged_models, commands)
     results.update({label: measure(path, imgsz, a.max_images, Path(a.specs)) for label, path in models.items()})
-    models = {**merged_models, **models}
+    # committed reports name no machine directory: every path as facewear.io.portable_paths writes it
+    models, commands = portable_paths({**merged_models, **models}), portable_paths(commands)
     argv = argv_line(models)
     out = Path(a.out)
     write_text(out, render(results, commands, argv))
