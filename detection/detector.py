@@ -43,16 +43,30 @@ def nms(dets: np.ndarray, iou: float, max_det: int = 300, agnostic: bool = False
     return dets[keep.numpy()]
 
 
-class AgnosticNMS:
+class DetectorWrapper:
+    """Base of the wrappers below: a :class:`Detector` around another one, with its ``names`` and ``source``;
+    any other attribute (imgsz, conf, meta ...) is the wrapped detector's."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        self.names = tuple(getattr(detector, "names", ()) or ())
+        self.source = getattr(detector, "source", type(detector).__name__)
+
+    def __getattr__(self, name: str):  # only reached for attributes the wrapper does not have itself
+        if name == "detector":
+            raise AttributeError(name)
+        return getattr(self.detector, name)
+
+
+class AgnosticNMS(DetectorWrapper):
     """Wraps any :class:`Detector` and applies class-agnostic NMS at ``iou`` to its output.
 
     Used for detectors that only run class-wise NMS themselves (Faster R-CNN, any object given to predict);
     on output that is already agnostic it changes nothing."""
 
     def __init__(self, detector: Detector, iou: float = 0.45) -> None:
-        self.detector, self.iou = detector, iou
-        self.names = tuple(getattr(detector, "names", ()) or ())
-        self.source = getattr(detector, "source", type(detector).__name__)
+        super().__init__(detector)
+        self.iou = iou
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         dets = np.asarray(self.detector(frame), np.float32).reshape(-1, 6)
@@ -65,13 +79,8 @@ class AgnosticNMS:
         keep = np.sort(tv_nms(t[:, :4], t[:, 4], self.iou).numpy())  # only removes boxes: the order stays
         return dets[keep]
 
-    def __getattr__(self, name: str):  # imgsz, conf, meta ... of the wrapped detector
-        if name == "detector":
-            raise AttributeError(name)
-        return getattr(self.detector, name)
 
-
-class PadCanvas:
+class PadCanvas(DetectorWrapper):
     """Wraps any :class:`Detector`: each frame is placed in the middle of a ``factor`` times larger canvas of
     the letterbox grey (114, as ultralytics pads) before detection, and the boxes are shifted back into the
     frame's pixels. The objects keep their pixel size while the frame grows, so after the model's resize they
@@ -83,9 +92,8 @@ class PadCanvas:
     def __init__(self, detector: Detector, factor: float) -> None:
         if not factor >= 1:
             raise ValueError(f"pad factor {factor!r}: must be at least 1 (1: the frame as it is)")
-        self.detector, self.factor = detector, float(factor)
-        self.names = tuple(getattr(detector, "names", ()) or ())
-        self.source = getattr(detector, "source", type(detector).__name__)
+        super().__init__(detector)
+        self.factor = float(factor)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
@@ -102,10 +110,5 @@ class PadCanvas:
         dets[:, [1, 3]] = dets[:, [1, 3]].clip(0, h)
         return dets
 
-    def __getattr__(self, name: str):  # imgsz, conf, meta ... of the wrapped detector
-        if name == "detector":
-            raise AttributeError(name)
-        return getattr(self.detector, name)
 
-
-__all__ = ["AgnosticNMS", "Detector", "EMPTY", "PadCanvas", "nms"]
+__all__ = ["AgnosticNMS", "Detector", "DetectorWrapper", "EMPTY", "PadCanvas", "nms"]

@@ -155,8 +155,8 @@ def test_merges_refuse_rows_measured_otherwise(tmp_path):
     assert cmu_poses.render_saved(json.loads(out.with_suffix(".json").read_text())) == out.read_text()
     with pytest.raises(SystemExit, match="--pad 0.5: must be at least 1"):
         cmu_poses.main(["--merge", str(padded), "--data", str(spec), "--pad", "0.5"])
+    (tmp_path / "b.json").write_text('{"models": {}}')
     with pytest.raises(SystemExit, match=r"b.json: not a JSON written by T \(no results\)"):
-        (tmp_path / "b.json").write_text('{"models": {}}')
         read_report_json(tmp_path / "b.json", "T", ("models", "results"))
 
 
